@@ -1,0 +1,3 @@
+from flexlearn.cli import app
+
+app(prog_name="flex")

@@ -1,0 +1,131 @@
+"""The actor: solves a problem, optionally with retrieved experience and worked examples in its context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flexlearn.agents.templates import fill, shorten
+from flexlearn.experience import Experience, Level, Zone
+from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, Usage
+from flexlearn.tasks.base import Problem, Task
+
+
+@dataclass
+class Shot:
+    """A worked example: a question and a reply that ends the way the task wants."""
+
+    question: str
+    answer: str
+
+
+@dataclass
+class Feedback:
+    """What the critic said about one earlier attempt, shown to the actor on the next round."""
+
+    attempt: str
+    diagnosis: str
+    next_step: str
+
+
+def render_guidance(experiences: list[Experience]) -> str:
+    """Experience for a chat model: grouped by zone, each line tagged with its level."""
+    if not experiences:
+        return ""
+    lines = ["Experience from earlier problems:"]
+    for zone, heading in ((Zone.GOLDEN, "What worked (follow):"), (Zone.WARNING, "What failed (avoid):")):
+        entries = [e for e in experiences if e.zone == zone]
+        if not entries:
+            continue
+        lines.append(heading)
+        for e in entries:
+            lines.append(f"- [{e.level}] {e.title}: {e.content}" if e.title else f"- [{e.level}] {e.content}")
+            lines.extend(f"    e.g. {shorten(x, 300)}" for x in e.examples[:1])
+    return "\n".join(lines) + "\n\n"
+
+
+def render_notes(experiences: list[Experience]) -> tuple[str, list[Shot]]:
+    """Experience for a base model, which follows worked cases rather than instructions: golden cases that carry
+    a worked example become Q/A shots, every other entry a one-line note."""
+    notes: list[str] = []
+    shots: list[Shot] = []
+    for e in experiences:
+        worked = [x for x in e.examples if x.startswith("Q: ") and "\nA: " in x]
+        if e.zone == Zone.GOLDEN and e.level == Level.CASE and worked:
+            q, _, a = worked[0][3:].partition("\nA: ")
+            shots.append(Shot(q.strip(), a.strip()))
+            continue
+        prefix = "Note" if e.zone == Zone.GOLDEN else "Avoid"
+        notes.append(f"{prefix}: {shorten(e.content, 240)}")
+    text = "".join(f"{n}\n" for n in notes)
+    return (text + "\n" if text else ""), shots
+
+
+def _history(feedback: list[Feedback], *, chat: bool) -> str:
+    if not feedback:
+        return ""
+    if chat:
+        parts = ["", "Your earlier attempts were wrong. Feedback on them:"]
+        for i, f in enumerate(feedback, 1):
+            parts.append(f"Attempt {i}: {shorten(f.attempt, 600)}")
+            parts.append(f"Feedback: {f.diagnosis} Next: {f.next_step}".rstrip())
+        parts.append("Solve it again, using the feedback.")
+        return "\n".join(parts)
+    last = feedback[-1]
+    return f"(Not {shorten(last.attempt, 80)}. Hint: {shorten(last.next_step or last.diagnosis, 160)})\n"
+
+
+def actor_prompt(
+    task: Task,
+    problem: Problem,
+    *,
+    guidance: list[Experience] | None = None,
+    shots: list[Shot] | None = None,
+    feedback: list[Feedback] | None = None,
+) -> Prompt:
+    guidance = guidance or []
+    shots = list(shots or [])
+    feedback = feedback or []
+    notes, guided_shots = render_notes(guidance)
+    question = task.render(problem)
+    chat_examples = "".join(f"Example problem:\n{s.question}\nExample solution:\n{s.answer}\n\n" for s in shots)
+    user = fill(
+        "actor_user",
+        guidance=render_guidance(guidance),
+        examples=chat_examples,
+        question=question,
+        history=_history(feedback, chat=True),
+    )
+    completion = fill(
+        "actor_completion",
+        notes=notes,
+        examples="".join(f"Q: {s.question}\nA: {s.answer}\n\n" for s in guided_shots + shots),
+        question=question,
+        history=_history(feedback, chat=False),
+    )
+    return Prompt(
+        messages=[
+            Message("system", fill("actor_system", answer_format=task.answer_format).strip()),
+            Message("user", user.strip()),
+        ],
+        completion=completion,
+        stop=["\nQ:", "\n\nQ:"],
+    )
+
+
+@dataclass
+class Attempt:
+    text: str
+    usage: Usage
+    prompt_text: str
+
+
+async def act(model: ChatModel, prompt: Prompt, options: GenerationOptions | None = None) -> Attempt:
+    reply = await model.generate(prompt, role="actor", options=options)
+    return Attempt(text=reply.text, usage=reply.usage, prompt_text=prompt_as_text(prompt, model))
+
+
+def prompt_as_text(prompt: Prompt, model: ChatModel) -> str:
+    """The prompt exactly as this model saw it, for per-item records."""
+    if model.prompt_kind == "completion":
+        return prompt.completion_text()
+    return "\n\n".join(f"[{m.role}]\n{m.content}" for m in prompt.messages)

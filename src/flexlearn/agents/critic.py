@@ -1,0 +1,115 @@
+"""The critic: semantic feedback on an attempt. The verdict comes from the task's scorer whenever a reference
+answer exists; the model only writes the feedback. Without a reference (the `agent` baseline at test time) the
+critic also judges, blind to the answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from flexlearn.agents.templates import build, shorten
+from flexlearn.models.base import ChatModel, GenerationOptions, Usage
+from flexlearn.models.middleware import Meter
+from flexlearn.models.structured import generate_structured
+
+
+class FeedbackReply(BaseModel):
+    diagnosis: str = Field(max_length=400, description="what went wrong in the attempt")
+    next_step: str = Field(max_length=300, description="what to try on the next attempt")
+
+
+class JudgementReply(BaseModel):
+    correct: bool
+    diagnosis: str = Field(max_length=400)
+    next_step: str = Field(max_length=300)
+
+
+@dataclass
+class Critique:
+    diagnosis: str
+    next_step: str
+    usage: Usage
+    error: str | None = None  # set when the model's reply was unusable; the feedback is then generic
+
+
+@dataclass
+class Judgement:
+    correct: bool
+    critique: Critique
+
+
+_GENERIC = Critique(
+    diagnosis="The final answer was checked and is wrong.",
+    next_step="Re-read the problem, redo the reasoning step by step and check each step.",
+    usage=Usage(),
+)
+
+
+def redact(text: str, answer: str) -> str:
+    """Remove the reference answer from feedback: the retry must not be handed the answer."""
+    answer = answer.strip()
+    if not answer:
+        return text
+    pattern = re.escape(answer)
+    # Short answers (a digit, a word) are only redacted as whole tokens, so "2" does not eat "12".
+    if re.fullmatch(r"\w+", answer):
+        pattern = rf"(?<!\w){pattern}(?!\w)"
+    return re.sub(pattern, "[...]", text, flags=re.IGNORECASE)
+
+
+async def critique(
+    model: ChatModel,
+    *,
+    question: str,
+    attempt: str,
+    extracted: str | None,
+    reference: str | None,
+    options: GenerationOptions | None = None,
+    meter: Meter | None = None,
+) -> Critique:
+    """Feedback on an attempt the scorer judged wrong."""
+    verdict = "incorrect" + (f" (final answer read as: {extracted})" if extracted else " (no final answer found)")
+    ref_line = f"Reference answer (for you only, never reveal it): {reference}\n" if reference else ""
+    prompt = build(
+        "critic",
+        stop=["\n\n"],
+        question=question,
+        attempt=shorten(attempt, 3000),
+        attempt_short=shorten(extracted or attempt, 120),
+        verdict=verdict,
+        reference=ref_line,
+    )
+    result = await generate_structured(model, prompt, FeedbackReply, role="critic", options=options, meter=meter)
+    if result.value is None:
+        return Critique(_GENERIC.diagnosis, _GENERIC.next_step, result.usage, error=result.error)
+    diagnosis, next_step = result.value.diagnosis.strip(), result.value.next_step.strip()
+    if reference:
+        diagnosis, next_step = redact(diagnosis, reference), redact(next_step, reference)
+    return Critique(diagnosis or _GENERIC.diagnosis, next_step or _GENERIC.next_step, result.usage)
+
+
+async def judge(
+    model: ChatModel,
+    *,
+    question: str,
+    attempt: str,
+    extracted: str | None,
+    options: GenerationOptions | None = None,
+    meter: Meter | None = None,
+) -> Judgement:
+    """A verdict and feedback from the model alone, which never sees the reference answer."""
+    prompt = build(
+        "judge",
+        stop=["\n\n"],
+        question=question,
+        attempt=shorten(attempt, 3000),
+        attempt_short=shorten(extracted or attempt, 120),
+    )
+    result = await generate_structured(model, prompt, JudgementReply, role="critic", options=options, meter=meter)
+    if result.value is None:
+        # An unusable judgement accepts the attempt: retrying on noise would only spend calls.
+        return Judgement(True, Critique("", "", result.usage, error=result.error))
+    v = result.value
+    return Judgement(v.correct, Critique(v.diagnosis.strip(), v.next_step.strip(), result.usage))

@@ -1,0 +1,52 @@
+"""Prompt templates live as text files in `flexlearn/prompts/`; `{{name}}` marks a slot.
+
+A slot syntax of double braces keeps LaTeX and JSON braces in templates literal.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+from flexlearn.models.base import Message, Prompt
+
+_SLOT = re.compile(r"\{\{(\w+)\}\}")
+
+
+@cache
+def load(name: str) -> str:
+    return resources.files("flexlearn.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+
+
+def fill(name: str, **values: str) -> str:
+    template = load(name)
+
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(f"prompt template {name!r} needs a value for {{{{{key}}}}}")
+        return values[key]
+
+    return _SLOT.sub(sub, template)
+
+
+def build(agent: str, *, stop: list[str] | None = None, **values: str) -> Prompt:
+    """The agent's chat messages (`<agent>_system`, `<agent>_user`) and base-model text (`<agent>_completion`)."""
+    return Prompt(
+        messages=[
+            Message("system", fill(f"{agent}_system", **values).strip()),
+            Message("user", fill(f"{agent}_user", **values).strip()),
+        ],
+        completion=fill(f"{agent}_completion", **values),
+        stop=stop or [],
+    )
+
+
+def shorten(text: str, limit: int) -> str:
+    """Keep the head and the tail of a long text: the tail of an attempt holds its final answer."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return text[:head] + " [...] " + text[-(limit - head) :]

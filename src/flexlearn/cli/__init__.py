@@ -1,0 +1,5 @@
+"""The `flex` command-line interface."""
+
+from flexlearn.cli.app import app
+
+__all__ = ["app"]

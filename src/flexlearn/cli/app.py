@@ -1,0 +1,306 @@
+"""The `flex` command. Thin: parses options, calls the library and loops, shows results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flexlearn import __version__
+from flexlearn.cli import library_cmd
+from flexlearn.cli.common import MODEL_HELP, build_agents, handle_errors, run
+from flexlearn.cli.output import (
+    err,
+    experience_line,
+    meter_table,
+    out,
+    progress_bar,
+    results_table,
+    stats_table,
+)
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.loop.evaluate import EvalConfig, ItemRecord, evaluate, parse_modes, solve
+from flexlearn.loop.explore import ExploreConfig
+from flexlearn.loop.learn import LearnConfig, Progress, learn
+from flexlearn.loop.results import write_run
+from flexlearn.models.base import GenerationOptions
+from flexlearn.models.middleware import Meter
+from flexlearn.tasks import Problem, Task, get_task
+
+app = typer.Typer(
+    help="FLEX: agents that learn from experience without touching weights. "
+    "Learn an experience library on training problems, then solve and evaluate with it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(library_cmd.app, name="library")
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
+KindOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt-kind", envvar="FLEX_PROMPT_KIND", help="chat or completion (base models); default per backend."
+    ),
+]
+TaskOpt = Annotated[
+    str, typer.Option("--task", "-t", help="Task: math, gsm8k, exact, an entry-point name, or module:Class.")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
+TempOpt = Annotated[
+    float | None, typer.Option("--temperature", help="Actor sampling temperature (default: the model's).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"flexlearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """FLEX: forward learning from experience."""
+
+
+@app.command("learn")
+@handle_errors
+def learn_cmd(
+    train: Annotated[Path, typer.Option("--train", help="Training problems, JSONL.")],
+    library: Annotated[Path, typer.Option("--library", "-l", help="Experience library file (created if missing).")],
+    task: TaskOpt = "math",
+    model: ModelOpt = None,
+    prompt_kind: KindOpt = None,
+    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per problem (paper: 3).")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (paper: 5).")] = 5,
+    all_rollouts: Annotated[bool, typer.Option(help="Run every rollout even after a success.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="Problems explored at once.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training problems.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the library's last, interrupted learn run.")
+    ] = False,
+    temperature: TempOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Forward exploration and experience evolution over a training set."""
+    the_task = get_task(task)
+    problems = load_problems_for(the_task, train, limit)
+    meter = Meter()
+    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    config = LearnConfig(
+        explore=ExploreConfig(
+            rollouts=rollouts,
+            rounds=rounds,
+            stop_on_success=not all_rollouts,
+            actor=GenerationOptions(temperature=temperature),
+        ),
+        concurrency=concurrency,
+    )
+    with Library.open(library) as lib, progress_bar("learn", len(problems)) as bar:
+
+        def on_progress(p: Progress) -> None:
+            bar.update(
+                bar.task_ids[0],
+                completed=p.done,
+                status=f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  "
+                f"library {lib.count()}  {meter.total().prompt_tokens + meter.total().completion_tokens:,} tok",
+            )
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                return await learn(
+                    problems,
+                    task=the_task,
+                    agents=agents,
+                    library=lib,
+                    config=config,
+                    source=str(train),
+                    resume=resume,
+                    on_progress=on_progress,
+                )
+            finally:
+                await agents.aclose()
+
+        summary = run(go())
+        stats = lib.stats()
+    if as_json:
+        out.print_json(data={"summary": vars(summary), "library": stats, "calls": meter.snapshot()})
+        return
+    out.print(
+        f"run [bold]{summary.run_id}[/bold]{' (resumed)' if summary.resumed else ''}: "
+        f"{summary.solved} solved, {summary.unsolved} unsolved, {summary.failed} failed of {summary.total} "
+        f"in {summary.seconds:.1f}s; updater: {summary.actions['add']} added, {summary.actions['merge']} merged, "
+        f"{summary.actions['discard']} discarded"
+    )
+    out.print(stats_table(stats))
+    out.print(meter_table(meter))
+    if summary.failed:
+        err.print(f"[yellow]{summary.failed} problems failed at the model; run again with --resume to retry them[/]")
+
+
+def load_problems_for(task: Task, path: Path, limit: int | None) -> list[Problem]:
+    problems = task.load(path)
+    return problems[:limit] if limit else problems
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    test: Annotated[Path, typer.Option("--test", help="Test problems, JSONL.")],
+    task: TaskOpt = "math",
+    modes: Annotated[str, typer.Option(help="Comma-separated: vanilla, icl, agent, flex.")] = "vanilla,icl,agent,flex",
+    library: Annotated[Path | None, typer.Option("--library", "-l", help="Experience library (for flex mode).")] = None,
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Training JSONL (ICL examples are drawn from it).")
+    ] = None,
+    model: ModelOpt = None,
+    prompt_kind: KindOpt = None,
+    icl_k: Annotated[int, typer.Option(min=1, help="Worked examples in icl mode.")] = 3,
+    agent_rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds in agent mode.")] = 3,
+    budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")] = 1500,
+    concurrency: Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples.")] = 0,
+    temperature: TempOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write results and every per-item record here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Evaluate in the paper's modes and print the table."""
+    mode_list = parse_modes(modes)
+    the_task = get_task(task)
+    problems = load_problems_for(the_task, test, limit)
+    train_problems = the_task.load(train) if train else []
+    if library is not None and not library.exists():
+        raise ConfigError(f"no library at {library}")
+    meter = Meter()
+    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    config = EvalConfig(
+        icl_k=icl_k,
+        agent_rounds=agent_rounds,
+        budget_tokens=budget,
+        concurrency=concurrency,
+        seed=seed,
+        actor=GenerationOptions(temperature=temperature),
+    )
+    lib = Library.open(library, create=False) if library is not None else None
+    started = time.time()
+    try:
+        with progress_bar("eval", len(problems) * len(mode_list)) as bar:
+            right: dict[str, int] = {}
+            seen: dict[str, int] = {}
+
+            def on_item(item: ItemRecord) -> None:
+                right[item.mode] = right.get(item.mode, 0) + item.correct
+                seen[item.mode] = seen.get(item.mode, 0) + 1
+                acc = "  ".join(f"{m} {right[m] / seen[m]:.0%}" for m in seen)
+                bar.update(
+                    bar.task_ids[0],
+                    advance=1,
+                    status=f"{acc}  {meter.total().prompt_tokens + meter.total().completion_tokens:,} tok",
+                )
+
+            async def go():  # type: ignore[no-untyped-def]
+                try:
+                    return await evaluate(
+                        problems,
+                        task=the_task,
+                        modes=mode_list,
+                        agents=agents,
+                        config=config,
+                        library=lib,
+                        train=train_problems,
+                        on_item=on_item,
+                    )
+                finally:
+                    await agents.aclose()
+
+            results = run(go())
+    finally:
+        if lib is not None:
+            lib.close()
+    meta = {
+        "task": the_task.name,
+        "test": str(test),
+        "train": str(train) if train else None,
+        "library": str(library) if library else None,
+        "model": agents.actor.name,
+        "started": started,
+        "seconds": time.time() - started,
+        "config": {
+            "icl_k": icl_k,
+            "agent_rounds": agent_rounds,
+            "budget": budget,
+            "seed": seed,
+            "temperature": temperature,
+            "limit": limit,
+        },
+        "calls": meter.snapshot(),
+    }
+    if out_dir is not None:
+        write_run(out_dir, meta, results)
+    if as_json:
+        out.print_json(data={**meta, "results": [r.summary() for r in results]})
+        return
+    out.print(results_table(results, f"{the_task.name} on {test.name} with {agents.actor.name}"))
+    if out_dir is not None:
+        out.print(f"results and per-item records: {out_dir}")
+
+
+@app.command("solve")
+@handle_errors
+def solve_cmd(
+    question: Annotated[str, typer.Argument(help="The problem to solve.")],
+    library: Annotated[
+        Path | None, typer.Option("--library", "-l", help="Experience library to draw guidance from.")
+    ] = None,
+    task: TaskOpt = "math",
+    model: ModelOpt = None,
+    prompt_kind: KindOpt = None,
+    budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")] = 1500,
+    show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
+    timeout: TimeoutOpt = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Solve one question with guidance retrieved from the library."""
+    the_task = get_task(task)
+    meter = Meter()
+    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
+    if library is not None and not library.exists():
+        raise ConfigError(f"no library at {library}")
+    lib = Library.open(library, create=False) if library is not None else None
+    try:
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                return await solve(question, task=the_task, agents=agents, library=lib, budget_tokens=budget)
+            finally:
+                await agents.aclose()
+
+        solution = run(go())
+    finally:
+        if lib is not None:
+            lib.close()
+    if as_json:
+        out.print_json(
+            data={
+                "answer": solution.answer,
+                "reply": solution.reply,
+                "guidance": [e.id for e in solution.guidance],
+                "usage": vars(solution.usage),
+            }
+        )
+        return
+    if show_guidance:
+        for e in solution.guidance:
+            out.print(experience_line(e))
+        out.print()
+    out.print(solution.reply.strip(), highlight=False, markup=False)
+    out.print(f"\n[bold]answer:[/bold] {solution.answer}", highlight=False)

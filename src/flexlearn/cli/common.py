@@ -1,0 +1,55 @@
+"""Shared CLI plumbing: building models from options, running coroutines, turning errors into messages."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+
+from flexlearn.cli.output import err
+from flexlearn.errors import FlexError
+from flexlearn.loop.agents import Agents
+from flexlearn.models.base import PromptKind
+from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
+from flexlearn.models.uri import from_uri
+
+T = TypeVar("T")
+
+MODEL_HELP = (
+    "Model URI: openai:MODEL@BASE_URL (any OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), "
+    "openai:MODEL (api.openai.com), local (the embedded Gemma 3 270M) or local:/path/model.gguf."
+)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """A FlexError becomes a one-line message and exit code 2; Ctrl-C says how to pick up again."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except FlexError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: work committed so far is kept", highlight=False)
+            sys.exit(130)
+
+    return wrapper
+
+
+def build_agents(
+    model_uri: str | None, *, prompt_kind: str | None, concurrency: int, timeout: float, meter: Meter
+) -> Agents:
+    kind = PromptKind(prompt_kind) if prompt_kind else None
+    model = from_uri(model_uri, prompt_kind=kind, timeout=timeout)
+    stacked = build_stack(model, max_concurrency=max(1, concurrency), retry=RetryPolicy(), meter=meter)
+    return Agents.single(stacked, meter)

@@ -1,0 +1,128 @@
+"""Everything the CLI shows a person: tables, progress bars, messages. Progress goes to stderr so that `--json`
+output on stdout stays machine-readable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flexlearn.experience import Experience, Level, Zone
+from flexlearn.loop.evaluate import ModeResult
+from flexlearn.models.middleware import Meter
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Progress]:
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    with bar:
+        bar.add_task(description, total=total, status="")
+        yield bar
+
+
+def tokens_text(meter: Meter) -> str:
+    total = meter.total()
+    return f"{total.prompt_tokens + total.completion_tokens:,} tok"
+
+
+def results_table(results: Sequence[ModeResult], title: str) -> Table:
+    table = Table(title=title)
+    for name, justify in [
+        ("mode", "left"),
+        ("accuracy", "right"),
+        ("95% CI", "right"),
+        ("n", "right"),
+        ("calls", "right"),
+        ("calls/item", "right"),
+        ("tokens", "right"),
+        ("tokens/item", "right"),
+        ("errors", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in results:
+        tokens = r.prompt_tokens + r.completion_tokens
+        table.add_row(
+            r.mode,
+            f"{r.accuracy:.1%}",
+            f"{r.ci_low:.1%} - {r.ci_high:.1%}",
+            str(r.n),
+            str(r.calls),
+            f"{r.calls / r.n:.1f}" if r.n else "-",
+            f"{tokens:,}",
+            f"{tokens / r.n:,.0f}" if r.n else "-",
+            str(r.errors),
+        )
+    return table
+
+
+def meter_table(meter: Meter) -> Table:
+    table = Table(title="Model calls by role")
+    for name in ("role", "calls", "failures", "prompt tok", "completion tok", "seconds"):
+        table.add_column(name, justify="left" if name == "role" else "right")
+    for role, s in sorted(meter.snapshot().items()):
+        table.add_row(
+            role,
+            str(s["calls"]),
+            str(s["failures"]),
+            f"{s['prompt_tokens']:,}",
+            f"{s['completion_tokens']:,}",
+            f"{s['latency_s']:.1f}",
+        )
+    return table
+
+
+def stats_table(stats: dict[str, Any]) -> Table:
+    table = Table(title=f"Experience library: {stats['total']} entries")
+    table.add_column("zone")
+    for level in Level:
+        table.add_column(str(level), justify="right")
+    table.add_column("total", justify="right")
+    for zone in Zone:
+        row = stats["by_zone_level"][str(zone)]
+        table.add_row(str(zone), *(str(row[str(level)]) for level in Level), str(stats["by_zone"][str(zone)]))
+    return table
+
+
+def experience_line(e: Experience, width: int = 160) -> str:
+    text = escape(" ".join(e.content.split()))
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return (
+        f"[dim]{e.id}[/dim] [{'green' if e.zone == Zone.GOLDEN else 'red'}]{e.zone}[/] {e.level:<9} "
+        f"[bold]{escape(e.title)}[/bold]: {text}"
+    )
+
+
+def experience_detail(e: Experience, events: list[str]) -> str:
+    lines = [
+        f"[bold]{e.id}[/bold]  {e.zone} / {e.level}  [bold]{escape(e.title)}[/bold]",
+        f"parent: {e.parent_id or '-'}   retrieved: {e.retrieved}   helped: {e.helped}   hurt: {e.hurt}",
+        escape(
+            f"provenance: task={e.provenance.task or '-'} model={e.provenance.model or '-'} "
+            f"run={e.provenance.run_id or '-'} problems={', '.join(e.provenance.problem_ids) or '-'} "
+            f"source={e.provenance.source}"
+        ),
+        "",
+        escape(e.content),
+    ]
+    for x in e.examples:
+        lines += ["", "[dim]example:[/dim]", escape(x)]
+    if events:
+        lines += ["", "[dim]history:[/dim]", *(escape(line) for line in events)]
+    return "\n".join(lines)

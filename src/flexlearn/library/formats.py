@@ -1,0 +1,326 @@
+"""Portable library formats: flexlearn's own JSON export, import of it and of the FLEX reference libraries,
+and a Markdown dump for people.
+
+flexlearn JSON (`export_json`), one UTF-8 JSON object:
+
+- `format`: always `"flexlearn.library"`; `version`: `1`, raised only on an incompatible change.
+- `exported_at`: when the file was written, ISO 8601 with time zone.
+- `stats`: `Library.stats()` at export time (totals by zone, level and event action), for a quick look.
+- `experiences`: every experience in insertion order, as `Experience.to_dict()` gives it:
+  `id`; `zone` (`golden`: what worked, `warning`: what failed and why); `level` (`principle`, `pattern`,
+  `case`, most general first); `title`; `content`; `examples` (up to 5 strings); `parent_id` (the id of a
+  more general experience, or null); `provenance` (`task`, `problem_ids`, `model`, `run_id`, `source`:
+  `learned`, `manual` or `imported:<format>`); the counters `retrieved`, `helped`, `hurt`; and
+  `created_at`, `updated_at` (Unix seconds).
+- `events`: the library's append-only log, oldest first, one object per change: `seq`, `action` (`add`,
+  `merge`, `discard`, `edit`, `delete`, `import`), `experience_id`, `reason`, `run_id`, `problem_id`,
+  `candidate`, `before`, `after` (experience objects as above, or null) and `created_at`.
+
+`import_file` reads that format back (experiences only: the log describes the library it came from, and
+an id already present is skipped) and the FLEX reference format (github.com/GenSI-THUAIR/FLEX, `exps/*.json`):
+`{"version": "2.0", "library": {"golden": [...], "warning": [...], "mixed": [...]}}`. Each reference entry
+becomes a principle (its `method`), a pattern per rule (with the rule's examples) under that principle, and
+a case (its `revised_trajectory`) under the first pattern (under the principle when there are no rules), all
+titled with the entry's `problem_category`. `golden` and `warning` keep their zone; `mixed` entries go to
+golden, marked `imported:flex-reference:mixed` in `provenance.source`. `usage_count` becomes the principle's
+`retrieved`; `priority` and `last_used` have no counterpart and are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flexlearn.errors import InputError, LibraryError
+from flexlearn.experience import Action, Experience, Level, Provenance, Zone
+from flexlearn.library.store import MAX_EXAMPLES, Library
+
+FORMAT = "flexlearn.library"
+VERSION = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_TITLE = 200
+MAX_CONTENT = 8000
+MAX_EXAMPLE = 1000
+
+_REFERENCE_ZONES = {"golden": Zone.GOLDEN, "warning": Zone.WARNING, "mixed": Zone.GOLDEN}
+# Control characters other than tab and newline: invisible in prompts, and NUL breaks some tools.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class ImportResult:
+    """What `import_file` did: experiences added and skipped (already present), the format it recognised,
+    and what it had to change on the way (truncations, entries left out)."""
+
+    added: int = 0
+    skipped: int = 0
+    format: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def export_json(lib: Library, path: str | Path) -> int:
+    """Write the whole library, log included, to `path` in flexlearn JSON (see the module docstring).
+    The file is replaced atomically, so a reader never sees half of it. Returns the number of experiences."""
+    path = Path(path)
+    experiences = lib.list()
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "stats": lib.stats(),
+        "experiences": [e.to_dict() for e in experiences],
+        "events": [{**asdict(ev), "action": str(ev.action)} for ev in lib.events()],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(experiences)
+
+
+class _Importer:
+    """One import: the file's name for messages, the warnings so far, and the checks on untrusted input."""
+
+    def __init__(self, lib: Library, path: Path, run_id: str, source_model: str) -> None:
+        self.lib, self.path, self.run_id, self.source_model = lib, path, run_id, source_model
+        self.result = ImportResult()
+
+    def fail(self, message: str) -> InputError:
+        return InputError(message, path=str(self.path))
+
+    def text(self, value: Any, where: str, limit: int) -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"{where}: expected a string, got {type(value).__name__}")
+        value = _CONTROL.sub("", value.replace("\r\n", "\n"))
+        if len(value) > limit:
+            self.result.warnings.append(f"{where}: cut from {len(value)} to {limit} characters")
+            value = value[:limit]
+        return value
+
+    def examples(self, value: Any, where: str) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(f"{where}: expected a list of strings, got {type(value).__name__}")
+        if len(value) > MAX_EXAMPLES:
+            self.result.warnings.append(f"{where}: kept {MAX_EXAMPLES} of {len(value)} examples")
+        return [self.text(x, f"{where}[{i}]", MAX_EXAMPLE) for i, x in enumerate(value[:MAX_EXAMPLES])]
+
+    def add(self, exp: Experience) -> str:
+        """Add `exp` unless an experience with its id is there already; either way return the id to link to."""
+        exp.id = exp.id or exp.content_id()
+        if self.lib.find(exp.id) is not None:
+            self.result.skipped += 1
+            return exp.id
+        try:
+            self.lib.add(exp, reason=f"imported from {self.path.name}", run_id=self.run_id, action=Action.IMPORT)
+        except LibraryError as e:  # e.g. a parent that is not more general than its child
+            raise self.fail(str(e)) from e
+        self.result.added += 1
+        return exp.id
+
+    # -- FLEX reference format ------------------------------------------------------------------------------
+
+    def reference(self, data: dict[str, Any]) -> None:
+        self.result.format = "flex-reference"
+        if str(data.get("version")) != "2.0":
+            self.result.warnings.append(f"reference format version {data.get('version')!r}, expected '2.0'")
+        for kind, entries in data["library"].items():
+            if kind not in _REFERENCE_ZONES:
+                self.result.warnings.append(f"library.{kind}: unknown memory type, left out")
+                continue
+            if not isinstance(entries, list):
+                raise self.fail(f"library.{kind}: expected a list of entries, got {type(entries).__name__}")
+            for i, entry in enumerate(entries):
+                self.reference_entry(entry, kind, f"library.{kind}[{i}]")
+
+    def reference_entry(self, entry: Any, kind: str, where: str) -> None:
+        if not isinstance(entry, dict):
+            raise self.fail(f"{where}: expected an object, got {type(entry).__name__}")
+        method, category = entry.get("method", ""), entry.get("problem_category", "")
+        if isinstance(method, dict):
+            # Some reference entries nest the method with a finer category than the entry's own ("math").
+            category = method.get("problem_category") or category
+            method = method.get("general_method", "")
+        method = self.text(method, f"{where}.method", MAX_CONTENT).strip()
+        if not method:
+            self.result.warnings.append(f"{where}: no method, left out")
+            return
+        rules = entry.get("rules", [])
+        if not isinstance(rules, list):
+            raise self.fail(f"{where}.rules: expected a list, got {type(rules).__name__}")
+        title = self.text(category, f"{where}.problem_category", MAX_TITLE).strip()
+        usage = entry.get("usage_count", 0)
+        usage = usage if isinstance(usage, int) and not isinstance(usage, bool) and usage > 0 else 0
+        zone = _REFERENCE_ZONES[kind]
+        source = "imported:flex-reference" + (":mixed" if kind == "mixed" else "")
+
+        def make(level: Level, content: str, examples: list[str], parent_id: str | None, retrieved: int) -> str:
+            exp = Experience(
+                zone=zone,
+                level=level,
+                title=title or "imported",
+                content=content,
+                examples=examples,
+                provenance=Provenance(task=title, model=self.source_model, run_id=self.run_id, source=source),
+                parent_id=parent_id,
+                retrieved=retrieved,
+                created_at=_timestamp(entry.get("created_at")),
+            )
+            return self.add(exp)
+
+        principle = make(Level.PRINCIPLE, method, [], None, usage)
+        patterns: list[str] = []
+        for j, rule in enumerate(rules):
+            at = f"{where}.rules[{j}]"
+            if not isinstance(rule, dict):
+                raise self.fail(f"{at}: expected an object with 'rule' and 'examples', got {type(rule).__name__}")
+            text = self.text(rule.get("rule", ""), f"{at}.rule", MAX_CONTENT).strip()
+            if text:
+                patterns.append(make(Level.PATTERN, text, self.examples(rule.get("examples", []), at), principle, 0))
+        trajectory = self.text(entry.get("revised_trajectory", ""), f"{where}.revised_trajectory", MAX_CONTENT)
+        if trajectory.strip():
+            make(Level.CASE, trajectory.strip(), [], patterns[0] if patterns else principle, 0)
+
+    # -- flexlearn JSON -------------------------------------------------------------------------------------
+
+    def flexlearn(self, data: dict[str, Any]) -> None:
+        self.result.format = FORMAT
+        if data.get("version") != VERSION:
+            raise self.fail(f"flexlearn library format version {data.get('version')!r}; this flexlearn reads 1")
+        entries = data.get("experiences")
+        if not isinstance(entries, list):
+            raise self.fail("'experiences': expected a list")
+        parsed: list[Experience] = []
+        for i, entry in enumerate(entries):
+            where = f"experiences[{i}]"
+            try:
+                exp = Experience.from_dict(entry)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise self.fail(f"{where}: not an experience ({type(e).__name__}: {e})") from e
+            exp.title = self.text(exp.title, f"{where}.title", MAX_TITLE)
+            exp.content = self.text(exp.content, f"{where}.content", MAX_CONTENT)
+            exp.examples = self.examples(exp.examples, f"{where}.examples")
+            exp.id = self.text(exp.id, f"{where}.id", MAX_TITLE)
+            if exp.parent_id is not None:
+                exp.parent_id = self.text(exp.parent_id, f"{where}.parent_id", MAX_TITLE)
+            exp.provenance.model = exp.provenance.model or self.source_model
+            parsed.append(exp)
+        known = {e.id for e in parsed if e.id}
+        for exp in parsed:
+            if exp.parent_id is not None and exp.parent_id not in known and self.lib.find(exp.parent_id) is None:
+                self.result.warnings.append(f"{exp.id or exp.title!r}: parent {exp.parent_id!r} not found, dropped")
+                exp.parent_id = None
+        # Keep the file's order, but hold back an entry until its parent is in. Parents are strictly more
+        # general, so a valid file needs at most one pass per level.
+        pending = parsed
+        while pending:
+            waiting = []
+            for exp in pending:
+                if exp.parent_id is None or self.lib.find(exp.parent_id) is not None:
+                    self.add(exp)
+                else:
+                    waiting.append(exp)
+            if len(waiting) == len(pending):
+                raise self.fail(f"experiences {[e.id for e in waiting]} are their own ancestors (a parent cycle)")
+            pending = waiting
+
+
+def _timestamp(value: Any) -> float:
+    """Unix seconds from an ISO 8601 string (naive means UTC); now for anything else."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return time.time()
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return time.time()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a library", path=str(path))
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise InputError("no such file", path=str(path)) from e
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e})", path=str(path)) from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON: {e.msg} (column {e.colno})", path=str(path), line=e.lineno) from e
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path=str(path)) from e
+
+
+def import_file(lib: Library, path: str | Path, *, run_id: str = "import", source_model: str = "") -> ImportResult:
+    """Import a flexlearn JSON export or a FLEX reference library into `lib`, all or nothing.
+
+    The text is treated as untrusted: types are checked, control characters (but newline and tab) removed,
+    and long fields cut, each cut noted in `warnings`. An experience already in the library (same id) is
+    skipped, so importing a file twice adds nothing the second time. A file of any other shape raises
+    InputError naming it, and leaves the library as it was.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    importer = _Importer(lib, path, run_id, source_model)
+    with lib.transaction():
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            importer.flexlearn(data)
+        elif isinstance(data, dict) and isinstance(data.get("library"), dict):
+            importer.reference(data)
+        else:
+            raise importer.fail(
+                f'not a library: expected a flexlearn export ({{"format": "{FORMAT}", ...}}) or a FLEX '
+                'reference library ({"version": "2.0", "library": {"golden": [...], "warning": [...]}})'
+            )
+    return importer.result
+
+
+def to_markdown(lib: Library) -> str:
+    """The library as Markdown for people: a section per zone, then per level, each entry followed by the
+    more concrete entries under it, indented. An entry whose parent is in the other zone is listed at the top
+    of its own zone, with the parent's id."""
+    experiences = lib.list()
+    by_id = {e.id: e for e in experiences}
+    children: dict[str, list[Experience]] = {}
+    nested: set[str] = set()
+    for e in experiences:
+        parent = by_id.get(e.parent_id or "")
+        if parent is not None and parent.zone == e.zone:
+            children.setdefault(parent.id, []).append(e)
+            nested.add(e.id)
+    lines = ["# Experience library"]
+
+    def render(e: Experience, depth: int) -> None:
+        pad = "  " * depth
+        note = f", parent `{e.parent_id}`" if e.parent_id and e.id not in nested else ""
+        counts = f"retrieved {e.retrieved}, helped {e.helped}, hurt {e.hurt}{note}"
+        lines.append(f"{pad}- **[{e.level}] {e.title}** `{e.id}` ({counts})")
+        lines.extend(f"{pad}  {line}".rstrip() for line in e.content.splitlines())
+        for x in e.examples:
+            first, *rest = x.splitlines() or [""]
+            lines.append(f"{pad}  - e.g. {first}".rstrip())
+            lines.extend(f"{pad}    {line}".rstrip() for line in rest)
+        for child in children.get(e.id, []):
+            render(child, depth + 1)
+
+    for zone in Zone:
+        lines += ["", f"## {zone.capitalize()}"]
+        for level in Level:
+            roots = [e for e in experiences if e.zone == zone and e.level == level and e.id not in nested]
+            if roots:
+                lines += ["", f"### {level.capitalize()}s", ""]
+                for e in roots:
+                    render(e, 0)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,262 @@
+"""Evaluation in the paper's four modes:
+
+- vanilla: the plain model, the question alone;
+- icl: k training problems with their reference answers as worked examples before the question;
+- agent: actor + critic retries at test time without a library; the critic judges blind (no reference answer);
+- flex: the actor with experience retrieved from the library in its context.
+
+Every item is recorded (prompt, reply, extracted answer, score, retrieved experience ids, calls, tokens) so a
+report can be rebuilt without calling the model again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt
+from flexlearn.agents.critic import judge
+from flexlearn.errors import ConfigError, ModelError
+from flexlearn.experience import Experience
+from flexlearn.library.retrieve import retrieve
+from flexlearn.library.store import Library
+from flexlearn.loop.agents import Agents
+from flexlearn.loop.stats import wilson
+from flexlearn.models.base import GenerationOptions, Usage
+from flexlearn.tasks.base import Problem, Task
+
+
+class Mode(StrEnum):
+    VANILLA = "vanilla"
+    ICL = "icl"
+    AGENT = "agent"
+    FLEX = "flex"
+
+
+@dataclass
+class EvalConfig:
+    icl_k: int = 3
+    agent_rounds: int = 3
+    budget_tokens: int = 1500
+    concurrency: int = 4
+    seed: int = 0
+    actor: GenerationOptions = field(default_factory=GenerationOptions)
+    critic: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass
+class ItemRecord:
+    mode: str
+    problem_id: str
+    question: str
+    reference: str
+    prompt: str
+    reply: str
+    extracted: str | None
+    correct: bool
+    score: float
+    retrieved: list[str]
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    rounds: int = 1
+    error: str | None = None
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    n: int
+    correct: int
+    ci_low: float
+    ci_high: float
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    errors: int
+    items: list[ItemRecord]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def summary(self) -> dict[str, object]:
+        data = {k: v for k, v in asdict(self).items() if k != "items"}
+        data["accuracy"] = self.accuracy
+        return data
+
+
+def parse_modes(text: str) -> list[Mode]:
+    modes = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            modes.append(Mode(part))
+        except ValueError:
+            raise ConfigError(f"unknown mode {part!r}; choose from {', '.join(m.value for m in Mode)}") from None
+    if not modes:
+        raise ConfigError("no evaluation mode given; e.g. --modes vanilla,icl,agent,flex")
+    return modes
+
+
+def icl_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int, seed: int) -> list[Shot]:
+    """k training problems with their answers, the same for every test problem (seeded), never the problem itself."""
+    pool = [p for p in train if p.question != problem.question]
+    rng = random.Random(seed)
+    chosen = rng.sample(pool, min(k, len(pool)))
+    shots = []
+    for p in chosen:
+        solution = str(p.meta.get("solution", "")).strip()
+        ending = task.format_answer(p)
+        shots.append(Shot(task.render(p), f"{solution}\n{ending}" if solution else ending))
+    return shots
+
+
+async def _one(
+    mode: Mode,
+    problem: Problem,
+    *,
+    task: Task,
+    agents: Agents,
+    config: EvalConfig,
+    library: Library | None,
+    train: Sequence[Problem],
+) -> ItemRecord:
+    guidance: list[Experience] = []
+    shots: list[Shot] = []
+    if mode == Mode.FLEX:
+        assert library is not None
+        guidance = retrieve(library, task.render(problem), budget_tokens=config.budget_tokens)
+    elif mode == Mode.ICL:
+        shots = icl_shots(task, train, problem, config.icl_k, config.seed)
+
+    usage, calls, rounds = Usage(), 0, 0
+    feedback: list[Feedback] = []
+    prompt_text = reply = ""
+    try:
+        for rnd in range(config.agent_rounds if mode == Mode.AGENT else 1):
+            prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
+            attempt = await act(agents.actor, prompt, config.actor)
+            usage, calls, rounds = usage + attempt.usage, calls + 1, rnd + 1
+            prompt_text, reply = attempt.prompt_text, attempt.text
+            if mode != Mode.AGENT or rnd == config.agent_rounds - 1:
+                break
+            verdict = await judge(
+                agents.critic,
+                question=task.render(problem),
+                attempt=attempt.text,
+                extracted=task.extract_answer(attempt.text),
+                options=config.critic,
+                meter=agents.meter,
+            )
+            usage, calls = usage + verdict.critique.usage, calls + 1
+            if verdict.correct:
+                break
+            feedback.append(Feedback(attempt.text, verdict.critique.diagnosis, verdict.critique.next_step))
+        error = None
+    except ModelError as exc:
+        error = str(exc)
+    score = task.score(reply, problem)
+    return ItemRecord(
+        mode=str(mode),
+        problem_id=problem.id,
+        question=task.render(problem),
+        reference=problem.answer,
+        prompt=prompt_text,
+        reply=reply,
+        extracted=score.extracted,
+        correct=score.correct and error is None,
+        score=score.value if error is None else 0.0,
+        retrieved=[e.id for e in guidance],
+        calls=calls,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        rounds=rounds,
+        error=error,
+    )
+
+
+async def evaluate(
+    problems: Sequence[Problem],
+    *,
+    task: Task,
+    modes: Sequence[Mode],
+    agents: Agents,
+    config: EvalConfig | None = None,
+    library: Library | None = None,
+    train: Sequence[Problem] = (),
+    on_item: Callable[[ItemRecord], None] | None = None,
+) -> list[ModeResult]:
+    config = config or EvalConfig()
+    if Mode.FLEX in modes and library is None:
+        raise ConfigError("mode 'flex' needs an experience library: pass --library")
+    if Mode.ICL in modes and not train:
+        raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
+    semaphore = asyncio.Semaphore(max(1, config.concurrency))
+    results = []
+    for mode in modes:
+        started = time.monotonic()
+
+        async def run(problem: Problem, mode: Mode = mode) -> ItemRecord:
+            async with semaphore:
+                record = await _one(
+                    mode, problem, task=task, agents=agents, config=config, library=library, train=train
+                )
+            if on_item:
+                on_item(record)
+            return record
+
+        items = list(await asyncio.gather(*(run(p) for p in problems)))
+        if library is not None and mode == Mode.FLEX:
+            library.record_retrieval([i for item in items for i in item.retrieved])
+        correct = sum(item.correct for item in items)
+        low, high = wilson(correct, len(items))
+        results.append(
+            ModeResult(
+                mode=str(mode),
+                n=len(items),
+                correct=correct,
+                ci_low=low,
+                ci_high=high,
+                calls=sum(i.calls for i in items),
+                prompt_tokens=sum(i.prompt_tokens for i in items),
+                completion_tokens=sum(i.completion_tokens for i in items),
+                seconds=time.monotonic() - started,
+                errors=sum(i.error is not None for i in items),
+                items=items,
+            )
+        )
+    return results
+
+
+@dataclass
+class Solution:
+    reply: str
+    answer: str | None
+    guidance: list[Experience]
+    usage: Usage
+
+
+async def solve(
+    question: str,
+    *,
+    task: Task,
+    agents: Agents,
+    library: Library | None,
+    budget_tokens: int = 1500,
+    options: GenerationOptions | None = None,
+) -> Solution:
+    """Answer one question with guidance retrieved from the library."""
+    problem = Problem(id="question", question=question, answer="")
+    guidance = retrieve(library, question, budget_tokens=budget_tokens) if library is not None else []
+    attempt = await act(agents.actor, actor_prompt(task, problem, guidance=guidance), options)
+    if library is not None and guidance:
+        library.record_retrieval([e.id for e in guidance])
+    return Solution(attempt.text, task.extract_answer(attempt.text), guidance, attempt.usage)

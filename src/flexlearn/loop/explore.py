@@ -1,0 +1,91 @@
+"""Forward exploration of one problem: up to R rollouts x T rounds of actor <-> critic.
+
+Each rollout starts afresh; within a rollout the actor retries with the critic's feedback on its earlier
+attempts. The task's scorer gives the verdict (the critic never grades when a reference exists). Exploration
+stops at the first verified success unless asked to run every rollout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flexlearn.agents.actor import Feedback, act, actor_prompt
+from flexlearn.agents.critic import critique
+from flexlearn.agents.distiller import StepRecord
+from flexlearn.experience import Experience
+from flexlearn.models.base import ChatModel, GenerationOptions, Usage
+from flexlearn.models.middleware import Meter
+from flexlearn.tasks.base import Problem, Task
+
+
+@dataclass
+class ExploreConfig:
+    rollouts: int = 3
+    rounds: int = 5
+    stop_on_success: bool = True
+    actor: GenerationOptions = field(default_factory=GenerationOptions)
+    critic: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass
+class Trajectory:
+    problem_id: str
+    steps: list[StepRecord]
+    usage: Usage
+    calls: int
+
+    @property
+    def solved(self) -> bool:
+        return any(s.correct for s in self.steps)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "problem_id": self.problem_id,
+            "solved": self.solved,
+            "calls": self.calls,
+            "usage": vars(self.usage),
+            "steps": [vars(s) for s in self.steps],
+        }
+
+
+async def explore(
+    problem: Problem,
+    *,
+    task: Task,
+    actor: ChatModel,
+    critic: ChatModel,
+    config: ExploreConfig,
+    guidance: list[Experience] | None = None,
+    meter: Meter | None = None,
+) -> Trajectory:
+    steps: list[StepRecord] = []
+    usage = Usage()
+    calls = 0
+    for rollout in range(config.rollouts):
+        feedback: list[Feedback] = []
+        for rnd in range(config.rounds):
+            prompt = actor_prompt(task, problem, guidance=guidance, feedback=feedback)
+            attempt = await act(actor, prompt, config.actor)
+            usage, calls = usage + attempt.usage, calls + 1
+            score = task.score(attempt.text, problem)
+            step = StepRecord(rollout, rnd, attempt.text, score.extracted, score.correct)
+            steps.append(step)
+            if score.correct:
+                break
+            if rnd == config.rounds - 1:
+                break  # no retry follows, so feedback would be wasted
+            note = await critique(
+                critic,
+                question=task.render(problem),
+                attempt=attempt.text,
+                extracted=score.extracted,
+                reference=problem.answer,
+                options=config.critic,
+                meter=meter,
+            )
+            usage, calls = usage + note.usage, calls + 1
+            step.feedback = f"{note.diagnosis} Next: {note.next_step}"
+            feedback.append(Feedback(attempt.text, note.diagnosis, note.next_step))
+        if config.stop_on_success and any(s.correct for s in steps):
+            break
+    return Trajectory(problem.id, steps, usage, calls)

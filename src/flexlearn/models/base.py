@@ -1,0 +1,91 @@
+"""The model seam. Everything above it speaks only these types.
+
+A `Prompt` carries two renderings of the same request: chat messages for instruction-tuned models, and a plain
+completion text for base models, which follow worked examples rather than instructions. The model picks the one
+that matches its `prompt_kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class PromptKind(StrEnum):
+    CHAT = "chat"
+    COMPLETION = "completion"
+
+
+@dataclass
+class Message:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass
+class Prompt:
+    """One request to a model, in both renderings.
+
+    `completion` is the text a base model continues; when empty it is derived from the messages.
+    `stop` applies to completion-style generation (a base model otherwise writes the next worked example too).
+    """
+
+    messages: list[Message]
+    completion: str = ""
+    stop: list[str] = field(default_factory=list)
+
+    def completion_text(self) -> str:
+        if self.completion:
+            return self.completion
+        parts = [m.content for m in self.messages if m.role != "assistant"]
+        return "\n\n".join(parts) + "\n\n"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    # How the JSON schema was enforced: json_schema | json_object | prompt | grammar | none.
+    structured_mode: str = "none"
+
+
+@dataclass
+class GenerationOptions:
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """An LLM. `schema`, when given, is a JSON schema the reply must follow; the implementation enforces it the
+    best way its backend allows (response_format, grammar, or instructions in the prompt) and reports which in
+    `Reply.structured_mode`. Validation of the reply is not its job (see `models.structured`).
+
+    `role` names the agent making the call (actor, critic, distiller, updater) for metering and per-role limits.
+    """
+
+    name: str
+    prompt_kind: PromptKind
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        role: str = "actor",
+        schema: dict[str, Any] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Reply: ...
+
+    async def aclose(self) -> None: ...

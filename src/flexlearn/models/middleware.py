@@ -1,0 +1,260 @@
+"""Wrappers around a `ChatModel`: retries with backoff, a concurrency limit, and per-role metering.
+
+`build_stack` composes them as ``Metered(Limited(Retrying(model)))``:
+
+* The meter is outermost, so one `generate` call of an agent is one metered call whatever happened below it;
+  its latency is the wall time the agent waited, including the wait for a concurrency slot and any retry
+  backoff. Retries are counted separately (`RoleStats.retries`) through the retrying layer's `on_retry` hook.
+* The limiter sits outside the retries on purpose: a call backing off after a 429 keeps its slot, so an
+  overloaded server sees fewer requests, not the same number from new callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from flexlearn.errors import ConfigError, ModelError, TransientModelError
+from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, PromptKind, Reply
+
+
+class _Wrapper:
+    """Forwards `name`, `prompt_kind` and `aclose` to the wrapped model."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def prompt_kind(self) -> PromptKind:
+        return self.inner.prompt_kind
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff for transient model errors.
+
+    The n-th wait (n from 0) is ``max(retry_after, base_delay * 2**n)``, capped at `max_delay`, then scaled
+    by a random factor in ``[1 - jitter, 1 + jitter]`` and raised back to the server's `retry_after` if the
+    jitter took it below. `max_delay` bounds every wait, server hints included, so one call never stalls a
+    run for long. `max_attempts` counts the first try.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"RetryPolicy.max_attempts must be at least 1, got {self.max_attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ConfigError("RetryPolicy delays must not be negative")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError(f"RetryPolicy.jitter must be in [0, 1), got {self.jitter}")
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (0 = the first try)."""
+        hint = min(retry_after or 0.0, self.max_delay)
+        base = min(max(hint, self.base_delay * 2.0**attempt), self.max_delay)
+        uniform = rng.uniform if rng is not None else random.uniform
+        factor = (1.0 + uniform(-self.jitter, self.jitter)) if self.jitter else 1.0
+        return min(self.max_delay, max(hint, base * factor))
+
+
+class RetryingModel(_Wrapper):
+    """Retries `TransientModelError` with the policy's backoff; other errors pass through at once.
+
+    After `policy.max_attempts` failed tries the last error is raised as a (non-transient) `ModelError`
+    "gave up after N attempts: ...", chained to it. `on_retry(role, error)` is called before each wait.
+    `sleep` and `rng` are injectable so tests need not wait.
+    """
+
+    def __init__(
+        self,
+        inner: ChatModel,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_retry: Callable[[str, TransientModelError], None] | None = None,
+    ) -> None:
+        super().__init__(inner)
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
+        self._on_retry = on_retry
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        role: str = "actor",
+        schema: dict[str, Any] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Reply:
+        """Call the inner model, retrying transient failures."""
+        attempts = self.policy.max_attempts
+        for attempt in range(attempts):
+            try:
+                return await self.inner.generate(prompt, role=role, schema=schema, options=options)
+            except TransientModelError as exc:
+                if attempt + 1 >= attempts:
+                    raise ModelError(f"gave up after {attempts} attempts: {exc}") from exc
+                if self._on_retry is not None:
+                    self._on_retry(role, exc)
+                await self._sleep(self.policy.delay(attempt, exc.retry_after, self._rng))
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+class LimitedModel(_Wrapper):
+    """At most `max_concurrency` calls of the inner model in flight at once."""
+
+    def __init__(self, inner: ChatModel, max_concurrency: int) -> None:
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        super().__init__(inner)
+        self.max_concurrency = max_concurrency
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        role: str = "actor",
+        schema: dict[str, Any] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Reply:
+        """Wait for a slot, then call the inner model."""
+        async with self._semaphore:
+            return await self.inner.generate(prompt, role=role, schema=schema, options=options)
+
+
+@dataclass
+class RoleStats:
+    """What one role (actor, critic, ...) spent.
+
+    `calls` are logical calls (a retried call counts once; its extra tries are in `retries`). `failures` are
+    calls that raised, plus structured calls that ended without a valid reply (`Meter.record_failure`).
+    `latency_s` is the summed wall time callers waited, retries and queueing included.
+    """
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    def __add__(self, other: RoleStats) -> RoleStats:
+        return RoleStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+class Meter:
+    """Per-role counters. Safe to record from several threads (a local backend may run in a thread pool)."""
+
+    def __init__(self) -> None:
+        self._stats: dict[str, RoleStats] = {}
+        self._lock = threading.Lock()
+
+    def _role(self, role: str) -> RoleStats:
+        stats = self._stats.get(role)
+        if stats is None:
+            stats = self._stats[role] = RoleStats()
+        return stats
+
+    def record_call(self, role: str, reply: Reply | None, latency_s: float) -> None:
+        """One finished call; `reply=None` means it failed."""
+        with self._lock:
+            stats = self._role(role)
+            stats.calls += 1
+            stats.latency_s += latency_s
+            if reply is None:
+                stats.failures += 1
+            else:
+                stats.prompt_tokens += reply.usage.prompt_tokens
+                stats.completion_tokens += reply.usage.completion_tokens
+
+    def record_failure(self, role: str) -> None:
+        """A failure found after a successful call (e.g. a structured reply that never validated)."""
+        with self._lock:
+            self._role(role).failures += 1
+
+    def record_retry(self, role: str, error: Exception | None = None) -> None:
+        """One retry of a call (the hook `build_stack` gives `RetryingModel`)."""
+        with self._lock:
+            self._role(role).retries += 1
+
+    def stats(self, role: str) -> RoleStats:
+        """A copy of one role's counters (zeros for a role never seen)."""
+        with self._lock:
+            stats = self._stats.get(role)
+            return RoleStats(**asdict(stats)) if stats else RoleStats()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every role's counters as plain dicts (JSON-ready), roles sorted by name."""
+        with self._lock:
+            return {role: asdict(self._stats[role]) for role in sorted(self._stats)}
+
+    def total(self) -> RoleStats:
+        """The counters summed over roles."""
+        with self._lock:
+            total = RoleStats()
+            for stats in self._stats.values():
+                total = total + stats
+            return total
+
+
+class MeteredModel(_Wrapper):
+    """Records every call in a `Meter` under the caller's role."""
+
+    def __init__(self, inner: ChatModel, meter: Meter) -> None:
+        super().__init__(inner)
+        self.meter = meter
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        role: str = "actor",
+        schema: dict[str, Any] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Reply:
+        """Call the inner model and record the outcome, tokens and wall time."""
+        started = time.perf_counter()
+        try:
+            reply = await self.inner.generate(prompt, role=role, schema=schema, options=options)
+        except Exception:
+            self.meter.record_call(role, None, time.perf_counter() - started)
+            raise
+        self.meter.record_call(role, reply, time.perf_counter() - started)
+        return reply
+
+
+def build_stack(
+    model: ChatModel,
+    *,
+    max_concurrency: int,
+    retry: RetryPolicy | None,
+    meter: Meter,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> ChatModel:
+    """``Metered(Limited(Retrying(model)))``; `retry=None` leaves out the retrying layer."""
+    inner: ChatModel = model
+    if retry is not None:
+        inner = RetryingModel(inner, retry, sleep=sleep, on_retry=meter.record_retry)
+    return MeteredModel(LimitedModel(inner, max_concurrency), meter)

@@ -1,0 +1,110 @@
+"""Model URIs: one string names a backend and a model.
+
+    openai:MODEL@BASE_URL    any OpenAI-compatible server, e.g. openai:qwen2.5-7b@http://127.0.0.1:8000/v1
+    openai:MODEL             api.openai.com, e.g. openai:gpt-4o-mini
+    local                    the embedded default model (needs the `local` extra)
+    local:/path/model.gguf   a GGUF file run in-process
+
+Environment: FLEX_MODEL is the URI when none is given; FLEX_API_KEY (else OPENAI_API_KEY) is the API key;
+FLEX_PROMPT_KIND (chat | completion) picks the prompt rendering when the caller does not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from flexlearn.errors import ConfigError
+from flexlearn.models.base import ChatModel, PromptKind
+from flexlearn.models.openai_compat import OpenAICompatModel
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+_EXAMPLES = (
+    "valid examples: 'openai:gpt-4o-mini', 'openai:qwen2.5-7b-instruct@http://127.0.0.1:8000/v1', "
+    "'local', 'local:/models/model.gguf'"
+)
+# Split at the first "@" that starts a URL, so a model name may itself contain "@" (e.g. "org/model@rev").
+_MODEL_AT_URL = re.compile(r"^(?P<model>.+?)@(?P<url>https?://\S+)$")
+
+
+def api_key_from_env() -> str | None:
+    """FLEX_API_KEY, else OPENAI_API_KEY, else None (an empty variable counts as unset)."""
+    for var in ("FLEX_API_KEY", "OPENAI_API_KEY"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _prompt_kind(explicit: PromptKind | None) -> PromptKind | None:
+    if explicit is not None:
+        return PromptKind(explicit)
+    value = os.environ.get("FLEX_PROMPT_KIND", "").strip().lower()
+    if not value:
+        return None
+    try:
+        return PromptKind(value)
+    except ValueError:
+        raise ConfigError(f"FLEX_PROMPT_KIND must be 'chat' or 'completion', got {value!r}") from None
+
+
+def from_uri(uri: str | None, *, prompt_kind: PromptKind | None = None, timeout: float = 120.0) -> ChatModel:
+    """Build the model a URI names (see the module doc for the grammar). Raises `ConfigError` for a bad URI.
+
+    `uri=None` reads FLEX_MODEL, and falls back to ``local``. `prompt_kind=None` reads FLEX_PROMPT_KIND, and
+    falls back to the backend's default (chat for openai). `timeout` is the per-request HTTP timeout.
+    """
+    if uri is None:
+        uri = os.environ.get("FLEX_MODEL", "").strip() or "local"
+    uri = uri.strip()
+    kind = _prompt_kind(prompt_kind)
+    scheme, sep, rest = uri.partition(":")
+    scheme = scheme.lower()
+
+    if scheme == "openai":
+        if not sep or not rest.strip() or rest.strip().startswith("@"):
+            raise ConfigError(f"model URI {uri!r} names no model; {_EXAMPLES}")
+        rest = rest.strip()
+        match = _MODEL_AT_URL.match(rest)
+        if match:
+            model, base_url = match.group("model"), match.group("url").rstrip("/")
+        elif "@" in rest:
+            raise ConfigError(
+                f"model URI {uri!r}: the part after '@' must be a base URL starting with http:// or "
+                f"https://; {_EXAMPLES}"
+            )
+        else:
+            model, base_url = rest, OPENAI_BASE_URL
+        if not model.strip() or any(c.isspace() for c in model):
+            raise ConfigError(f"model URI {uri!r} has an empty or malformed model name; {_EXAMPLES}")
+        return OpenAICompatModel(
+            model,
+            base_url,
+            api_key=api_key_from_env(),
+            prompt_kind=kind or PromptKind.CHAT,
+            timeout=timeout,
+        )
+
+    if scheme == "local":
+        path = (rest.strip() or None) if sep else None
+        try:
+            from flexlearn.models.local import LocalModel
+
+            # The backend may import llama_cpp only here, so this is inside the try too.
+            model = LocalModel.from_uri_path(path)
+        except ImportError as exc:
+            raise ConfigError(f"the local backend needs: pip install 'flexlearn[local]' ({exc})") from exc
+        if kind is not None:
+            # The local backend picks its own default kind for the model it loads; an explicit kind (argument
+            # or FLEX_PROMPT_KIND) overrides it.
+            try:
+                model.prompt_kind = kind
+            except AttributeError as exc:
+                raise ConfigError(f"the local backend does not let the prompt kind be set ({exc})") from exc
+        return model
+
+    if scheme == "anthropic":
+        raise ConfigError(f"model URI {uri!r}: the anthropic backend is not yet supported; {_EXAMPLES}")
+
+    raise ConfigError(f"unknown model URI {uri!r}; {_EXAMPLES}")

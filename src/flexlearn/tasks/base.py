@@ -1,0 +1,58 @@
+"""The task seam: how problems are loaded, shown to the actor, and scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Problem:
+    """One checkable problem. `answer` is the reference (ground truth) as given in the data file."""
+
+    id: str
+    question: str
+    answer: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Score:
+    """The task's verdict on one attempt. `value` is in [0, 1]; `correct` is the pass/fail used for accuracy.
+    `extracted` is what was read out of the reply as the final answer (None when nothing could be)."""
+
+    correct: bool
+    value: float
+    extracted: str | None
+    detail: str = ""
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A kind of problem. Built-ins live beside this module; users register theirs by entry point
+    (group `flexlearn.tasks`) or pass `module:Class`."""
+
+    name: str
+    # How the actor is asked to finish its reply, e.g. "Finish with: Final answer: \\boxed{...}".
+    answer_format: str
+
+    def load(self, path: str | Path) -> list[Problem]:
+        """Read a JSONL file. Raises InputError naming the file and line on bad input."""
+        ...
+
+    def render(self, problem: Problem) -> str:
+        """The question text as the actor sees it."""
+        ...
+
+    def extract_answer(self, reply: str) -> str | None:
+        """The final answer in a model reply, or None."""
+        ...
+
+    def score(self, reply: str, problem: Problem) -> Score:
+        """Compare the reply's final answer with the reference."""
+        ...
+
+    def format_answer(self, problem: Problem) -> str:
+        """The reference written the way a correct reply would end (used for ICL worked examples)."""
+        ...

@@ -1,0 +1,116 @@
+"""Answer-extraction helpers shared by the built-in tasks.
+
+Every helper takes a model reply (or a piece of one) and returns a string or None; none of them raise on odd input.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+
+# `\boxed{...}` and `\fbox{...}`; whitespace before the brace is legal LaTeX and models do write it.
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+# A plain decimal number. Thousands groups must have exactly three digits so a list such as "1,2,3" reads as
+# three numbers rather than 123. The look-behind keeps the minus of "5-3" and the digits of "x2" or "3.14.15"
+# tails from being read as part of a number.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?<![\w.])-?\.\d+")
+
+# LaTeX thousands separators and the Unicode minus, which the plain-number pattern would otherwise split on.
+_NUMBER_SPELLINGS = (("{,}", ","), ("\\,", ","), ("\u2212", "-"))
+
+_DEFAULT_LABELS = ("final answer",)
+
+# Markdown emphasis and code marks that models wrap around labels and answers ("**Final answer:** 42").
+_MARKUP = "*_`"
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete `\\boxed{...}` (or `\\fbox{...}`) in `text`, braces balanced.
+
+    Escaped braces (`\\{`, `\\}`) do not count towards the balance, so `\\boxed{\\{1, 2\\}}` yields `\\{1, 2\\}`.
+    A box whose braces never close (a reply cut off mid-answer) or that is empty (a reply quoting the instruction
+    "put the answer in \\boxed{}") is skipped in favour of an earlier one.
+    """
+    for match in reversed(list(_BOX_OPEN.finditer(text))):
+        content = _balanced(text, match.end())
+        if content is not None and content.strip():
+            return content.strip()
+    return None
+
+
+def _balanced(text: str, start: int) -> str | None:
+    """The text from `start` up to the brace closing the one just before `start`, or None if it never closes."""
+    depth = 1
+    i = start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2  # skip the escaped character, so `\{` and `\}` are literal
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+        i += 1
+    return None
+
+
+def final_answer_line(text: str, labels: Sequence[str] = _DEFAULT_LABELS) -> str | None:
+    """What follows the last `<label>:` in `text` (case-insensitive), e.g. "Final answer: 42" -> "42".
+
+    Markdown emphasis around the label or the answer is dropped. When the label ends its line ("Final answer:"
+    then the answer below), the next non-empty line is taken. None when no line carries a label.
+    """
+    alternatives = "|".join(r"\s+".join(map(re.escape, label.split())) for label in labels)
+    pattern = re.compile(rf"\b(?:{alternatives})[\s{re.escape(_MARKUP)}]*[:：]", re.IGNORECASE)
+    lines = text.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        matches = list(pattern.finditer(lines[index]))
+        if not matches:
+            continue
+        answer = strip_markup(lines[index][matches[-1].end() :])
+        if not answer:
+            answer = next((strip_markup(line) for line in lines[index + 1 :] if strip_markup(line)), "")
+        return answer or None
+    return None
+
+
+def strip_markup(text: str) -> str:
+    """`text` without surrounding whitespace and Markdown emphasis/code marks."""
+    return text.strip(string.whitespace + _MARKUP)
+
+
+def strip_math_delimiters(text: str) -> str:
+    """`text` without one pair of surrounding math delimiters: `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]`."""
+    text = text.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
+            return text[len(left) : len(text) - len(right)].strip()
+    return text
+
+
+def numbers(text: str) -> list[str]:
+    """Every plain number in `text`, in order, with thousands commas removed ("$1,234.50" -> "1234.50").
+
+    Currency signs, percent signs and units around a number are ignored. LaTeX thousands separators (`1{,}000`,
+    `1\\,000`) and the Unicode minus sign are understood.
+    """
+    for spelling, plain in _NUMBER_SPELLINGS:
+        text = text.replace(spelling, plain)
+    return [match.group().replace(",", "") for match in _NUMBER.finditer(text)]
+
+
+def last_number(text: str) -> str | None:
+    """The last plain number in `text` (see `numbers`), or None."""
+    found = numbers(text)
+    return found[-1] if found else None
+
+
+def first_number(text: str) -> str | None:
+    """The first plain number in `text` (see `numbers`), or None."""
+    found = numbers(text)
+    return found[0] if found else None

@@ -1,0 +1,213 @@
+"""Competition math (MATH-500, AIME): LaTeX answers compared for mathematical equivalence with math-verify.
+
+Timeouts. math-verify bounds its work with `signal.alarm`, which only works in the main thread; in any other
+thread it raises. So the limits are passed only when scoring runs in the main thread (where they also interrupt
+huge integer arithmetic), and are switched off elsewhere. A runaway computation off the main thread cannot be
+interrupted at all (it holds the GIL inside C code, freezing every thread), so before comparing, the parsed
+expressions are screened for the things that blow up: towers of powers, large factorials and binomials. With
+the length cap on answers, what is left is slow symbolic simplification, which stays bounded by the input size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from math_verify import parse, verify
+from math_verify.errors import TimeoutException
+from sympy import (
+    Abs,
+    Add,
+    Basic,
+    FallingFactorial,
+    MatrixBase,
+    Pow,
+    Rational,
+    RisingFactorial,
+    binomial,
+    factorial,
+    factorial2,
+    gamma,
+    log,
+    postorder_traversal,
+    subfactorial,
+)
+
+from flexlearn.tasks.base import Problem, Score
+from flexlearn.tasks.common import final_answer_line, last_boxed, last_number, strip_math_delimiters
+from flexlearn.tasks.loader import load_problems
+
+# Longer "answers" are almost always a runaway reply, and parsing cost grows with length.
+MAX_ANSWER_CHARS = 1000
+
+# Stripped from the end of a "Final answer:" line before parsing.
+_SENTENCE_END = ".,; \t"
+
+# Limits of the pre-comparison screen. Exact numbers built by powers and factorials may total at most this many
+# bits: sympy factors integers under roots and tests the cofactor for primality, which takes ~2 s for one of
+# 10,000 bits and minutes beyond (and a single modular power can hold the GIL for seconds). Real answers are far
+# smaller: 2**4096 is 1,234 digits. A power of a sum, expanded, may have at most this many terms ((x+1)**300
+# takes about half a second).
+_MAX_EXACT_BITS = 5_000
+_MAX_EXPANSION_TERMS = 300
+_COMBINATORIAL = (factorial, factorial2, subfactorial, binomial, gamma, RisingFactorial, FallingFactorial)
+
+
+class _DropTimeoutDisabledWarning(logging.Filter):
+    """math-verify warns once when its timeouts are off; here that is deliberate and covered by the screen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _logger_name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_logger_name).addFilter(_DropTimeoutDisabledWarning())
+
+
+class MathTask:
+    """LaTeX-answer math problems, scored by equivalence (`\\frac{1}{2}` == `0.5` == `\\dfrac12`).
+
+    Loads JSONL with "question" (or "problem", as in MATH-500 and AIME25) and "answer" (a string or a number).
+    `timeout_seconds` bounds each parse and each comparison when scoring runs in the main thread.
+    """
+
+    name = "math"
+    answer_format = "Put the final answer in \\boxed{}, on the last line: Final answer: \\boxed{ANSWER}"
+
+    def __init__(self, timeout_seconds: int = 5) -> None:
+        self.timeout_seconds = timeout_seconds
+
+    def load(self, path: str | Path) -> list[Problem]:
+        """Read a JSONL file of problems. Raises InputError naming the file and line on bad input."""
+        return load_problems(path, question_key=("question", "problem"))
+
+    def render(self, problem: Problem) -> str:
+        """The question text as is."""
+        return problem.question
+
+    def extract_answer(self, reply: str) -> str | None:
+        """The last `\\boxed{}` content, else what follows "Final answer:", else the last number; or None."""
+        boxed = last_boxed(reply)
+        if boxed is not None:
+            return boxed
+        line = final_answer_line(reply)
+        if line is not None:
+            # "Final answer: 70." or "$\frac12$." ends a sentence; "70." would not parse as 70.
+            return strip_math_delimiters(line.rstrip(_SENTENCE_END)).rstrip(_SENTENCE_END) or None
+        return last_number(reply)
+
+    def score(self, reply: str, problem: Problem) -> Score:
+        """1.0 when the reply's final answer is equivalent to the reference. Never raises: any failure in parsing
+        or comparing scores 0 with the reason in `detail`. Safe to call from any thread."""
+        extracted = self.extract_answer(reply)
+        if extracted is None:
+            return Score(correct=False, value=0.0, extracted=None, detail="no final answer found in the reply")
+        if len(extracted) > MAX_ANSWER_CHARS:
+            return Score(
+                correct=False,
+                value=0.0,
+                extracted=extracted[:MAX_ANSWER_CHARS],
+                detail=f"answer not compared: {len(extracted)} characters, over the {MAX_ANSWER_CHARS} limit",
+            )
+        try:
+            correct, detail = self._compare(problem.answer, extracted)
+        # math-verify and sympy can raise nearly anything on odd input; TimeoutException is a BaseException.
+        except (Exception, TimeoutException) as exc:
+            return Score(
+                correct=False, value=0.0, extracted=extracted, detail=f"comparison failed: {type(exc).__name__}"
+            )
+        return Score(correct=correct, value=1.0 if correct else 0.0, extracted=extracted, detail=detail)
+
+    def format_answer(self, problem: Problem) -> str:
+        """The reference in a box, the way a correct reply ends."""
+        return f"\\boxed{{{_answer_core(problem.answer)}}}"
+
+    def _compare(self, reference: str, answer: str) -> tuple[bool, str]:
+        """(equivalent?, why) for a reference and an extracted answer."""
+        on_main_thread = os.name == "posix" and threading.current_thread() is threading.main_thread()
+        timeout = self.timeout_seconds if on_main_thread else None
+        # Both sides go through math-verify's \boxed{} reader, which takes the whole content as one expression.
+        gold = parse(f"\\boxed{{{_answer_core(reference)}}}", parsing_timeout=timeout)
+        if not gold:
+            return False, "could not parse the reference answer"
+        predicted = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
+        if not predicted:
+            return False, "could not parse the answer"
+        for side, parsed in (("answer", predicted), ("reference", gold)):
+            problem = _too_costly(parsed)
+            if problem is not None:
+                return False, f"{side} not compared: {problem}"
+        if verify(gold, predicted, timeout_seconds=timeout):
+            return True, "equivalent to the reference"
+        return False, "not equivalent to the reference"
+
+
+def _answer_core(answer: str) -> str:
+    """A reference answer without `$...$` around it or a `\\boxed{}` of its own."""
+    answer = strip_math_delimiters(answer)
+    return last_boxed(answer) or answer
+
+
+def _too_costly(parsed: Iterable[object]) -> str | None:
+    """Why comparing these parsed expressions could run away, or None when they look safe.
+
+    Nodes are visited innermost first, so an exponent or argument is known to be modest before its value is
+    estimated. Bits add up over the whole answer: 2**2999 / 3**2000 costs as much as one power of 6,000 bits.
+    """
+    exact_bits = 0.0
+    for item in parsed:
+        roots = list(item) if isinstance(item, MatrixBase) else [item]
+        for root in roots:
+            if not isinstance(root, Basic):
+                continue  # math-verify's string fallback: compared as text
+            for node in postorder_traversal(root):
+                if isinstance(node, Pow) and node.exp.is_number:
+                    exponent = _magnitude(node.exp)
+                    if node.base.is_number:
+                        exact_bits += _log2_size(node.base) * exponent
+                    elif isinstance(node.base, Add) and (
+                        _expansion_terms(len(node.base.args), exponent) > _MAX_EXPANSION_TERMS
+                    ):
+                        return "a power of a sum too large to expand"
+                elif isinstance(node, _COMBINATORIAL):
+                    numeric = [_magnitude(arg) for arg in node.args if arg.is_number]
+                    if numeric:
+                        # n! has about n*log2(n) bits; the other functions are no larger than that bound.
+                        largest = max(numeric)
+                        exact_bits += largest * math.log2(max(largest, 2.0))
+                if exact_bits > _MAX_EXACT_BITS:
+                    return "numbers too large to evaluate exactly"
+    return None
+
+
+def _magnitude(value: Basic) -> float:
+    """|value| as a float, by floating-point evaluation; infinity when it has none (e.g. zoo, nan)."""
+    try:
+        magnitude = abs(complex(value.evalf(15)))
+    except (TypeError, ValueError, OverflowError):
+        return math.inf
+    return math.inf if math.isnan(magnitude) else magnitude
+
+
+def _expansion_terms(summands: int, exponent: float) -> float:
+    """How many terms a sum of `summands` terms raised to `exponent` has when multiplied out."""
+    if not math.isfinite(exponent):
+        return math.inf
+    return math.comb(round(exponent) + summands - 1, summands - 1)
+
+
+def _log2_size(base: Basic) -> float:
+    """Roughly how many bits each power of `base` adds to an exact result."""
+    if isinstance(base, Rational):
+        # Both numerator and denominator grow: (1/2)**n has an n-bit denominator.
+        return max(math.log2(abs(base.p)) if base.p else 0.0, math.log2(base.q))
+    # log2 taken in sympy: |base| itself may be beyond float range, e.g. the 3**600000 in 2/3**600000.
+    try:
+        magnitude = Abs(base.evalf(15))
+        return 0.0 if magnitude == 0 else abs(float(log(magnitude, 2)))
+    except (TypeError, ValueError, OverflowError):
+        return math.inf

@@ -1,0 +1,169 @@
+"""The whole FLEX loop through the real `flex` CLI in a subprocess, against a scripted model served over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flexlearn.experience import Action, Level, Zone
+from flexlearn.library.store import Library
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.scripted_flex import ScriptedFlex, parse
+
+TRAIN = [
+    ("sum", 12, 30), ("product", 6, 7), ("difference", 50, 8),
+    ("sum", 25, 17), ("product", 9, 4), ("difference", 90, 45),
+]
+TEST = [("sum", 23, 41), ("product", 8, 3), ("difference", 70, 15)]
+OPS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
+
+
+def write_set(path: Path, items: list[tuple[str, int, int]]) -> Path:
+    lines = [json.dumps({"question": f"What is the {k} of {a} and {b}?", "answer": str(OPS[k](a, b))}) for k, a, b in items]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def flex(*args: str, env_extra: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env_extra or {})}
+    env.pop("FLEX_MODEL", None)
+    proc = subprocess.run([sys.executable, "-m", "flexlearn", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"flex {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture()
+def server():
+    scripted = ScriptedFlex()
+    with FakeOpenAI(scripted) as fake:
+        fake.scripted = scripted  # type: ignore[attr-defined]
+        yield fake
+
+
+def model_uri(fake: FakeOpenAI) -> str:
+    return f"openai:scripted@{fake.base_url}"
+
+
+def snapshot(path: Path) -> list[tuple]:
+    with Library.open(path, create=False) as lib:
+        return sorted(
+            (e.id, e.zone, e.level, e.title, e.content, e.parent_id, tuple(sorted(e.provenance.problem_ids)))
+            for e in lib.list()
+        )
+
+
+def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    lib_path = tmp_path / "math.flexlib"
+
+    learned = flex("learn", "--task", "math", "--train", str(train), "--library", str(lib_path),
+                   "--model", model_uri(server), "--concurrency", "3", "--rollouts", "2", "--rounds", "3", "--json")
+    summary = json.loads(learned.stdout)["summary"]
+    assert summary["solved"] == len(TRAIN)  # every problem solved on the retry after feedback
+
+    with Library.open(lib_path, create=False) as lib:
+        stats = lib.stats()
+        for zone in Zone:
+            for level in Level:
+                assert stats["by_zone_level"][zone][level] > 0, (zone, level, stats)
+        events = lib.events()
+        explained = {ev.experience_id for ev in events if ev.action == Action.ADD and ev.reason.strip()}
+        for e in lib.list():
+            assert e.id in explained, f"{e.id} has no add event with a reason"
+            if e.level == Level.CASE:
+                assert e.parent_id is not None and lib.get(e.parent_id).level == Level.PATTERN
+            if e.level == Level.PATTERN:
+                assert e.parent_id is not None and lib.get(e.parent_id).level == Level.PRINCIPLE
+        actions = {ev.action for ev in events}
+        assert {Action.ADD, Action.MERGE, Action.DISCARD} <= actions
+        assert all(ev.reason for ev in events)
+
+    stats_out = json.loads(flex("library", "stats", str(lib_path), "--json").stdout)
+    assert stats_out["by_zone_level"] == stats["by_zone_level"]
+
+    out_dir = tmp_path / "run"
+    evaluated = flex("eval", "--task", "math", "--test", str(test), "--train", str(train), "--library", str(lib_path),
+                     "--modes", "vanilla,icl,agent,flex", "--model", model_uri(server), "--out", str(out_dir), "--json")
+    results = {r["mode"]: r for r in json.loads(evaluated.stdout)["results"]}
+    assert set(results) == {"vanilla", "icl", "agent", "flex"}
+    assert results["vanilla"]["accuracy"] == 0.0
+    assert results["flex"]["accuracy"] == 1.0  # the scripted actor is right only with experience in its prompt
+    assert results["agent"]["accuracy"] == 1.0  # ... or with the blind critic's feedback
+    assert results["agent"]["calls"] > results["vanilla"]["calls"]
+
+    items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
+    flex_items = [i for i in items if i["mode"] == "flex"]
+    assert len(flex_items) == len(TEST)
+    with Library.open(lib_path, create=False) as lib:
+        train_ids = {f"train.jsonl:{n}" for n in range(1, len(TRAIN) + 1)}
+        for item in flex_items:
+            kind = parse(item["question"])[0]
+            retrieved = [lib.get(i) for i in item["retrieved"]]
+            # An entry learned from a training problem of the same kind reached this actor's prompt.
+            learned_here = [e for e in retrieved if kind in e.content and set(e.provenance.problem_ids) & train_ids]
+            assert learned_here, item["retrieved"]
+            assert any(e.content in item["prompt"] for e in learned_here)
+            assert all(e.retrieved > 0 for e in learned_here)
+    actor_requests = [r.text for r in server.requests if "careful problem solver" in r.text]
+    assert any("What is the sum of 23 and 41?" in t and "Experience from earlier problems" in t for t in actor_requests)
+    icl_items = [i for i in items if i["mode"] == "icl"]
+    assert all("Example problem" in i["prompt"] for i in icl_items)
+
+
+def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI) -> None:
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    whole, resumed = tmp_path / "whole.flexlib", tmp_path / "resumed.flexlib"
+    common = ["--task", "math", "--train", str(train), "--model", model_uri(server), "--concurrency", "2",
+              "--rollouts", "2", "--rounds", "3"]
+    flex("learn", "--library", str(whole), *common)
+
+    server.scripted.delay = 0.15  # type: ignore[attr-defined]
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "flexlearn", "learn", "--library", str(resumed), *common],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if resumed.exists():
+            try:
+                with sqlite3.connect(resumed, timeout=1) as db:
+                    done = db.execute("SELECT count(*) FROM run_problems WHERE status IN ('solved','unsolved')").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+        if done >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "learn finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done < len(TRAIN)
+    server.scripted.delay = 0.0  # type: ignore[attr-defined]
+
+    again = flex("learn", "--library", str(resumed), "--resume", *common, "--json")
+    summary = json.loads(again.stdout)["summary"]
+    assert summary["resumed"] is True and summary["skipped"] >= 2
+    assert summary["solved"] == len(TRAIN)
+    assert snapshot(resumed) == snapshot(whole)
+
+
+def test_bad_input_names_file_and_line(tmp_path: Path, server: FakeOpenAI) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "What is the sum of 1 and 2?", "answer": "3"}\n{"question": "no answer"}\n')
+    lib_path = tmp_path / "lib.flexlib"
+    proc = flex("learn", "--task", "math", "--train", str(bad), "--library", str(lib_path),
+                "--model", model_uri(server), check=False)
+    assert proc.returncode == 2
+    assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
+    assert not lib_path.exists()
+    assert not server.requests
