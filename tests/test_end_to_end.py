@@ -19,15 +19,21 @@ from tests.support.fake_openai import FakeOpenAI
 from tests.support.scripted_flex import ScriptedFlex, parse
 
 TRAIN = [
-    ("sum", 12, 30), ("product", 6, 7), ("difference", 50, 8),
-    ("sum", 25, 17), ("product", 9, 4), ("difference", 90, 45),
+    ("sum", 12, 30),
+    ("product", 6, 7),
+    ("difference", 50, 8),
+    ("sum", 25, 17),
+    ("product", 9, 4),
+    ("difference", 90, 45),
 ]
 TEST = [("sum", 23, 41), ("product", 8, 3), ("difference", 70, 15)]
 OPS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
 
 
 def write_set(path: Path, items: list[tuple[str, int, int]]) -> Path:
-    lines = [json.dumps({"question": f"What is the {k} of {a} and {b}?", "answer": str(OPS[k](a, b))}) for k, a, b in items]
+    lines = [
+        json.dumps({"question": f"What is the {k} of {a} and {b}?", "answer": str(OPS[k](a, b))}) for k, a, b in items
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -35,8 +41,9 @@ def write_set(path: Path, items: list[tuple[str, int, int]]) -> Path:
 def flex(*args: str, env_extra: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env_extra or {})}
     env.pop("FLEX_MODEL", None)
-    proc = subprocess.run([sys.executable, "-m", "flexlearn", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flexlearn", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"flex {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -67,8 +74,24 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
     test = write_set(tmp_path / "test.jsonl", TEST)
     lib_path = tmp_path / "math.flexlib"
 
-    learned = flex("learn", "--task", "math", "--train", str(train), "--library", str(lib_path),
-                   "--model", model_uri(server), "--concurrency", "3", "--rollouts", "2", "--rounds", "3", "--json")
+    learned = flex(
+        "learn",
+        "--task",
+        "math",
+        "--train",
+        str(train),
+        "--library",
+        str(lib_path),
+        "--model",
+        model_uri(server),
+        "--concurrency",
+        "3",
+        "--rollouts",
+        "2",
+        "--rounds",
+        "3",
+        "--json",
+    )
     summary = json.loads(learned.stdout)["summary"]
     assert summary["solved"] == len(TRAIN)  # every problem solved on the retry after feedback
 
@@ -93,8 +116,24 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
     assert stats_out["by_zone_level"] == stats["by_zone_level"]
 
     out_dir = tmp_path / "run"
-    evaluated = flex("eval", "--task", "math", "--test", str(test), "--train", str(train), "--library", str(lib_path),
-                     "--modes", "vanilla,icl,agent,flex", "--model", model_uri(server), "--out", str(out_dir), "--json")
+    evaluated = flex(
+        "eval",
+        "--task",
+        "math",
+        "--test",
+        str(test),
+        "--train",
+        str(train),
+        "--library",
+        str(lib_path),
+        "--modes",
+        "vanilla,icl,agent,flex",
+        "--model",
+        model_uri(server),
+        "--out",
+        str(out_dir),
+        "--json",
+    )
     results = {r["mode"]: r for r in json.loads(evaluated.stdout)["results"]}
     assert set(results) == {"vanilla", "icl", "agent", "flex"}
     assert results["vanilla"]["accuracy"] == 0.0
@@ -124,21 +163,39 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
 def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI) -> None:
     train = write_set(tmp_path / "train.jsonl", TRAIN)
     whole, resumed = tmp_path / "whole.flexlib", tmp_path / "resumed.flexlib"
-    common = ["--task", "math", "--train", str(train), "--model", model_uri(server), "--concurrency", "2",
-              "--rollouts", "2", "--rounds", "3"]
+    common = [
+        "--task",
+        "math",
+        "--train",
+        str(train),
+        "--model",
+        model_uri(server),
+        "--concurrency",
+        "2",
+        "--rollouts",
+        "2",
+        "--rounds",
+        "3",
+    ]
     flex("learn", "--library", str(whole), *common)
 
     server.scripted.delay = 0.15  # type: ignore[attr-defined]
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "flexlearn", "learn", "--library", str(resumed), *common],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flexlearn", "learn", "--library", str(resumed), *common],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
         if resumed.exists():
             try:
                 with sqlite3.connect(resumed, timeout=1) as db:
-                    done = db.execute("SELECT count(*) FROM run_problems WHERE status IN ('solved','unsolved')").fetchone()[0]
+                    done = db.execute(
+                        "SELECT count(*) FROM run_problems WHERE status IN ('solved','unsolved')"
+                    ).fetchone()[0]
             except sqlite3.OperationalError:
                 done = 0
         if done >= 2:
@@ -161,8 +218,18 @@ def test_bad_input_names_file_and_line(tmp_path: Path, server: FakeOpenAI) -> No
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "What is the sum of 1 and 2?", "answer": "3"}\n{"question": "no answer"}\n')
     lib_path = tmp_path / "lib.flexlib"
-    proc = flex("learn", "--task", "math", "--train", str(bad), "--library", str(lib_path),
-                "--model", model_uri(server), check=False)
+    proc = flex(
+        "learn",
+        "--task",
+        "math",
+        "--train",
+        str(bad),
+        "--library",
+        str(lib_path),
+        "--model",
+        model_uri(server),
+        check=False,
+    )
     assert proc.returncode == 2
     assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
     assert not lib_path.exists()

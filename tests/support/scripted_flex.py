@@ -61,7 +61,8 @@ class ScriptedFlex:
         kind, a, b = problem
         right = KINDS[kind](a, b)
         if "Experience from earlier problems" in user or "Your earlier attempts were wrong" in user:
-            return f"Using the feedback and experience, the {kind} of {a} and {b} is {right}. Final answer: \\boxed{{{right}}}"
+            work = f"Using the feedback and experience, the {kind} of {a} and {b} is {right}."
+            return f"{work} Final answer: \\boxed{{{right}}}"
         return f"A quick guess: the {kind} is {right + 1}. Final answer: \\boxed{{{right + 1}}}"
 
     def critic(self, user: str) -> str:
@@ -94,7 +95,7 @@ class ScriptedFlex:
                     "zone": "golden",
                     "level": "pattern",
                     "title": f"{kind} of two numbers",
-                    "content": f"For the {kind} of two numbers such as {a} and {b}, write both numbers and combine them.",
+                    "content": f"For the {kind} of two numbers such as {a} and {b}, write both and combine them.",
                 },
                 {
                     "zone": "golden",

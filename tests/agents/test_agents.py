@@ -1,0 +1,171 @@
+"""Agents against an in-process FunctionModel: prompts carry what they must, parses survive nonsense."""
+
+from __future__ import annotations
+
+import json
+
+from flexlearn.agents.actor import Feedback, Shot, actor_prompt, render_notes
+from flexlearn.agents.critic import critique, judge, redact
+from flexlearn.agents.distiller import StepRecord, distill
+from flexlearn.agents.updater import decide
+from flexlearn.experience import Action, Experience, Level, Provenance, Zone
+from flexlearn.models.base import Prompt, PromptKind
+from flexlearn.models.function import FunctionModel
+from flexlearn.models.middleware import Meter
+from flexlearn.tasks import Problem, get_task
+
+MATH = get_task("math")
+PROBLEM = Problem(id="p1", question="What is $3 \\times 4$?", answer="12")
+
+
+def exp(zone: Zone, level: Level, content: str, examples: list[str] | None = None, id: str = "") -> Experience:
+    return Experience(zone=zone, level=level, title="t", content=content, examples=examples or [], id=id)
+
+
+def test_actor_prompt_chat_carries_guidance_examples_and_feedback() -> None:
+    guidance = [exp(Zone.GOLDEN, Level.PRINCIPLE, "Multiply carefully."), exp(Zone.WARNING, Level.CASE, "Do not add.")]
+    prompt = actor_prompt(
+        MATH,
+        PROBLEM,
+        guidance=guidance,
+        shots=[Shot("1+1?", "\\boxed{2}")],
+        feedback=[Feedback("7", "added", "multiply")],
+    )
+    system, user = prompt.messages[0].content, prompt.messages[1].content
+    assert "\\boxed" in system  # the task's answer format
+    assert "Multiply carefully." in user and "What failed (avoid)" in user and "Do not add." in user
+    assert "Example problem:\n1+1?" in user and PROBLEM.question in user
+    assert "Attempt 1: 7" in user and "multiply" in user
+    assert user.index("Multiply carefully.") < user.index(PROBLEM.question)
+
+
+def test_actor_prompt_completion_turns_golden_cases_into_worked_shots() -> None:
+    case = exp(Zone.GOLDEN, Level.CASE, "ok", examples=["Q: What is 2 x 5?\nA: \\boxed{10}"])
+    warn = exp(Zone.WARNING, Level.PATTERN, "Adding instead of multiplying is wrong.")
+    text = actor_prompt(MATH, PROBLEM, guidance=[case, warn]).completion_text()
+    assert "Q: What is 2 x 5?\nA: \\boxed{10}\n\n" in text
+    assert "Avoid: Adding instead of multiplying is wrong." in text
+    assert text.rstrip().endswith("A:") and f"Q: {PROBLEM.question}" in text
+    notes, shots = render_notes([case, warn])
+    assert shots == [Shot("What is 2 x 5?", "\\boxed{10}")] and notes.startswith("Avoid:")
+
+
+def test_redact_removes_answer_but_not_larger_numbers() -> None:
+    assert redact("The answer is 12, not 112 or 12.5", "12") == "The answer is [...], not 112 or [...].5"
+    assert redact("Try \\frac{1}{2} instead", "\\frac{1}{2}") == "Try [...] instead"
+    assert redact("nothing here", "") == "nothing here"
+
+
+async def test_critic_feedback_is_redacted_and_survives_nonsense() -> None:
+    leaky = FunctionModel(lambda p, r, s: json.dumps({"diagnosis": "It should be 12.", "next_step": "Write 12."}))
+    note = await critique(leaky, question="q", attempt="7", extracted="7", reference="12")
+    assert "12" not in note.diagnosis + note.next_step and note.error is None
+    assert "Reference answer" in leaky.calls[0].prompt.messages[1].content  # the critic itself may see it
+
+    meter = Meter()
+    garbage = FunctionModel(lambda p, r, s: "lorem ipsum {not json")
+    note = await critique(garbage, question="q", attempt="7", extracted="7", reference="12", meter=meter)
+    assert note.error and note.diagnosis and note.next_step  # generic feedback, no crash
+    assert meter.snapshot()["critic"]["failures"] == 1
+
+
+async def test_judge_never_sees_reference() -> None:
+    model = FunctionModel(lambda p, r, s: json.dumps({"correct": False, "diagnosis": "d", "next_step": "n"}))
+    verdict = await judge(model, question="What is 3 x 4?", attempt="7", extracted="7")
+    assert verdict.correct is False
+    assert "Reference" not in model.calls[0].prompt.messages[1].content
+
+
+def steps(*results: bool) -> list[StepRecord]:
+    return [StepRecord(0, i, f"attempt {i}", str(i), ok, "" if ok else "fb") for i, ok in enumerate(results)]
+
+
+def reply_with(*items: tuple[str, str, str]) -> FunctionModel:
+    payload = {"experiences": [{"zone": z, "level": lv, "title": "mult", "content": c} for z, lv, c in items]}
+    return FunctionModel(lambda p, r, s: json.dumps(payload))
+
+
+async def test_distiller_keeps_zones_the_trajectory_supports_and_links_levels() -> None:
+    model = reply_with(
+        ("golden", "principle", "Check the operation before computing."),
+        ("golden", "pattern", "For a product, multiply the factors."),
+        ("golden", "case", "3 times 4 needed multiplication."),
+        ("warning", "case", "Adding 3 and 4 gave 7, which is wrong."),
+        ("golden", "case", "A duplicate golden case is dropped."),
+    )
+    out = await distill(
+        model,
+        question=PROBLEM.question,
+        answer="12",
+        category="math",
+        steps=steps(False, True),
+        provenance=Provenance(task="math", problem_ids=["p1"]),
+    )
+    kinds = [(e.zone, e.level) for e in out.experiences]
+    assert kinds == [
+        (Zone.GOLDEN, Level.PRINCIPLE),
+        (Zone.GOLDEN, Level.PATTERN),
+        (Zone.GOLDEN, Level.CASE),
+        (Zone.WARNING, Level.CASE),
+    ]
+    assert out.parents == {1: 0, 2: 1}  # the warning case has no warning pattern or principle to hang under
+    golden_case = out.experiences[2]
+    assert golden_case.examples[0].startswith("Q: What is") and "attempt 1" in golden_case.examples[0]
+    assert out.experiences[3].examples[0].startswith("Q: ") and "Wrong:" in out.experiences[3].examples[0]
+    assert all(e.provenance.problem_ids == ["p1"] for e in out.experiences)
+
+    only_failures = await distill(
+        model, question="q", answer="12", category="math", steps=steps(False, False), provenance=Provenance()
+    )
+    assert {e.zone for e in only_failures.experiences} == {Zone.WARNING}
+
+
+async def test_distiller_nonsense_gives_no_candidates_and_an_error() -> None:
+    out = await distill(
+        FunctionModel(lambda p, r, s: "```\nnope\n```"),
+        question="q",
+        answer="a",
+        category="c",
+        steps=steps(True),
+        provenance=Provenance(),
+    )
+    assert out.experiences == [] and out.error
+
+
+async def test_updater_decisions() -> None:
+    cand = exp(Zone.GOLDEN, Level.PATTERN, "Multiply the factors.")
+    n1 = exp(Zone.GOLDEN, Level.PATTERN, "Multiply both factors carefully.", id="aaa")
+    n2 = exp(Zone.WARNING, Level.PATTERN, "Do not add factors.", id="bbb")
+    never = FunctionModel(lambda p, r, s: (_ for _ in ()).throw(AssertionError("no call expected")))
+
+    assert (await decide(never, cand, [])).action == Action.ADD
+    dup = exp(Zone.GOLDEN, Level.PATTERN, "Multiply the factors.", id=cand.content_id())
+    assert (await decide(never, cand, [dup])).action == Action.DISCARD
+
+    def answer(action: str, target: str = "", merged: str = "") -> FunctionModel:
+        body = {"action": action, "target": target, "merged_content": merged, "reason": "because"}
+        return FunctionModel(lambda p, r, s: json.dumps(body))
+
+    merged = await decide(answer("merge", "[aaa]", "Multiply the factors carefully."), cand, [n1, n2])
+    assert (merged.action, merged.target, merged.merged_content) == (
+        Action.MERGE,
+        "aaa",
+        "Multiply the factors carefully.",
+    )
+    assert (await decide(answer("merge", "zzz"), cand, [n1])).action == Action.ADD  # unknown target
+    assert (await decide(answer("merge", "bbb"), cand, [n1, n2])).action == Action.ADD  # other zone
+    assert (await decide(answer("discard"), cand, [n1])).reason == "because"
+    failed = await decide(FunctionModel(lambda p, r, s: "???"), cand, [n1])
+    assert failed.action == Action.ADD and "unusable" in failed.reason
+
+    seen: list[Prompt] = []
+    await decide(
+        FunctionModel(lambda p, r, s: seen.append(p) or json.dumps({"action": "add", "reason": "x"})), cand, [n1, n2]
+    )
+    assert "[aaa]" in seen[0].messages[1].content and "[bbb]" in seen[0].messages[1].content
+
+
+def test_completion_kind_prompts_end_with_a_cue() -> None:
+    for text in (actor_prompt(MATH, PROBLEM).completion_text(),):
+        assert text.endswith("A:\n") or text.rstrip().endswith("A:")
+    assert FunctionModel(lambda p, r, s: "", prompt_kind=PromptKind.COMPLETION).prompt_kind == "completion"

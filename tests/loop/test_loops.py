@@ -1,0 +1,150 @@
+"""explore / learn / evaluate with in-process models: budgets, early stop, failure handling, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flexlearn.errors import ConfigError, FlexError, ModelError
+from flexlearn.library.store import Library
+from flexlearn.loop.agents import Agents
+from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, icl_shots, parse_modes
+from flexlearn.loop.explore import ExploreConfig, explore
+from flexlearn.loop.learn import LearnConfig, learn
+from flexlearn.loop.stats import wilson
+from flexlearn.models.function import FunctionModel
+from flexlearn.tasks import Problem, get_task
+
+TASK = get_task("exact")
+PROBLEMS = [Problem(id=f"p{i}", question=f"Capital of country {i}?", answer=f"city{i}") for i in range(4)]
+
+
+def never_right(prompt, role, schema):  # type: ignore[no-untyped-def]
+    if role == "actor":
+        return "Final answer: nowhere"
+    if role == "critic":
+        return json.dumps({"diagnosis": "wrong city", "next_step": "think again"})
+    if role == "distiller":
+        return json.dumps(
+            {
+                "experiences": [
+                    {
+                        "zone": "warning",
+                        "level": "principle",
+                        "title": "capitals",
+                        "content": "Do not answer nowhere for a capital city question.",
+                    }
+                ]
+            }
+        )
+    return json.dumps({"action": "add", "reason": "new"})
+
+
+async def test_explore_runs_rollouts_times_rounds_and_stops_on_success() -> None:
+    model = FunctionModel(never_right)
+    traj = await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=2, rounds=3))
+    assert len(traj.steps) == 6 and not traj.solved
+    # the critic is not asked after the last round of a rollout
+    assert [c.role for c in model.calls].count("critic") == 4
+    assert all(s.feedback for s in traj.steps if s.round < 2)
+
+    calls = {"n": 0}
+
+    def second_time(prompt, role, schema):  # type: ignore[no-untyped-def]
+        if role == "actor":
+            calls["n"] += 1
+            return "Final answer: city0" if calls["n"] == 2 else "Final answer: x"
+        return never_right(prompt, role, schema)
+
+    model = FunctionModel(second_time)
+    traj = await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=3, rounds=5))
+    assert traj.solved and len(traj.steps) == 2
+    # the retry saw the critic's feedback
+    assert "think again" in model.calls[-1].prompt.messages[1].content
+
+
+async def test_learn_survives_nonsense_from_every_role(tmp_path: Path) -> None:
+    model = FunctionModel(lambda p, r, s: "%%% <garbage> {{{")
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        summary = await learn(
+            PROBLEMS,
+            task=TASK,
+            agents=Agents.single(model),
+            library=lib,
+            config=LearnConfig(explore=ExploreConfig(rollouts=1, rounds=2)),
+        )
+        assert summary.unsolved == len(PROBLEMS) and summary.failed == 0
+        assert lib.count() == 0
+        status = lib.problem_status(summary.run_id)
+        assert set(status.values()) == {"unsolved"}
+        assert lib.trajectory(summary.run_id, "p0")["distill_error"]
+
+
+async def test_learn_stops_after_consecutive_model_failures_and_resumes(tmp_path: Path) -> None:
+    down = {"on": True}
+
+    def flaky(prompt, role, schema):  # type: ignore[no-untyped-def]
+        if down["on"]:
+            raise ModelError("connection refused")
+        return never_right(prompt, role, schema)
+
+    model = FunctionModel(flaky)
+    config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1), max_consecutive_failures=2, concurrency=1)
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        with pytest.raises(ModelError, match="in a row"):
+            await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config)
+        down["on"] = False
+        summary = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
+        assert summary.resumed and summary.unsolved == len(PROBLEMS) and summary.failed == 0
+        assert lib.count() == 1  # one warning principle, then exact duplicates discarded
+        with pytest.raises(FlexError, match="cannot resume"):
+            await learn(PROBLEMS[:2], task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
+
+
+async def test_resume_without_a_run_is_an_error(tmp_path: Path) -> None:
+    with Library.open(tmp_path / "l.flexlib") as lib, pytest.raises(FlexError, match="nothing to resume"):
+        await learn(PROBLEMS, task=TASK, agents=Agents.single(FunctionModel(never_right)), library=lib, resume=True)
+
+
+async def test_evaluate_records_items_and_checks_inputs(tmp_path: Path) -> None:
+    def right(prompt, role, schema):  # type: ignore[no-untyped-def]
+        text = prompt.messages[1].content
+        q = text.split("Problem:")[-1]
+        n = next(ch for ch in q if ch.isdigit())
+        return f"Final answer: city{n}"
+
+    agents = Agents.single(FunctionModel(right))
+    results = await evaluate(
+        PROBLEMS, task=TASK, modes=[Mode.VANILLA, Mode.ICL], agents=agents, train=PROBLEMS, config=EvalConfig(icl_k=2)
+    )
+    assert [r.accuracy for r in results] == [1.0, 1.0]
+    icl = results[1].items[0]
+    assert icl.prompt.count("Example problem") == 2 and icl.extracted == "city0"
+    with pytest.raises(ConfigError, match="--library"):
+        await evaluate(PROBLEMS, task=TASK, modes=[Mode.FLEX], agents=agents)
+    with pytest.raises(ConfigError, match="--train"):
+        await evaluate(PROBLEMS, task=TASK, modes=[Mode.ICL], agents=agents)
+
+    def broken(prompt, role, schema):  # type: ignore[no-untyped-def]
+        raise ModelError("gave up after 6 attempts")
+
+    [r] = await evaluate(PROBLEMS, task=TASK, modes=[Mode.VANILLA], agents=Agents.single(FunctionModel(broken)))
+    assert r.errors == len(PROBLEMS) and r.accuracy == 0.0
+
+
+def test_icl_shots_never_include_the_problem_itself() -> None:
+    shots = icl_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
+    assert len(shots) == 3 and all("country 0" not in s.question for s in shots)
+    assert shots == icl_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
+
+
+def test_parse_modes_and_wilson() -> None:
+    assert parse_modes("vanilla, FLEX") == [Mode.VANILLA, Mode.FLEX]
+    with pytest.raises(ConfigError, match="unknown mode"):
+        parse_modes("vanilla,zero")
+    low, high = wilson(0, 10)
+    assert low == 0.0 and 0.25 < high < 0.35
+    low, high = wilson(5, 10)
+    assert 0.2 < low < 0.25 and 0.75 < high < 0.8
