@@ -127,6 +127,8 @@ def test_format_answer() -> None:
     [
         "2^{2^{100}}",
         "10^{10^{7}}",
+        "\\sqrt{2^{30000}+1}",
+        "\\frac{2^{99999}}{3^{60000}}",
         "\\sqrt{2}^{10^{9}}",
         "(10^{5})!",
         "\\binom{10^{9}}{10^{8}}",
@@ -135,7 +137,8 @@ def test_format_answer() -> None:
     ],
 )
 def test_runaway_answers_are_refused_quickly_off_the_main_thread(huge: str) -> None:
-    # Without the screen, comparing 2^{2^{100}} off the main thread freezes the whole process (GIL held in C).
+    # Without the screen, comparing 2^{2^{100}} off the main thread freezes the whole process (GIL held in C),
+    # and the root of 2^{30000}+1 runs for minutes (sympy tries to factor it).
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=1) as pool:
         score = pool.submit(TASK.score, f"\\boxed{{{huge}}}", problem("5")).result(timeout=30)
@@ -144,9 +147,11 @@ def test_runaway_answers_are_refused_quickly_off_the_main_thread(huge: str) -> N
     assert time.monotonic() - started < 10
 
 
-def test_modest_powers_still_compare() -> None:
+def test_modest_numbers_still_compare() -> None:
     assert TASK.score("\\boxed{2^{2005}}", problem("2^{2005}")).correct
     assert TASK.score("\\boxed{1024}", problem("2^{10}")).correct
+    assert TASK.score("\\boxed{\\binom{100}{50}}", problem("\\frac{100!}{(50!)^2}")).correct
+    assert TASK.score("\\boxed{(x+1)^{2}}", problem("x^2+2x+1")).correct
 
 
 def test_scoring_in_worker_threads_matches_main_thread() -> None:

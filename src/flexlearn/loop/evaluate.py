@@ -115,7 +115,11 @@ def icl_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int, se
     for p in chosen:
         solution = str(p.meta.get("solution", "")).strip()
         ending = task.format_answer(p)
-        shots.append(Shot(task.render(p), f"{solution}\n{ending}" if solution else ending))
+        # Some solutions (MATH-500) already end with the boxed answer: do not show it twice.
+        if solution and task.score(solution, p).correct:
+            shots.append(Shot(task.render(p), solution))
+        else:
+            shots.append(Shot(task.render(p), f"{solution}\n{ending}" if solution else ending))
     return shots
 
 

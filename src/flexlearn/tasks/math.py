@@ -1,11 +1,12 @@
 """Competition math (MATH-500, AIME): LaTeX answers compared for mathematical equivalence with math-verify.
 
 Timeouts. math-verify bounds its work with `signal.alarm`, which only works in the main thread; in any other
-thread it raises. So the limits are passed only when scoring runs in the main thread (where they also interrupt
-huge integer arithmetic), and are switched off elsewhere. A runaway computation off the main thread cannot be
-interrupted at all (it holds the GIL inside C code, freezing every thread), so before comparing, the parsed
-expressions are screened for the things that blow up: towers of powers, large factorials and binomials. With
-the length cap on answers, what is left is slow symbolic simplification, which stays bounded by the input size.
+thread it raises. So its limits are passed only when scoring runs in the main thread and are switched off
+elsewhere. Off the main thread nothing can interrupt a runaway computation, and big-integer work in C holds
+the GIL, freezing every thread (comparing 2^{2^{100}} with 5 never returns). So, in every thread, the parsed
+expressions are first screened for what blows up: exact numbers too large (powers, factorials, roots of big
+integers) and powers of sums too large to expand. With the length cap on answers, what remains off the main
+thread is ordinary symbolic simplification, which is pure Python: slow at worst, never freezing other threads.
 """
 
 from __future__ import annotations
