@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from flexlearn.agents.actor import worked_shots
 from flexlearn.errors import ConfigError, FlexError, ModelError
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, icl_shots, parse_modes
+from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
 from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.loop.stats import wilson
@@ -134,10 +135,10 @@ async def test_evaluate_records_items_and_checks_inputs(tmp_path: Path) -> None:
     assert r.errors == len(PROBLEMS) and r.accuracy == 0.0
 
 
-def test_icl_shots_never_include_the_problem_itself() -> None:
-    shots = icl_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
+def test_worked_shots_never_include_the_problem_itself() -> None:
+    shots = worked_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
     assert len(shots) == 3 and all("country 0" not in s.question for s in shots)
-    assert shots == icl_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
+    assert shots == worked_shots(TASK, PROBLEMS, PROBLEMS[0], k=10, seed=1)
 
 
 def test_parse_modes_and_wilson() -> None:
@@ -148,3 +149,15 @@ def test_parse_modes_and_wilson() -> None:
     assert low == 0.0 and 0.25 < high < 0.35
     low, high = wilson(5, 10)
     assert 0.2 < low < 0.25 and 0.75 < high < 0.8
+
+
+async def test_explore_shots_come_from_other_training_problems_and_vary_by_rollout() -> None:
+    model = FunctionModel(never_right)
+    config = ExploreConfig(rollouts=2, rounds=1, shots=2)
+    await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=config, pool=PROBLEMS)
+    prompts = [c.prompt.messages[1].content for c in model.calls if c.role == "actor"]
+    assert len(prompts) == 2
+    for text in prompts:
+        assert text.count("Example problem") == 2 and "country 0?" not in text.split("Problem:")[0]
+    await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=1, rounds=1))
+    assert "Example problem" not in model.calls[-1].prompt.messages[1].content

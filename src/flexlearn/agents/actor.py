@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from flexlearn.agents.templates import fill, shorten
+from flexlearn.agents.templates import completion_cue, fill, shorten
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, Usage
 from flexlearn.tasks.base import Problem, Task
@@ -25,6 +27,23 @@ class Feedback:
     attempt: str
     diagnosis: str
     next_step: str
+
+
+def worked_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int, seed: int | str) -> list[Shot]:
+    """k training problems with their reference answers as worked examples (seeded), never the problem itself."""
+    pool = [p for p in train if p.question != problem.question]
+    rng = random.Random(seed)
+    chosen = rng.sample(pool, min(k, len(pool)))
+    shots = []
+    for p in chosen:
+        solution = str(p.meta.get("solution", "")).strip()
+        ending = task.format_answer(p)
+        # Some solutions (MATH-500) already end with the boxed answer: do not show it twice.
+        if solution and task.score(solution, p).correct:
+            shots.append(Shot(task.render(p), solution))
+        else:
+            shots.append(Shot(task.render(p), f"{solution}\n{ending}" if solution else ending))
+    return shots
 
 
 def render_guidance(experiences: list[Experience]) -> str:
@@ -95,12 +114,14 @@ def actor_prompt(
         question=question,
         history=_history(feedback, chat=True),
     )
-    completion = fill(
-        "actor_completion",
-        notes=notes,
-        examples="".join(f"Q: {s.question}\nA: {s.answer}\n\n" for s in guided_shots + shots),
-        question=question,
-        history=_history(feedback, chat=False),
+    completion = completion_cue(
+        fill(
+            "actor_completion",
+            notes=notes,
+            examples="".join(f"Q: {s.question}\nA: {s.answer}\n\n" for s in guided_shots + shots),
+            question=question,
+            history=_history(feedback, chat=False),
+        )
     )
     return Prompt(
         messages=[

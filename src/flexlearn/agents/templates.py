@@ -38,9 +38,15 @@ def build(agent: str, *, stop: list[str] | None = None, **values: str) -> Prompt
             Message("system", fill(f"{agent}_system", **values).strip()),
             Message("user", fill(f"{agent}_user", **values).strip()),
         ],
-        completion=fill(f"{agent}_completion", **values),
+        completion=completion_cue(fill(f"{agent}_completion", **values)),
         stop=stop or [],
     )
+
+
+def completion_cue(text: str) -> str:
+    """A base model continues exactly where the text stops: end on the cue ("A:", "Feedback:"), not on a newline
+    after it (the model would start a new example) nor on a space (it splits the next token badly)."""
+    return text.rstrip()
 
 
 def shorten(text: str, limit: int) -> str:

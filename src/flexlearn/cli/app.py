@@ -80,6 +80,9 @@ def learn_cmd(
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per problem (paper: 3).")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (paper: 5).")] = 5,
     all_rollouts: Annotated[bool, typer.Option(help="Run every rollout even after a success.")] = False,
+    explore_shots: Annotated[
+        int, typer.Option(min=0, help="Worked training examples in the actor's prompt while exploring (base models).")
+    ] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems explored at once.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training problems.")] = None,
     resume: Annotated[
@@ -99,6 +102,7 @@ def learn_cmd(
             rollouts=rollouts,
             rounds=rounds,
             stop_on_success=not all_rollouts,
+            shots=explore_shots,
             actor=GenerationOptions(temperature=temperature),
         ),
         concurrency=concurrency,

@@ -12,13 +12,12 @@ report can be rebuilt without calling the model again.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt
+from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import judge
 from flexlearn.errors import ConfigError, ModelError
 from flexlearn.experience import Experience
@@ -106,23 +105,6 @@ def parse_modes(text: str) -> list[Mode]:
     return modes
 
 
-def icl_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int, seed: int) -> list[Shot]:
-    """k training problems with their answers, the same for every test problem (seeded), never the problem itself."""
-    pool = [p for p in train if p.question != problem.question]
-    rng = random.Random(seed)
-    chosen = rng.sample(pool, min(k, len(pool)))
-    shots = []
-    for p in chosen:
-        solution = str(p.meta.get("solution", "")).strip()
-        ending = task.format_answer(p)
-        # Some solutions (MATH-500) already end with the boxed answer: do not show it twice.
-        if solution and task.score(solution, p).correct:
-            shots.append(Shot(task.render(p), solution))
-        else:
-            shots.append(Shot(task.render(p), f"{solution}\n{ending}" if solution else ending))
-    return shots
-
-
 async def _one(
     mode: Mode,
     problem: Problem,
@@ -139,7 +121,7 @@ async def _one(
         assert library is not None
         guidance = retrieve(library, task.render(problem), budget_tokens=config.budget_tokens)
     elif mode == Mode.ICL:
-        shots = icl_shots(task, train, problem, config.icl_k, config.seed)
+        shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
     usage, calls, rounds = Usage(), 0, 0
     feedback: list[Feedback] = []

@@ -7,9 +7,10 @@ stops at the first verified success unless asked to run every rollout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flexlearn.agents.actor import Feedback, act, actor_prompt
+from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import critique
 from flexlearn.agents.distiller import StepRecord
 from flexlearn.experience import Experience
@@ -23,6 +24,9 @@ class ExploreConfig:
     rollouts: int = 3
     rounds: int = 5
     stop_on_success: bool = True
+    # Worked training examples in the actor's prompt while exploring. A base model follows examples, not
+    # instructions: without a few it rarely solves anything, and the library would hold only warnings.
+    shots: int = 0
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
 
@@ -57,14 +61,18 @@ async def explore(
     config: ExploreConfig,
     guidance: list[Experience] | None = None,
     meter: Meter | None = None,
+    pool: Sequence[Problem] = (),
 ) -> Trajectory:
+    """Explore one problem. `pool` is the training set that worked examples are drawn from (`config.shots`)."""
     steps: list[StepRecord] = []
     usage = Usage()
     calls = 0
     for rollout in range(config.rollouts):
         feedback: list[Feedback] = []
+        # Each rollout sees different examples, so rollouts explore differently even at temperature 0.
+        shots = worked_shots(task, pool, problem, config.shots, seed=f"{problem.id}/{rollout}") if config.shots else []
         for rnd in range(config.rounds):
-            prompt = actor_prompt(task, problem, guidance=guidance, feedback=feedback)
+            prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
             attempt = await act(actor, prompt, config.actor)
             usage, calls = usage + attempt.usage, calls + 1
             score = task.score(attempt.text, problem)

@@ -117,7 +117,13 @@ async def learn(
     async def work(problem: Problem) -> _Outcome:
         try:
             trajectory = await explore(
-                problem, task=task, actor=agents.actor, critic=agents.critic, config=config.explore, meter=agents.meter
+                problem,
+                task=task,
+                actor=agents.actor,
+                critic=agents.critic,
+                config=config.explore,
+                meter=agents.meter,
+                pool=problems,
             )
             provenance = Provenance(task=task.name, problem_ids=[problem.id], model=model_name, run_id=run_id)
             candidates = await distill(
