@@ -120,16 +120,32 @@ async def test_distiller_keeps_zones_the_trajectory_supports_and_links_levels() 
     assert {e.zone for e in only_failures.experiences} == {Zone.WARNING}
 
 
-async def test_distiller_nonsense_gives_no_candidates_and_an_error() -> None:
+async def test_distiller_nonsense_still_leaves_grounded_cases() -> None:
     out = await distill(
         FunctionModel(lambda p, r, s: "```\nnope\n```"),
-        question="q",
+        question="What is 3 x 4?",
+        answer="12",
+        category="c",
+        steps=steps(False, True),
+        provenance=Provenance(),
+    )
+    assert out.error
+    assert [(e.zone, e.level) for e in out.experiences] == [(Zone.GOLDEN, Level.CASE), (Zone.WARNING, Level.CASE)]
+    assert out.experiences[0].content.startswith("Solved: What is 3 x 4?")
+    assert out.experiences[1].content.startswith("Failed: What is 3 x 4?") and "fb" in out.experiences[1].content
+
+
+async def test_distiller_drops_lessons_copied_from_its_prompt_example() -> None:
+    copied = "Check whether a verb is irregular before adding -ed."
+    out = await distill(
+        reply_with(("golden", "principle", copied)),
+        question="q?",
         answer="a",
         category="c",
         steps=steps(True),
         provenance=Provenance(),
     )
-    assert out.experiences == [] and out.error
+    assert [e.level for e in out.experiences] == [Level.CASE]
 
 
 async def test_updater_decisions() -> None:

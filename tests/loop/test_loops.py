@@ -9,6 +9,7 @@ import pytest
 
 from flexlearn.agents.actor import worked_shots
 from flexlearn.errors import ConfigError, FlexError, ModelError
+from flexlearn.experience import Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
@@ -77,7 +78,9 @@ async def test_learn_survives_nonsense_from_every_role(tmp_path: Path) -> None:
             config=LearnConfig(explore=ExploreConfig(rollouts=1, rounds=2)),
         )
         assert summary.unsolved == len(PROBLEMS) and summary.failed == 0
-        assert lib.count() == 0
+        # The model's prose is unusable, but each failed problem still leaves its grounded warning case.
+        assert lib.count() == len(PROBLEMS)
+        assert {(e.zone, e.level) for e in lib.list()} == {(Zone.WARNING, Level.CASE)}
         status = lib.problem_status(summary.run_id)
         assert set(status.values()) == {"unsolved"}
         assert lib.trajectory(summary.run_id, "p0")["distill_error"]
@@ -99,7 +102,8 @@ async def test_learn_stops_after_consecutive_model_failures_and_resumes(tmp_path
         down["on"] = False
         summary = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
         assert summary.resumed and summary.unsolved == len(PROBLEMS) and summary.failed == 0
-        assert lib.count() == 1  # one warning principle, then exact duplicates discarded
+        # one warning principle (later copies are exact duplicates, discarded) and a warning case per problem
+        assert lib.count(level=Level.PRINCIPLE) == 1 and lib.count(level=Level.CASE) == len(PROBLEMS)
         with pytest.raises(FlexError, match="cannot resume"):
             await learn(PROBLEMS[:2], task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
 

@@ -70,8 +70,10 @@ def render_notes(experiences: list[Experience]) -> tuple[str, list[Shot]]:
     for e in experiences:
         worked = [x for x in e.examples if x.startswith("Q: ") and "\nA: " in x]
         if e.zone == Zone.GOLDEN and e.level == Level.CASE and worked:
-            q, _, a = worked[0][3:].partition("\nA: ")
-            shots.append(Shot(q.strip(), a.strip()))
+            # A case merged from several problems keeps each one's worked example.
+            for example in worked:
+                q, _, a = example[3:].partition("\nA: ")
+                shots.append(Shot(q.strip(), a.strip()))
             continue
         prefix = "Note" if e.zone == Zone.GOLDEN else "Avoid"
         notes.append(f"{prefix}: {shorten(e.content, 240)}")

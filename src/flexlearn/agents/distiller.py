@@ -1,9 +1,10 @@
 """The distiller: turns one problem's whole trajectory into candidate experiences at three levels and two zones.
 
 The model writes the lessons; the trajectory itself decides what is allowed: golden lessons only when some attempt
-was verified correct, warning lessons only when some attempt failed. Each concrete case also carries a grounded
-worked example taken from the trajectory (a verified correct answer, or a wrong one with the critic's diagnosis),
-so a case stays useful even when the model's prose is weak.
+was verified correct, warning lessons only when some attempt failed. A case is the concrete problem instance, so
+the trajectory guarantees one per zone it supports, whatever the model wrote: its text is the model's when it
+gave one and a factual summary otherwise, and it carries a worked example taken from the trajectory (the verified
+correct answer, or the wrong one with the critic's diagnosis). A weak model still leaves useful cases behind.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from flexlearn.agents.templates import build, shorten
+from flexlearn.agents.templates import build, load, shorten
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
@@ -96,30 +97,45 @@ async def distill(
         attempts_short=shown,
     )
     result = await generate_structured(model, prompt, DistilledReply, role="distiller", options=options, meter=meter)
-    if result.value is None:
-        return Candidates([], usage=result.usage, error=result.error)
-
     allowed = {Zone.GOLDEN: any_right, Zone.WARNING: any_wrong}
-    seen: set[tuple[Zone, Level]] = set()
-    experiences: list[Experience] = []
-    for c in result.value.experiences:
+    # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this problem.
+    template = load("distiller_completion")
+    written: dict[tuple[Zone, Level], CandidateReply] = {}
+    for c in result.value.experiences if result.value else []:
         zone, level = Zone(c.zone), Level(c.level)
         content = c.content.strip()
-        if not allowed[zone] or (zone, level) in seen or len(content) < 8:
+        if allowed[zone] and (zone, level) not in written and len(content) >= 8 and content not in template:
+            written[(zone, level)] = c
+
+    experiences: list[Experience] = []
+    for zone in Zone:
+        if not allowed[zone]:
             continue
-        seen.add((zone, level))
-        examples = [_worked_example(question, steps, zone)] if level == Level.CASE else []
-        experiences.append(
-            Experience(
-                zone=zone,
-                level=level,
-                title=c.title.strip() or category,
-                content=content,
-                examples=examples,
-                provenance=Provenance(**vars(provenance)),
+        for level in Level:
+            c = written.get((zone, level))
+            if c is None and level != Level.CASE:
+                continue
+            experiences.append(
+                Experience(
+                    zone=zone,
+                    level=level,
+                    title=(c.title.strip() if c else "") or category,
+                    content=c.content.strip() if c else _case_summary(question, steps, zone),
+                    examples=[_worked_example(question, steps, zone)] if level == Level.CASE else [],
+                    provenance=Provenance(**vars(provenance)),
+                )
             )
-        )
-    return Candidates(experiences, parents=_link(experiences), usage=result.usage)
+    return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error)
+
+
+def _case_summary(question: str, steps: list[StepRecord], zone: Zone) -> str:
+    """The case in plain facts, for when the model wrote nothing usable."""
+    if zone == Zone.GOLDEN:
+        win = next(s for s in steps if s.correct)
+        return f"Solved: {shorten(question, 300)} Answer: {shorten(win.extracted or win.attempt, 120)}"
+    loss = next(s for s in steps if not s.correct)
+    why = f" {shorten(loss.feedback, 200)}" if loss.feedback else ""
+    return f"Failed: {shorten(question, 300)} Wrong answer: {shorten(loss.extracted or loss.attempt, 120)}.{why}"
 
 
 def _link(experiences: list[Experience]) -> dict[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +18,15 @@ from flexlearn.cli.output import (
     meter_table,
     out,
     progress_bar,
+    progress_bars,
     results_table,
     stats_table,
+    tokens_per_second,
+    tokens_text,
 )
+from flexlearn.demo import plan, run_demo
 from flexlearn.errors import ConfigError
+from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.evaluate import EvalConfig, ItemRecord, evaluate, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig
@@ -308,3 +314,117 @@ def solve_cmd(
         out.print()
     out.print(solution.reply.strip(), highlight=False, markup=False)
     out.print(f"\n[bold]answer:[/bold] {solution.answer}", highlight=False)
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="Shipped slice: word_facts (default) or gsm8k.")
+    ] = "word_facts",
+    model: ModelOpt = None,
+    prompt_kind: KindOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
+    train_size: Annotated[int | None, typer.Option(min=1, help="Training problems (default per slice).")] = None,
+    test_size: Annotated[int | None, typer.Option(min=1, help="Held-out problems (default per slice).")] = None,
+    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout.")] = 2,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Problems at once (the local model runs one call at a time).")
+    ] = 1,
+    timeout: TimeoutOpt = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Learn on a small shipped training slice, evaluate a held-out slice in all four modes, show the results.
+
+    Runs offline on the embedded Gemma 3 270M when no model is given."""
+    demo = plan(
+        task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
+    )
+    run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    library_path = run_dir / "library.flexlib"
+    meter = Meter()
+    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    err.print(
+        f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
+        f"then evaluate {len(demo.test)} held-out problems in modes vanilla, icl, agent, flex "
+        f"with [bold]{agents.actor.name}[/bold]",
+        highlight=False,
+    )
+    started = time.time()
+    with Library.open(library_path) as lib:
+        with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.modes))) as (bar, ids):
+            right: dict[str, int] = {}
+            seen: dict[str, int] = {}
+
+            def on_learn(p: Progress) -> None:
+                bar.update(
+                    ids[0],
+                    completed=p.done,
+                    status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}",
+                )
+
+            def on_item(item: ItemRecord) -> None:
+                right[item.mode] = right.get(item.mode, 0) + item.correct
+                seen[item.mode] = seen.get(item.mode, 0) + 1
+                acc = "  ".join(f"{m} {right[m] / seen[m]:.0%}" for m in seen)
+                bar.update(ids[1], advance=1, status=f"{acc}  {tokens_text(meter)}")
+
+            async def go():  # type: ignore[no-untyped-def]
+                try:
+                    return await run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item)
+                finally:
+                    await agents.aclose()
+
+            outcome = run(go())
+        stats = lib.stats()
+        examples = pick_examples(lib)
+    seconds = time.time() - started
+    total = meter.total()
+    rate = tokens_per_second(total.completion_tokens, total.latency_s)
+    meta = {
+        "demo": task,
+        "task": demo.task.name,
+        "model": agents.actor.name,
+        "library": str(library_path),
+        "seconds": seconds,
+        "completion_tokens_per_second": rate,
+        "learn": vars(outcome.summary),
+        "calls": meter.snapshot(),
+        "train_size": len(demo.train),
+        "test_size": len(demo.test),
+    }
+    write_run(run_dir / "eval", meta, outcome.results)
+    if as_json:
+        out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
+        return
+    out.print(
+        results_table(outcome.results, f"FLEX demo: {task} ({len(demo.test)} held-out problems), {agents.actor.name}")
+    )
+    out.print(stats_table(stats))
+    for e in examples:
+        out.print(experience_line(e), highlight=False)
+    out.print(meter_table(meter))
+    out.print(
+        f"\nlearned from {len(demo.train)} problems ({outcome.summary.solved} solved while exploring) in "
+        f"{seconds:.0f}s total; {rate:.1f} completion tokens/s",
+        highlight=False,
+    )
+    out.print(f"library:  {library_path}   (try: flex library show {library_path})", highlight=False)
+    out.print(f"run files: {run_dir / 'eval'}   (results.json, items.jsonl)", highlight=False)
+    if agents.actor.name.startswith("local:"):
+        out.print(
+            "[dim]The 270M model shows the mechanics; a capable model (--model openai:...) shows the gains.[/dim]"
+        )
+
+
+def pick_examples(lib: Library) -> list[Experience]:
+    """Two or three entries worth showing: a golden case, a warning, and a principle if there is one."""
+    picks: list[Experience] = []
+    for zone, level in ((Zone.GOLDEN, Level.CASE), (Zone.WARNING, None), (None, Level.PRINCIPLE)):
+        for e in lib.list(zone=zone, level=level):
+            if e.id not in {p.id for p in picks}:
+                picks.append(e)
+                break
+    return picks

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from flexlearn.experience import Experience, Level, Zone
@@ -21,7 +21,8 @@ err = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Progress]:
+def progress_bars(*stages: tuple[str, int]) -> Iterator[tuple[Progress, list[TaskID]]]:
+    """One live display with a bar per stage (rich shows only one live display at a time)."""
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -32,7 +33,12 @@ def progress_bar(description: str, total: int) -> Iterator[Progress]:
         transient=False,
     )
     with bar:
-        bar.add_task(description, total=total, status="")
+        yield bar, [bar.add_task(description, total=total, status="") for description, total in stages]
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Progress]:
+    with progress_bars((description, total)) as (bar, _):
         yield bar
 
 
@@ -73,7 +79,7 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
 
 def meter_table(meter: Meter) -> Table:
     table = Table(title="Model calls by role")
-    for name in ("role", "calls", "failures", "prompt tok", "completion tok", "seconds"):
+    for name in ("role", "calls", "failures", "prompt tok", "completion tok", "seconds", "completion tok/s"):
         table.add_column(name, justify="left" if name == "role" else "right")
     for role, s in sorted(meter.snapshot().items()):
         table.add_row(
@@ -83,8 +89,13 @@ def meter_table(meter: Meter) -> Table:
             f"{s['prompt_tokens']:,}",
             f"{s['completion_tokens']:,}",
             f"{s['latency_s']:.1f}",
+            f"{tokens_per_second(s['completion_tokens'], s['latency_s']):.1f}",
         )
     return table
+
+
+def tokens_per_second(tokens: int, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else 0.0
 
 
 def stats_table(stats: dict[str, Any]) -> Table:
