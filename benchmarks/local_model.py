@@ -169,6 +169,42 @@ def measure_concurrency(ctx: Ctx) -> dict[str, Any]:
     return {"concurrent4_s": round(concurrent_s, 3), "serial4_raw_s": round(serial_raw_s, 3)}
 
 
+def measure_loop(ctx: Ctx) -> dict[str, Any]:
+    """Seconds per learned problem (explore + distil + update) and per evaluated problem in each mode, on the
+    shipped demo slice with the demo's settings, through flexlearn's own loops."""
+    import tempfile
+
+    from flexlearn.demo import plan
+    from flexlearn.library.store import Library
+    from flexlearn.loop.agents import Agents
+    from flexlearn.loop.evaluate import evaluate
+    from flexlearn.loop.learn import learn
+    from flexlearn.models.middleware import Meter, build_stack
+
+    demo = plan("word_facts", train_size=6, test_size=6)
+    meter = Meter()
+    agents = Agents.single(build_stack(ctx.model, max_concurrency=1, retry=None, meter=meter), meter)
+    with tempfile.TemporaryDirectory() as tmp, Library.open(f"{tmp}/bench.flexlib") as lib:
+        t0 = time.perf_counter()
+        ctx.loop.run_until_complete(learn(demo.train, task=demo.task, agents=agents, library=lib, config=demo.learn))
+        learn_s = time.perf_counter() - t0
+        results = ctx.loop.run_until_complete(
+            evaluate(
+                demo.test,
+                task=demo.task,
+                modes=demo.modes,
+                agents=agents,
+                config=demo.eval,
+                library=lib,
+                train=demo.train,
+            )
+        )
+    return {
+        "seconds_per_learned_problem": round(learn_s / len(demo.train), 2),
+        "seconds_per_evaluated_problem": {r.mode: round(r.seconds / r.n, 2) for r in results},
+    }
+
+
 def measure_peak_rss(ctx: Ctx) -> dict[str, Any]:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"peak_rss_mib": round(kb / 1024, 1)}
@@ -181,6 +217,7 @@ MEASUREMENTS: list[Callable[[Ctx], dict[str, Any]]] = [
     measure_short_completion,
     measure_grammar,
     measure_concurrency,
+    measure_loop,
     measure_peak_rss,
 ]
 

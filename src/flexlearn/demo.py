@@ -60,7 +60,7 @@ def plan(
     *,
     train_size: int | None = None,
     test_size: int | None = None,
-    rollouts: int = 2,
+    rollouts: int = 3,
     rounds: int = 2,
     explore_shots: int = 3,
     icl_k: int = 3,

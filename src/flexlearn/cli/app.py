@@ -327,7 +327,7 @@ def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
     train_size: Annotated[int | None, typer.Option(min=1, help="Training problems (default per slice).")] = None,
     test_size: Annotated[int | None, typer.Option(min=1, help="Held-out problems (default per slice).")] = None,
-    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 2,
+    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout.")] = 2,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Problems at once (the local model runs one call at a time).")
@@ -408,7 +408,8 @@ def demo_cmd(
     out.print(meter_table(meter))
     out.print(
         f"\nlearned from {len(demo.train)} problems ({outcome.summary.solved} solved while exploring) in "
-        f"{seconds:.0f}s total; {rate:.1f} completion tokens/s",
+        f"{outcome.summary.seconds:.0f}s, evaluated in {seconds - outcome.summary.seconds:.0f}s; "
+        f"{rate:.1f} completion tokens/s",
         highlight=False,
     )
     out.print(f"library:  {library_path}   (try: flex library show {library_path})", highlight=False)

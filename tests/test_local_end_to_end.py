@@ -1,0 +1,73 @@
+"""The whole loop on the real embedded model (slow): `flex demo` learns 2 problems and evaluates 2 in every mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flexlearn.experience import Level, Zone
+from flexlearn.library.store import Library
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (flexlearn[local])"
+    ),
+]
+
+
+def test_demo_learns_and_evaluates_with_the_embedded_model(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FLEX_MODEL", "FLEX_PROMPT_KIND")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flexlearn",
+            "demo",
+            "--train-size",
+            "2",
+            "--test-size",
+            "2",
+            "--rollouts",
+            "2",
+            "--rounds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    assert data["model"].startswith("local:") and data["completion_tokens_per_second"] > 0
+    assert "Using the embedded local model" in proc.stderr
+
+    results = {r["mode"]: r for r in data["results"]}
+    assert set(results) == {"vanilla", "icl", "agent", "flex"}
+    assert all(r["n"] == 2 and r["errors"] == 0 for r in results.values())
+    assert results["agent"]["calls"] >= results["vanilla"]["calls"]
+
+    # Whatever the tiny model wrote, every training problem left at least its grounded case behind.
+    with Library.open(data["library"], create=False) as lib:
+        cases = lib.list(level=Level.CASE)
+        assert len(cases) >= 2
+        assert all(e.provenance.model.startswith("local:") for e in lib.list())
+        assert all(e.zone in (Zone.GOLDEN, Zone.WARNING) for e in cases)
+        assert lib.events()
+
+    run_dir = Path(data["library"]).parent / "eval"
+    items = [json.loads(line) for line in (run_dir / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 8
+    # Base-model prompts end on the answer cue, and the replies were actually generated.
+    assert all(item["prompt"].endswith("A:") for item in items)
+    assert any(item["reply"].strip() for item in items)
