@@ -18,6 +18,7 @@ import pytest
 from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind
 from flexlearn.models.openai_compat import (
+    COMPLETION_DEFAULT_MAX_TOKENS,
     OpenAICompatModel,
     parse_retry_after,
     structured_mode_cache_clear,
@@ -131,6 +132,16 @@ async def test_completion_kind_posts_completion_text_with_stop(server: FakeOpenA
     assert "messages" not in request.json
 
 
+async def test_completion_kind_never_leaves_max_tokens_to_the_server_default(
+    server: FakeOpenAI, make_model: ModelFactory
+) -> None:
+    # Servers default /v1/completions to 16 tokens; chat requests are left alone (long reasoning is fine there).
+    await make_model(server.base_url, prompt_kind=PromptKind.COMPLETION).generate(chat_prompt())
+    await make_model(server.base_url).generate(chat_prompt())
+    assert server.requests[0].json["max_tokens"] == COMPLETION_DEFAULT_MAX_TOKENS
+    assert "max_tokens" not in server.requests[1].json
+
+
 async def test_generation_options_and_default_max_tokens(server: FakeOpenAI, make_model: ModelFactory) -> None:
     model = make_model(server.base_url, default_max_tokens=77)
     await model.generate(chat_prompt())
@@ -170,6 +181,24 @@ async def test_json_schema_rejected_falls_back_to_json_object_once(make_model: M
         assert [f["type"] for f in formats if f] == ["json_schema", "json_object", "json_object"]
         assert formats[1] == {"type": "json_object", "schema": SCHEMA}
         assert structured_mode_cached(server.base_url, "test-model", PromptKind.CHAT) == "json_object"
+
+
+async def test_500_that_blames_json_schema_is_a_rejection_not_an_outage(
+    server: FakeOpenAI, make_model: ModelFactory
+) -> None:
+    # What llama-cpp-python's server (0.3.x) really answers to response_format type json_schema.
+    message = (
+        "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}"
+    )
+    server.enqueue(FakeResponse(500, json=error_body(message, "internal_server_error")), '{"answer": "4"}')
+    reply = await make_model(server.base_url).generate(chat_prompt(), schema=SCHEMA)
+    assert reply.structured_mode == "json_object"
+    assert [r.response_format["type"] for r in server.requests] == ["json_schema", "json_object"]
+    # A 500 that says nothing about the response_format is still an outage, retried elsewhere.
+    server.enqueue(FakeResponse(500, json=error_body("out of memory", "server_error")))
+    with pytest.raises(TransientModelError):
+        await make_model(server.base_url).generate(chat_prompt(), schema=SCHEMA)
 
 
 async def test_any_response_format_rejected_falls_back_to_prompt_mode(make_model: ModelFactory) -> None:

@@ -10,7 +10,8 @@ with a body we cannot read) raise `TransientModelError` for the retry middleware
 Structured output: servers differ in what they accept, so with a schema we try, in order,
 ``json_schema`` (OpenAI, vLLM), ``json_object`` carrying the schema (llama.cpp server), and ``prompt`` (the
 schema is written into the prompt). A 400/422/501 while a ``response_format`` was sent moves on to the next
-mode. The mode that worked is cached per endpoint for the whole process, so a server's rejection is paid once.
+mode, and so does a 5xx whose message names the response_format (llama-cpp-python's server answers 500). The
+mode that worked is cached per endpoint for the whole process, so a server's rejection is paid once.
 """
 
 from __future__ import annotations
@@ -28,10 +29,19 @@ from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
+COMPLETION_DEFAULT_MAX_TOKENS = 512
 
 # Statuses that mean "this server does not take that response_format" when one was sent. 401/403/404/429 are
 # deliberately absent: they say nothing about the response_format and must surface as themselves.
 _REJECTION_STATUSES = frozenset({400, 422, 501})
+
+
+def _blames_response_format(message: str) -> bool:
+    """Some servers report a response_format they do not take as a server error: llama-cpp-python's answers
+    HTTP 500 "Input should be 'text' or 'json_object'" for json_schema. Retrying that would never help."""
+    lowered = message.lower()
+    return "response_format" in lowered or "json_schema" in lowered
+
 
 # Endpoint key -> the structured mode that last worked there. Module-level so every instance (the actor's, the
 # critic's, ... all built from the same URI) shares what one of them learned.
@@ -207,6 +217,10 @@ class OpenAICompatModel:
         max_tokens = options.max_tokens if options and options.max_tokens is not None else None
         if max_tokens is None:
             max_tokens = self.default_max_tokens
+        if max_tokens is None and self.prompt_kind is PromptKind.COMPLETION:
+            # /v1/completions stops after 16 tokens unless told otherwise (OpenAI, llama.cpp servers): enough to
+            # cut every JSON reply in half.
+            max_tokens = COMPLETION_DEFAULT_MAX_TOKENS
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if options is not None and options.temperature is not None:
@@ -244,7 +258,7 @@ class OpenAICompatModel:
         if not 200 <= status < 300:
             message = _error_message(response)
             if status == 429 or status == 408 or status >= 500:
-                if "response_format" in body and status == 501:
+                if "response_format" in body and (status == 501 or _blames_response_format(message)):
                     raise _Rejected(message)
                 raise TransientModelError(
                     f"{self.name}: HTTP {status}: {message}", retry_after=parse_retry_after(response.headers)
