@@ -178,10 +178,12 @@ def measure_loop(ctx: Ctx) -> dict[str, Any]:
     from flexlearn.library.store import Library
     from flexlearn.loop.agents import Agents
     from flexlearn.loop.evaluate import evaluate
+    from flexlearn.loop.explore import exploration_defaults
     from flexlearn.loop.learn import learn
     from flexlearn.models.middleware import Meter, build_stack
 
     demo = plan("word_facts", train_size=6, test_size=6)
+    demo.learn.explore.shots = exploration_defaults(ctx.model).shots
     meter = Meter()
     agents = Agents.single(build_stack(ctx.model, max_concurrency=1, retry=None, meter=meter), meter)
     with tempfile.TemporaryDirectory() as tmp, Library.open(f"{tmp}/bench.flexlib") as lib:

@@ -62,7 +62,6 @@ def plan(
     test_size: int | None = None,
     rollouts: int = 3,
     rounds: int = 2,
-    explore_shots: int = 3,
     icl_k: int = 3,
     agent_rounds: int = 2,
     concurrency: int = 1,
@@ -82,9 +81,7 @@ def plan(
         task=task,
         train=train,
         test=test,
-        learn=LearnConfig(
-            explore=ExploreConfig(rollouts=rollouts, rounds=rounds, shots=explore_shots), concurrency=concurrency
-        ),
+        learn=LearnConfig(explore=ExploreConfig(rollouts=rollouts, rounds=rounds), concurrency=concurrency),
         eval=EvalConfig(icl_k=icl_k, agent_rounds=agent_rounds, concurrency=concurrency),
     )
 

@@ -13,9 +13,10 @@ from flexlearn.experience import Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
-from flexlearn.loop.explore import ExploreConfig, explore
+from flexlearn.loop.explore import ExploreConfig, exploration_defaults, explore
 from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.loop.stats import wilson
+from flexlearn.models.base import PromptKind
 from flexlearn.models.function import FunctionModel
 from flexlearn.tasks import Problem, get_task
 
@@ -165,3 +166,10 @@ async def test_explore_shots_come_from_other_training_problems_and_vary_by_rollo
         assert text.count("Example problem") == 2 and "country 0?" not in text.split("Problem:")[0]
     await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=1, rounds=1))
     assert "Example problem" not in model.calls[-1].prompt.messages[1].content
+
+
+def test_exploration_defaults_follow_the_model() -> None:
+    chat = exploration_defaults(FunctionModel(never_right, name="openai:gpt"))
+    assert (chat.rollouts, chat.rounds, chat.shots) == (3, 5, 0)
+    local = exploration_defaults(FunctionModel(never_right, name="local:tiny.gguf", prompt_kind=PromptKind.COMPLETION))
+    assert (local.rollouts, local.rounds, local.shots) == (3, 2, 3)

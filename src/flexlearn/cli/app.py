@@ -29,7 +29,7 @@ from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.evaluate import EvalConfig, ItemRecord, evaluate, parse_modes, solve
-from flexlearn.loop.explore import ExploreConfig
+from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
@@ -83,12 +83,21 @@ def learn_cmd(
     task: TaskOpt = "math",
     model: ModelOpt = None,
     prompt_kind: KindOpt = None,
-    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per problem (paper: 3).")] = 3,
-    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (paper: 5).")] = 5,
+    rollouts: Annotated[
+        int | None, typer.Option(min=1, help="Rollouts per problem [default: 3, as in the paper].")
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Actor/critic rounds per rollout [default: 5 as in the paper; 2 for local models]."),
+    ] = None,
     all_rollouts: Annotated[bool, typer.Option(help="Run every rollout even after a success.")] = False,
     explore_shots: Annotated[
-        int, typer.Option(min=0, help="Worked training examples in the actor's prompt while exploring (base models).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Worked training examples in the actor's prompt while exploring [default: 0; 3 for base models].",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems explored at once.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training problems.")] = None,
     resume: Annotated[
@@ -103,12 +112,13 @@ def learn_cmd(
     problems = load_problems_for(the_task, train, limit)
     meter = Meter()
     agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    defaults = exploration_defaults(agents.actor)
     config = LearnConfig(
         explore=ExploreConfig(
-            rollouts=rollouts,
-            rounds=rounds,
+            rollouts=rollouts or defaults.rollouts,
+            rounds=rounds or defaults.rounds,
             stop_on_success=not all_rollouts,
-            shots=explore_shots,
+            shots=defaults.shots if explore_shots is None else explore_shots,
             actor=GenerationOptions(temperature=temperature),
         ),
         concurrency=concurrency,
@@ -328,7 +338,7 @@ def demo_cmd(
     train_size: Annotated[int | None, typer.Option(min=1, help="Training problems (default per slice).")] = None,
     test_size: Annotated[int | None, typer.Option(min=1, help="Held-out problems (default per slice).")] = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
-    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Problems at once (the local model runs one call at a time).")
     ] = 1,
@@ -346,6 +356,7 @@ def demo_cmd(
     library_path = run_dir / "library.flexlib"
     meter = Meter()
     agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    demo.learn.explore.shots = exploration_defaults(agents.actor).shots
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
         f"then evaluate {len(demo.test)} held-out problems in modes vanilla, icl, agent, flex "

@@ -14,7 +14,7 @@ from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import critique
 from flexlearn.agents.distiller import StepRecord
 from flexlearn.experience import Experience
-from flexlearn.models.base import ChatModel, GenerationOptions, Usage
+from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.tasks.base import Problem, Task
 
@@ -29,6 +29,15 @@ class ExploreConfig:
     shots: int = 0
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+def exploration_defaults(actor: ChatModel) -> ExploreConfig:
+    """The paper's 3 rollouts x 5 rounds for capable models. An embedded model on a laptop's cores gets fewer
+    rounds (its critic's feedback helps little, and every round costs seconds), and a base model gets worked
+    examples in its prompt, without which it rarely solves anything to learn from."""
+    local = actor.name.startswith("local:")
+    base = actor.prompt_kind == PromptKind.COMPLETION
+    return ExploreConfig(rollouts=3, rounds=2 if local else 5, shots=3 if base else 0)
 
 
 @dataclass
