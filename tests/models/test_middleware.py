@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,7 +20,7 @@ from flexlearn.models.middleware import (
     RoleStats,
     build_stack,
 )
-from flexlearn.models.openai_compat import OpenAICompatModel, structured_mode_cache_clear
+from flexlearn.models.openai_compat import OpenAICompatModel
 from tests.support.fake_openai import FakeOpenAI, FakeResponse, error_body
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, jitter=0.0)
@@ -34,19 +34,6 @@ class RecordingSleep:
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mode_cache() -> Iterator[None]:
-    structured_mode_cache_clear()
-    yield
-    structured_mode_cache_clear()
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -52,12 +52,6 @@ def _fresh_mode_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def make_model() -> AsyncIterator[ModelFactory]:
     made: list[OpenAICompatModel] = []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply
 from flexlearn.models.function import FunctionModel
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
-from flexlearn.models.openai_compat import OpenAICompatModel, structured_mode_cache_clear
+from flexlearn.models.openai_compat import OpenAICompatModel
 from flexlearn.models.structured import extract_json_object, generate_structured, parse_structured
 from tests.support.fake_openai import FakeOpenAI, FakeResponse, error_body
 
@@ -21,19 +21,6 @@ from tests.support.fake_openai import FakeOpenAI, FakeResponse, error_body
 class Verdict(BaseModel):
     correct: bool
     reason: str
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mode_cache() -> Iterator[None]:
-    structured_mode_cache_clear()
-    yield
-    structured_mode_cache_clear()
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
 
 
 @pytest.fixture
