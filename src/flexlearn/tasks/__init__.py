@@ -3,8 +3,8 @@
 Built-in tasks ("math", "gsm8k", "exact") are imported only when `get_task` asks for them.
 """
 
-from flexlearn.tasks.base import Problem, Score, Task
+from flexlearn.tasks.base import MetricTask, Problem, Score, Task
 from flexlearn.tasks.loader import load_problems
 from flexlearn.tasks.registry import available_tasks, get_task
 
-__all__ = ["Problem", "Score", "Task", "available_tasks", "get_task", "load_problems"]
+__all__ = ["MetricTask", "Problem", "Score", "Task", "available_tasks", "get_task", "load_problems"]

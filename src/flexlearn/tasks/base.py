@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,9 @@ class Score:
     value: float
     extracted: str | None
     detail: str = ""
+    # Structured extras a set-level metric needs (a retrosynthesis rank, a protein batch's predicted scores).
+    # JSON-serialisable: it is stored with each evaluated item so reports rebuild without the model.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -56,3 +60,17 @@ class Task(Protocol):
     def format_answer(self, problem: Problem) -> str:
         """The reference written the way a correct reply would end (used for ICL worked examples)."""
         ...
+
+
+@runtime_checkable
+class MetricTask(Task, Protocol):
+    """A task whose headline number is not mean accuracy over items: Spearman correlation per assay
+    (ProteinGym), top-k exact match with invalid SMILES counted apart (retrosynthesis), ...
+
+    `aggregate` gets every evaluated item's problem and score and returns named values, one of them named
+    `metric` (the headline). Evaluation bootstraps it over problems for a confidence interval, so it must
+    accept any multiset of items (resampled problems repeat)."""
+
+    metric: str
+
+    def aggregate(self, items: Sequence[tuple[Problem, Score]]) -> dict[str, float]: ...
