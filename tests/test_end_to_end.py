@@ -11,54 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from flexlearn.experience import Action, Level, Zone
 from flexlearn.library.store import Library
+from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.scripted_flex import ScriptedFlex, parse
-
-TRAIN = [
-    ("sum", 12, 30),
-    ("product", 6, 7),
-    ("difference", 50, 8),
-    ("sum", 25, 17),
-    ("product", 9, 4),
-    ("difference", 90, 45),
-]
-TEST = [("sum", 23, 41), ("product", 8, 3), ("difference", 70, 15)]
-OPS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
-
-
-def write_set(path: Path, items: list[tuple[str, int, int]]) -> Path:
-    lines = [
-        json.dumps({"question": f"What is the {k} of {a} and {b}?", "answer": str(OPS[k](a, b))}) for k, a, b in items
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def flex(*args: str, env_extra: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env_extra or {})}
-    env.pop("FLEX_MODEL", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "flexlearn", *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"flex {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-@pytest.fixture()
-def server():
-    scripted = ScriptedFlex()
-    with FakeOpenAI(scripted) as fake:
-        fake.scripted = scripted  # type: ignore[attr-defined]
-        yield fake
-
-
-def model_uri(fake: FakeOpenAI) -> str:
-    return f"openai:scripted@{fake.base_url}"
+from tests.support.scripted_flex import parse
 
 
 def snapshot(path: Path) -> list[tuple]:
@@ -69,7 +26,7 @@ def snapshot(path: Path) -> list[tuple]:
         )
 
 
-def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
+def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
     train = write_set(tmp_path / "train.jsonl", TRAIN)
     test = write_set(tmp_path / "test.jsonl", TEST)
     lib_path = tmp_path / "math.flexlib"
@@ -83,7 +40,7 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
         "--library",
         str(lib_path),
         "--model",
-        model_uri(server),
+        model_uri(scripted_server),
         "--concurrency",
         "3",
         "--rollouts",
@@ -129,7 +86,7 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
         "--modes",
         "vanilla,icl,agent,flex",
         "--model",
-        model_uri(server),
+        model_uri(scripted_server),
         "--out",
         str(out_dir),
         "--json",
@@ -154,13 +111,13 @@ def test_learn_then_eval_all_modes(tmp_path: Path, server: FakeOpenAI) -> None:
             assert learned_here, item["retrieved"]
             assert any(e.content in item["prompt"] for e in learned_here)
             assert all(e.retrieved > 0 for e in learned_here)
-    actor_requests = [r.text for r in server.requests if "careful problem solver" in r.text]
+    actor_requests = [r.text for r in scripted_server.requests if "careful problem solver" in r.text]
     assert any("What is the sum of 23 and 41?" in t and "Experience from earlier problems" in t for t in actor_requests)
     icl_items = [i for i in items if i["mode"] == "icl"]
     assert all("Example problem" in i["prompt"] for i in icl_items)
 
 
-def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI) -> None:
+def test_killed_learn_resumes_to_same_library(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
     train = write_set(tmp_path / "train.jsonl", TRAIN)
     whole, resumed = tmp_path / "whole.flexlib", tmp_path / "resumed.flexlib"
     common = [
@@ -169,7 +126,7 @@ def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI
         "--train",
         str(train),
         "--model",
-        model_uri(server),
+        model_uri(scripted_server),
         "--concurrency",
         "2",
         "--rollouts",
@@ -179,7 +136,7 @@ def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI
     ]
     flex("learn", "--library", str(whole), *common)
 
-    server.scripted.delay = 0.15  # type: ignore[attr-defined]
+    scripted_server.scripted.delay = 0.15  # type: ignore[attr-defined]
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flexlearn", "learn", "--library", str(resumed), *common],
@@ -205,7 +162,7 @@ def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 2 <= done < len(TRAIN)
-    server.scripted.delay = 0.0  # type: ignore[attr-defined]
+    scripted_server.scripted.delay = 0.0  # type: ignore[attr-defined]
 
     again = flex("learn", "--library", str(resumed), "--resume", *common, "--json")
     summary = json.loads(again.stdout)["summary"]
@@ -214,7 +171,7 @@ def test_killed_learn_resumes_to_same_library(tmp_path: Path, server: FakeOpenAI
     assert snapshot(resumed) == snapshot(whole)
 
 
-def test_bad_input_names_file_and_line(tmp_path: Path, server: FakeOpenAI) -> None:
+def test_bad_input_names_file_and_line(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "What is the sum of 1 and 2?", "answer": "3"}\n{"question": "no answer"}\n')
     lib_path = tmp_path / "lib.flexlib"
@@ -227,10 +184,10 @@ def test_bad_input_names_file_and_line(tmp_path: Path, server: FakeOpenAI) -> No
         "--library",
         str(lib_path),
         "--model",
-        model_uri(server),
+        model_uri(scripted_server),
         check=False,
     )
     assert proc.returncode == 2
     assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
     assert not lib_path.exists()
-    assert not server.requests
+    assert not scripted_server.requests

@@ -173,3 +173,37 @@ def test_exploration_defaults_follow_the_model() -> None:
     assert (chat.rollouts, chat.rounds, chat.shots) == (3, 5, 0)
     local = exploration_defaults(FunctionModel(never_right, name="local:tiny.gguf", prompt_kind=PromptKind.COMPLETION))
     assert (local.rollouts, local.rounds, local.shots) == (3, 2, 3)
+
+
+async def test_repeats_are_averaged_with_a_bootstrap_interval() -> None:
+    def coin(prompt, role, schema):  # type: ignore[no-untyped-def]
+        # Right on even seeds only, so every problem scores exactly half over 2 samples.
+        seed = coin.options.seed if coin.options else 0  # type: ignore[attr-defined]
+        return "Final answer: city0" if seed % 2 == 0 else "Final answer: x"
+
+    class Seeded(FunctionModel):
+        async def generate(self, prompt, *, role="actor", schema=None, options=None):  # type: ignore[no-untyped-def]
+            coin.options = options  # type: ignore[attr-defined]
+            return await super().generate(prompt, role=role, schema=schema, options=options)
+
+    one = [Problem(id=f"q{i}", question="Capital of country 0?", answer="city0") for i in range(6)]
+    [r] = await evaluate(
+        one, task=TASK, modes=[Mode.VANILLA], agents=Agents.single(Seeded(coin)), config=EvalConfig(repeats=2)
+    )
+    assert (r.n, r.samples, r.repeats, r.correct) == (6, 12, 2, 6)
+    assert r.accuracy == 0.5
+    assert r.ci_low == r.ci_high == 0.5  # every problem is exactly 1 of 2: resampling problems cannot move it
+    assert sorted({i.repeat for i in r.items}) == [0, 1]
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_n() -> None:
+    from flexlearn.loop.stats import bootstrap
+
+    def mean(gs):  # type: ignore[no-untyped-def]
+        return sum(gs) / len(gs)
+
+    small = bootstrap([0, 1] * 10, mean, seed=1)
+    large = bootstrap([0, 1] * 500, mean, seed=1)
+    assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
+    assert (large[1] - large[0]) < (small[1] - small[0]) / 3
+    assert bootstrap([], mean) == (0.0, 0.0)

@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 
 from flexlearn import __version__
-from flexlearn.cli import library_cmd
-from flexlearn.cli.common import MODEL_HELP, build_agents, handle_errors, run
+from flexlearn.cli import experiments_cmd, library_cmd
+from flexlearn.cli.common import KindOpt, ModelOpt, TaskOpt, TempOpt, TimeoutOpt, build_agents, handle_errors, run
 from flexlearn.cli.output import (
+    ItemProgress,
     err,
     experience_line,
     meter_table,
@@ -28,7 +29,7 @@ from flexlearn.demo import plan, run_demo
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
-from flexlearn.loop.evaluate import EvalConfig, ItemRecord, evaluate, parse_modes, solve
+from flexlearn.loop.evaluate import EvalConfig, evaluate, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
@@ -43,21 +44,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(library_cmd.app, name="library")
-
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
-KindOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--prompt-kind", envvar="FLEX_PROMPT_KIND", help="chat or completion (base models); default per backend."
-    ),
-]
-TaskOpt = Annotated[
-    str, typer.Option("--task", "-t", help="Task: math, gsm8k, exact, an entry-point name, or module:Class.")
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
-TempOpt = Annotated[
-    float | None, typer.Option("--temperature", help="Actor sampling temperature (default: the model's).")
-]
 
 
 def _version(value: bool) -> None:
@@ -187,7 +173,10 @@ def eval_cmd(
     budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")] = 1500,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples and the bootstrap.")] = 0,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Samples per problem: pass@1 averaged over them (set --temperature > 0).")
+    ] = 1,
     temperature: TempOpt = None,
     timeout: TimeoutOpt = 120.0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write results and every per-item record here.")] = None,
@@ -208,24 +197,14 @@ def eval_cmd(
         budget_tokens=budget,
         concurrency=concurrency,
         seed=seed,
+        repeats=repeats,
         actor=GenerationOptions(temperature=temperature),
     )
     lib = Library.open(library, create=False) if library is not None else None
     started = time.time()
     try:
-        with progress_bar("eval", len(problems) * len(mode_list)) as bar:
-            right: dict[str, int] = {}
-            seen: dict[str, int] = {}
-
-            def on_item(item: ItemRecord) -> None:
-                right[item.mode] = right.get(item.mode, 0) + item.correct
-                seen[item.mode] = seen.get(item.mode, 0) + 1
-                acc = "  ".join(f"{m} {right[m] / seen[m]:.0%}" for m in seen)
-                bar.update(
-                    bar.task_ids[0],
-                    advance=1,
-                    status=f"{acc}  {meter.total().prompt_tokens + meter.total().completion_tokens:,} tok",
-                )
+        with progress_bar("eval", len(problems) * len(mode_list) * repeats) as bar:
+            on_item = ItemProgress(bar, bar.task_ids[0], meter)
 
             async def go():  # type: ignore[no-untyped-def]
                 try:
@@ -243,35 +222,36 @@ def eval_cmd(
                     await agents.aclose()
 
             results = run(go())
+        meta = {
+            "task": the_task.name,
+            "test": str(test),
+            "train": str(train) if train else None,
+            "library": str(library) if library else None,
+            "model": agents.actor.name,
+            "started": started,
+            "seconds": time.time() - started,
+            "config": {
+                "icl_k": icl_k,
+                "agent_rounds": agent_rounds,
+                "budget": budget,
+                "seed": seed,
+                "temperature": temperature,
+                "limit": limit,
+                "repeats": repeats,
+            },
+            "calls": meter.snapshot(),
+        }
+        if out_dir is not None:
+            write_run(out_dir, meta, results, lib)
     finally:
         if lib is not None:
             lib.close()
-    meta = {
-        "task": the_task.name,
-        "test": str(test),
-        "train": str(train) if train else None,
-        "library": str(library) if library else None,
-        "model": agents.actor.name,
-        "started": started,
-        "seconds": time.time() - started,
-        "config": {
-            "icl_k": icl_k,
-            "agent_rounds": agent_rounds,
-            "budget": budget,
-            "seed": seed,
-            "temperature": temperature,
-            "limit": limit,
-        },
-        "calls": meter.snapshot(),
-    }
-    if out_dir is not None:
-        write_run(out_dir, meta, results)
     if as_json:
         out.print_json(data={**meta, "results": [r.summary() for r in results]})
         return
     out.print(results_table(results, f"{the_task.name} on {test.name} with {agents.actor.name}"))
     if out_dir is not None:
-        out.print(f"results and per-item records: {out_dir}")
+        out.print(f"results and per-item records: {out_dir}  (flex report {out_dir} makes an HTML page)")
 
 
 @app.command("solve")
@@ -366,21 +346,13 @@ def demo_cmd(
     started = time.time()
     with Library.open(library_path) as lib:
         with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.modes))) as (bar, ids):
-            right: dict[str, int] = {}
-            seen: dict[str, int] = {}
 
             def on_learn(p: Progress) -> None:
                 bar.update(
-                    ids[0],
-                    completed=p.done,
-                    status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}",
+                    ids[0], completed=p.done, status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}"
                 )
 
-            def on_item(item: ItemRecord) -> None:
-                right[item.mode] = right.get(item.mode, 0) + item.correct
-                seen[item.mode] = seen.get(item.mode, 0) + 1
-                acc = "  ".join(f"{m} {right[m] / seen[m]:.0%}" for m in seen)
-                bar.update(ids[1], advance=1, status=f"{acc}  {tokens_text(meter)}")
+            on_item = ItemProgress(bar, ids[1], meter)
 
             async def go():  # type: ignore[no-untyped-def]
                 try:
@@ -391,22 +363,23 @@ def demo_cmd(
             outcome = run(go())
         stats = lib.stats()
         examples = pick_examples(lib)
-    seconds = time.time() - started
-    total = meter.total()
-    rate = tokens_per_second(total.completion_tokens, total.latency_s)
-    meta = {
-        "demo": task,
-        "task": demo.task.name,
-        "model": agents.actor.name,
-        "library": str(library_path),
-        "seconds": seconds,
-        "completion_tokens_per_second": rate,
-        "learn": vars(outcome.summary),
-        "calls": meter.snapshot(),
-        "train_size": len(demo.train),
-        "test_size": len(demo.test),
-    }
-    write_run(run_dir / "eval", meta, outcome.results)
+        seconds = time.time() - started
+        total = meter.total()
+        rate = tokens_per_second(total.completion_tokens, total.latency_s)
+        meta = {
+            "demo": task,
+            "task": demo.task.name,
+            "model": agents.actor.name,
+            "library": str(library_path),
+            "started": started,
+            "seconds": seconds,
+            "completion_tokens_per_second": rate,
+            "learn": vars(outcome.summary),
+            "calls": meter.snapshot(),
+            "train_size": len(demo.train),
+            "test_size": len(demo.test),
+        }
+        write_run(run_dir / "eval", meta, outcome.results, lib)
     if as_json:
         out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
         return
@@ -440,3 +413,7 @@ def pick_examples(lib: Library) -> list[Experience]:
                 picks.append(e)
                 break
     return picks
+
+
+# After the core commands, so `flex --help` lists them in the order of a workflow.
+experiments_cmd.register(app)

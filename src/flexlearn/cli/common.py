@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -23,6 +23,27 @@ MODEL_HELP = (
     "Model URI: openai:MODEL@BASE_URL (any OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), "
     "openai:MODEL (api.openai.com), local (the embedded Gemma 3 270M) or local:/path/model.gguf."
 )
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
+KindOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt-kind", envvar="FLEX_PROMPT_KIND", help="chat or completion (base models); default per backend."
+    ),
+]
+TaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        "-t",
+        help="Task: math, gsm8k, exact, aime, math500, retro, protein, an entry-point name, or module:Class.",
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
+TempOpt = Annotated[
+    float | None, typer.Option("--temperature", help="Actor sampling temperature (default: the model's).")
+]
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

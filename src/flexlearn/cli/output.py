@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from flexlearn.experience import Experience, Level, Zone
-from flexlearn.loop.evaluate import ModeResult
+from flexlearn.loop.evaluate import ItemRecord, ModeResult
 from flexlearn.models.middleware import Meter
 
 out = Console()
@@ -49,31 +49,28 @@ def tokens_text(meter: Meter) -> str:
 
 def results_table(results: Sequence[ModeResult], title: str) -> Table:
     table = Table(title=title)
-    for name, justify in [
-        ("mode", "left"),
-        ("accuracy", "right"),
-        ("95% CI", "right"),
-        ("n", "right"),
-        ("calls", "right"),
-        ("calls/item", "right"),
-        ("tokens", "right"),
-        ("tokens/item", "right"),
-        ("errors", "right"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    metric = next((r.metric["name"] for r in results if r.metric), None)
+    columns = ["mode", "accuracy", "95% CI"]
+    if metric:
+        columns += [metric, f"{metric} 95% CI"]
+    columns += ["n", "calls/item", "tokens/item", "errors"]
+    for name in columns:
+        table.add_column(name, justify="left" if name == "mode" else "right")
     for r in results:
+        samples = r.samples or r.n
         tokens = r.prompt_tokens + r.completion_tokens
-        table.add_row(
-            r.mode,
-            f"{r.accuracy:.1%}",
-            f"{r.ci_low:.1%} - {r.ci_high:.1%}",
-            str(r.n),
-            str(r.calls),
-            f"{r.calls / r.n:.1f}" if r.n else "-",
-            f"{tokens:,}",
-            f"{tokens / r.n:,.0f}" if r.n else "-",
+        row = [r.mode, f"{r.accuracy:.1%}", f"{r.ci_low:.1%} - {r.ci_high:.1%}"]
+        if metric:
+            m = r.metric or {}
+            row += [f"{m.get('value', float('nan')):.3f}", f"{m.get('ci_low', 0):.3f} - {m.get('ci_high', 0):.3f}"]
+        n = f"{r.n}" if r.repeats == 1 else f"{r.n} x {r.repeats}"
+        row += [
+            n,
+            f"{r.calls / samples:.1f}" if samples else "-",
+            f"{tokens / samples:,.0f}" if samples else "-",
             str(r.errors),
-        )
+        ]
+        table.add_row(*row)
     return table
 
 
@@ -137,3 +134,18 @@ def experience_detail(e: Experience, events: list[str]) -> str:
     if events:
         lines += ["", "[dim]history:[/dim]", *(escape(line) for line in events)]
     return "\n".join(lines)
+
+
+class ItemProgress:
+    """Advances an evaluation bar per item, showing accuracy so far per mode and tokens spent."""
+
+    def __init__(self, bar: Progress, task_id: TaskID, meter: Meter) -> None:
+        self.bar, self.task_id, self.meter = bar, task_id, meter
+        self.right: dict[str, int] = {}
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, item: ItemRecord) -> None:
+        self.right[item.mode] = self.right.get(item.mode, 0) + item.correct
+        self.seen[item.mode] = self.seen.get(item.mode, 0) + 1
+        acc = "  ".join(f"{m} {self.right[m] / self.seen[m]:.0%}" for m in self.seen)
+        self.bar.update(self.task_id, advance=1, status=f"{acc}  {tokens_text(self.meter)}")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import judge
@@ -24,9 +25,9 @@ from flexlearn.experience import Experience
 from flexlearn.library.retrieve import retrieve
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.stats import wilson
+from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import GenerationOptions, Usage
-from flexlearn.tasks.base import Problem, Task
+from flexlearn.tasks.base import MetricTask, Problem, Score, Task
 
 
 class Mode(StrEnum):
@@ -43,6 +44,8 @@ class EvalConfig:
     budget_tokens: int = 1500
     concurrency: int = 4
     seed: int = 0
+    # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
+    repeats: int = 1
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
 
@@ -64,10 +67,18 @@ class ItemRecord:
     completion_tokens: int
     rounds: int = 1
     error: str | None = None
+    repeat: int = 0
+    score_data: dict[str, Any] = field(default_factory=dict)
+
+    def as_score(self) -> Score:
+        return Score(self.correct, self.score, self.extracted, data=self.score_data)
 
 
 @dataclass
 class ModeResult:
+    """One mode's outcome. `n` counts problems, `samples` their evaluated samples (n x repeats); accuracy is
+    over samples. `metric` is the task's own headline number (e.g. Spearman) when it has one."""
+
     mode: str
     n: int
     correct: int
@@ -79,10 +90,13 @@ class ModeResult:
     seconds: float
     errors: int
     items: list[ItemRecord]
+    samples: int = 0
+    repeats: int = 1
+    metric: dict[str, Any] | None = None
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.n if self.n else 0.0
+        return self.correct / self.samples if self.samples else 0.0
 
     def summary(self) -> dict[str, object]:
         data = {k: v for k, v in asdict(self).items() if k != "items"}
@@ -108,6 +122,7 @@ def parse_modes(text: str) -> list[Mode]:
 async def _one(
     mode: Mode,
     problem: Problem,
+    repeat: int,
     *,
     task: Task,
     agents: Agents,
@@ -125,11 +140,15 @@ async def _one(
 
     usage, calls, rounds = Usage(), 0, 0
     feedback: list[Feedback] = []
+    actor_options = config.actor
+    if config.repeats > 1:
+        # A distinct seed per sample, so that samples differ wherever the backend honours seeds.
+        actor_options = replace(config.actor, seed=(config.actor.seed or 0) + repeat)
     prompt_text = reply = ""
     try:
         for rnd in range(config.agent_rounds if mode == Mode.AGENT else 1):
             prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
-            attempt = await act(agents.actor, prompt, config.actor)
+            attempt = await act(agents.actor, prompt, actor_options)
             usage, calls, rounds = usage + attempt.usage, calls + 1, rnd + 1
             prompt_text, reply = attempt.prompt_text, attempt.text
             if mode != Mode.AGENT or rnd == config.agent_rounds - 1:
@@ -166,6 +185,8 @@ async def _one(
         completion_tokens=usage.completion_tokens,
         rounds=rounds,
         error=error,
+        repeat=repeat,
+        score_data=score.data if error is None else {},
     )
 
 
@@ -186,40 +207,80 @@ async def evaluate(
     if Mode.ICL in modes and not train:
         raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
     semaphore = asyncio.Semaphore(max(1, config.concurrency))
+    repeats = max(1, config.repeats)
     results = []
     for mode in modes:
         started = time.monotonic()
 
-        async def run(problem: Problem, mode: Mode = mode) -> ItemRecord:
+        async def run(problem: Problem, repeat: int, mode: Mode = mode) -> ItemRecord:
             async with semaphore:
                 record = await _one(
-                    mode, problem, task=task, agents=agents, config=config, library=library, train=train
+                    mode, problem, repeat, task=task, agents=agents, config=config, library=library, train=train
                 )
             if on_item:
                 on_item(record)
             return record
 
-        items = list(await asyncio.gather(*(run(p) for p in problems)))
+        items = list(await asyncio.gather(*(run(p, r) for p in problems for r in range(repeats))))
         if library is not None and mode == Mode.FLEX:
             library.record_retrieval([i for item in items for i in item.retrieved])
-        correct = sum(item.correct for item in items)
-        low, high = wilson(correct, len(items))
-        results.append(
-            ModeResult(
-                mode=str(mode),
-                n=len(items),
-                correct=correct,
-                ci_low=low,
-                ci_high=high,
-                calls=sum(i.calls for i in items),
-                prompt_tokens=sum(i.prompt_tokens for i in items),
-                completion_tokens=sum(i.completion_tokens for i in items),
-                seconds=time.monotonic() - started,
-                errors=sum(i.error is not None for i in items),
-                items=items,
-            )
-        )
+        results.append(summarise(str(mode), task, problems, items, time.monotonic() - started, repeats, config.seed))
     return results
+
+
+def summarise(
+    mode: str,
+    task: Task,
+    problems: Sequence[Problem],
+    items: list[ItemRecord],
+    seconds: float,
+    repeats: int,
+    seed: int = 0,
+) -> ModeResult:
+    """Accuracy with a 95% interval (Wilson for one sample per problem, else a bootstrap over problems), and the
+    task's own metric with a bootstrap interval when it has one."""
+    by_problem: dict[str, list[ItemRecord]] = {p.id: [] for p in problems}
+    for item in items:
+        by_problem[item.problem_id].append(item)
+    groups = list(by_problem.values())
+    correct = sum(item.correct for item in items)
+    if repeats == 1:
+        low, high = wilson(correct, len(items))
+    else:
+        low, high = bootstrap(groups, lambda gs: _mean([i.correct for g in gs for i in g]), seed=seed)
+    return ModeResult(
+        mode=mode,
+        n=len(problems),
+        correct=correct,
+        ci_low=low,
+        ci_high=high,
+        calls=sum(i.calls for i in items),
+        prompt_tokens=sum(i.prompt_tokens for i in items),
+        completion_tokens=sum(i.completion_tokens for i in items),
+        seconds=seconds,
+        errors=sum(i.error is not None for i in items),
+        items=items,
+        samples=len(items),
+        repeats=repeats,
+        metric=task_metric(task, problems, groups, seed),
+    )
+
+
+def task_metric(
+    task: Task, problems: Sequence[Problem], groups: list[list[ItemRecord]], seed: int = 0
+) -> dict[str, Any] | None:
+    if not isinstance(task, MetricTask):
+        return None
+    paired = [[(p, item.as_score()) for item in group] for p, group in zip(problems, groups, strict=True)]
+    values = task.aggregate([pair for group in paired for pair in group])
+    low, high = bootstrap(
+        paired, lambda gs: task.aggregate([pair for g in gs for pair in g])[task.metric], resamples=500, seed=seed
+    )
+    return {"name": task.metric, "value": values[task.metric], "ci_low": low, "ci_high": high, "values": values}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 @dataclass

@@ -1,0 +1,263 @@
+"""`flex scaling`, `flex inherit` and `flex report`: the paper's experiments beyond the table, and the page."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flexlearn.cli.common import KindOpt, ModelOpt, TaskOpt, TempOpt, TimeoutOpt, build_agents, handle_errors, run
+from flexlearn.cli.output import ItemProgress, err, out, progress_bar
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.loop.evaluate import EvalConfig
+from flexlearn.loop.experiments import ScalingPoint, available_sizes, inherit, parse_sizes, scaling
+from flexlearn.loop.explore import exploration_defaults
+from flexlearn.loop.learn import LearnConfig, learn
+from flexlearn.loop.results import write_json, write_run
+from flexlearn.models.base import GenerationOptions
+from flexlearn.models.middleware import Meter
+from flexlearn.tasks import get_task
+
+LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
+TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")]
+RepeatsOpt = Annotated[int, typer.Option(min=1, help="Samples per problem (pass@1 averaged; set --temperature).")]
+BudgetOpt = Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")]
+
+
+def _existing(path: Path) -> Library:
+    if not path.exists():
+        raise ConfigError(f"no library at {path}")
+    return Library.open(path, create=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scaling")(scaling_cmd)
+    app.command("inherit")(inherit_cmd)
+    app.command("report")(report_cmd)
+
+
+@handle_errors
+def scaling_cmd(
+    library: LibraryOpt,
+    test: TestOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory for results, replays and the plot data.")],
+    task: TaskOpt = "math",
+    sizes: Annotated[str, typer.Option(help="Training problems absorbed, e.g. 0,5,10,20,40,all.")] = "0,5,10,20,40,all",
+    model: ModelOpt = None,
+    prompt_kind: KindOpt = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    repeats: RepeatsOpt = 1,
+    budget: BudgetOpt = 1500,
+    temperature: TempOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the points and fit as JSON.")] = False,
+) -> None:
+    """The scaling law of experience: replay the library to each size, evaluate flex mode on the same test set,
+    fit accuracy = a + b ln(1 + size)."""
+    the_task = get_task(task)
+    problems = the_task.load(test)[:limit] if limit else the_task.load(test)
+    with _existing(library) as lib:
+        size_list = parse_sizes(sizes, available_sizes(lib))
+        meter = Meter()
+        agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+        config = EvalConfig(
+            concurrency=concurrency,
+            repeats=repeats,
+            budget_tokens=budget,
+            actor=GenerationOptions(temperature=temperature),
+        )
+        started = time.time()
+        with progress_bar("scaling", len(size_list) * len(problems) * repeats) as bar:
+            on_item = ItemProgress(bar, bar.task_ids[0], meter)
+
+            def on_point(point: ScalingPoint) -> None:
+                err.print(
+                    f"size {point.size:>5}: {point.experiences} experiences, "
+                    f"{point.accuracy:.3f} [{point.ci_low:.3f}, {point.ci_high:.3f}]",
+                    highlight=False,
+                )
+                meta = {
+                    "task": the_task.name,
+                    "test": str(test),
+                    "library": str(library),
+                    "model": agents.actor.name,
+                    "size": point.size,
+                    "started": started,
+                }
+                with Library.open(out_dir / "libraries" / f"size-{point.size}.flexlib", create=False) as replayed:
+                    write_run(out_dir / f"size-{point.size}", meta, [point.result], replayed)
+
+            async def go():  # type: ignore[no-untyped-def]
+                try:
+                    return await scaling(
+                        problems,
+                        task=the_task,
+                        agents=agents,
+                        library=lib,
+                        sizes=size_list,
+                        workdir=out_dir / "libraries",
+                        config=config,
+                        on_item=on_item,
+                        on_point=on_point,
+                    )
+                finally:
+                    await agents.aclose()
+
+            points, fit = run(go())
+    data = {
+        "task": the_task.name,
+        "model": agents.actor.name,
+        "library": str(library),
+        "test": str(test),
+        "started": started,
+        "seconds": time.time() - started,
+        "calls": meter.snapshot(),
+        "points": [p.to_dict() for p in points],
+        "fit": None
+        if fit is None
+        else {"intercept": fit.intercept, "slope": fit.slope, "r2": fit.r2, "formula": fit.formula},
+    }
+    write_json(out_dir / "scaling.json", data)
+    if as_json:
+        out.print_json(data=data)
+        return
+    table = Table(title=f"Scaling law: {the_task.name} on {test.name} with {agents.actor.name}")
+    for name in ("training problems", "experiences", "flex score", "95% CI", "n"):
+        table.add_column(name, justify="right")
+    for p in points:
+        table.add_row(
+            str(p.size), str(p.experiences), f"{p.accuracy:.3f}", f"{p.ci_low:.3f} - {p.ci_high:.3f}", str(p.n)
+        )
+    out.print(table)
+    out.print(f"log-linear fit: {fit.formula}  (R² {fit.r2:.2f})" if fit else "too few sizes to fit a trend")
+    out.print(f"run directory: {out_dir}  (flex report {out_dir} draws the curve)")
+
+
+@handle_errors
+def inherit_cmd(
+    library: Annotated[Path, typer.Option("--library", "-l", help="The library learned with another model (M1).")],
+    test: TestOpt,
+    task: TaskOpt = "math",
+    model: ModelOpt = None,
+    own_library: Annotated[
+        Path | None, typer.Option("--own-library", help="A library learned by this model (M2) itself.")
+    ] = None,
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Learn M2's own library on this set first (when no --own-library).")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory for results.")] = None,
+    prompt_kind: KindOpt = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    repeats: RepeatsOpt = 1,
+    budget: BudgetOpt = 1500,
+    temperature: TempOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Experience inheritance: this model (M2) without a library, with M1's library, and with its own."""
+    the_task = get_task(task)
+    problems = the_task.load(test)[:limit] if limit else the_task.load(test)
+    train_problems = the_task.load(train) if train and own_library is None else []
+    if out_dir is None and train_problems:
+        raise ConfigError("learning M2's own library needs --out (it is written there) or pass --own-library")
+    meter = Meter()
+    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    config = EvalConfig(
+        concurrency=concurrency, repeats=repeats, budget_tokens=budget, actor=GenerationOptions(temperature=temperature)
+    )
+    started = time.time()
+    with _existing(library) as inherited:
+        own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
+        if own_library is not None and not own_library.exists():
+            raise ConfigError(f"no library at {own_library}")
+        with Library.open(own_path) if own_path else nullcontext() as own:
+
+            async def go():  # type: ignore[no-untyped-def]
+                try:
+                    if train_problems and own is not None:
+                        with progress_bar("learn (own library)", len(train_problems)) as bar:
+                            config_learn = LearnConfig(
+                                explore=exploration_defaults(agents.actor), concurrency=concurrency
+                            )
+                            await learn(
+                                train_problems,
+                                task=the_task,
+                                agents=agents,
+                                library=own,
+                                config=config_learn,
+                                source=str(train),
+                                on_progress=lambda p: bar.update(
+                                    bar.task_ids[0], completed=p.done, status=f"solved {p.solved}"
+                                ),
+                            )
+                    total = len(problems) * repeats * (3 if own is not None else 2)
+                    with progress_bar("inherit", total) as bar:
+                        return await inherit(
+                            problems,
+                            task=the_task,
+                            agents=agents,
+                            inherited=inherited,
+                            own=own,
+                            config=config,
+                            on_item=ItemProgress(bar, bar.task_ids[0], meter),
+                        )
+                finally:
+                    await agents.aclose()
+
+            rows = run(go())
+    data = {
+        "task": the_task.name,
+        "model": agents.actor.name,
+        "test": str(test),
+        "inherited": str(library),
+        "started": started,
+        "seconds": time.time() - started,
+        "calls": meter.snapshot(),
+        "rows": [r.to_dict() for r in rows],
+    }
+    if out_dir is not None:
+        write_json(out_dir / "inherit.json", data)
+        meta = {k: data[k] for k in ("task", "model", "test", "started", "seconds", "calls")}
+        for r in rows:
+            r.result.mode = r.label
+        write_run(out_dir, {**meta, "library": str(library)}, [r.result for r in rows])
+    if as_json:
+        out.print_json(data=data)
+        return
+    table = Table(title=f"Experience inheritance: {the_task.name} on {test.name}")
+    for name in ("setting", "score", "95% CI", "n", "library"):
+        table.add_column(name)
+    for r in data["rows"]:
+        table.add_row(
+            r["label"],
+            f"{r['accuracy']:.3f}",
+            f"{r['ci_low']:.3f} - {r['ci_high']:.3f}",
+            str(r["n"]),
+            r["library"] or "-",
+        )
+    out.print(table)
+    if own_path is None:
+        out.print("[dim]no own library for this model: pass --own-library, or --train with --out to learn one[/dim]")
+
+
+@handle_errors
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by eval --out, scaling, inherit or demo.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default: RUN_DIR/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page: results table, scaling plot, library composition, drill-down."""
+    from flexlearn.report.html import write_report
+
+    path = write_report(run_dir, out_file)
+    out.print(f"wrote {path}")
