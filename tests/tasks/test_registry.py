@@ -101,7 +101,7 @@ def test_entry_point_names(monkeypatch: pytest.MonkeyPatch, user_package: str) -
     plugin = EntryPoint(name="reverse", value=f"{user_package}.extra:ReverseTask", group=registry.ENTRY_POINT_GROUP)
     shadow = EntryPoint(name="math", value=f"{user_package}.extra:NotATask", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [plugin, shadow] if group == plugin.group else [])
-    assert available_tasks() == ["exact", "gsm8k", "math", "reverse"]
+    assert available_tasks() == ["aime", "exact", "gsm8k", "math", "math500", "protein", "retro", "reverse"]
     assert get_task("reverse").name == "reverse"
     assert isinstance(get_task("math"), MathTask)  # a built-in is not replaced by a plugin of the same name
 

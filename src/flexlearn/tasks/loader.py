@@ -22,10 +22,10 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = ("question", "answ
     string or a number. Raises InputError naming the file and line for: a missing or unreadable file, bytes that
     are not UTF-8, a line that is not JSON or not an object, a bad required field; and for a file with no records.
     """
-    records = _read_records(path)
+    records = read_records(path)
     for line, record in records:
         for key in required:
-            _field_text(record, (key,), path, line)
+            field_text(record, (key,), path, line)
     return [record for _, record in records]
 
 
@@ -55,17 +55,17 @@ def load_problems(
     question_keys = (question_key,) if isinstance(question_key, str) else tuple(question_key)
     problems: list[Problem] = []
     first_line_of: dict[str, int] = {}
-    for line, record in _read_records(path):
-        question_used, question = _field_text(record, question_keys, path, line)
+    for line, record in read_records(path):
+        question_used, question = field_text(record, question_keys, path, line)
         meta = {key: value for key, value in record.items() if key not in (question_used, answer_key, _ID_KEY)}
         if accept_lists and isinstance(record.get(answer_key), list):
             accepted = _accepted_answers(record[answer_key], answer_key, path, line)
             answer = accepted[0]
             meta["accepted"] = accepted
         else:
-            _, answer = _field_text(record, (answer_key,), path, line)
+            _, answer = field_text(record, (answer_key,), path, line)
         if _ID_KEY in record:
-            _, problem_id = _field_text(record, (_ID_KEY,), path, line)
+            _, problem_id = field_text(record, (_ID_KEY,), path, line)
         else:
             problem_id = f"{Path(path).name}:{line}"
         if problem_id in first_line_of:
@@ -82,7 +82,7 @@ def load_problems(
     return problems
 
 
-def _read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for every non-blank line of a JSONL file."""
     where = str(path)
     try:
@@ -117,7 +117,7 @@ def _read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
-def _field_text(record: dict[str, Any], keys: Sequence[str], path: str | Path, line: int) -> tuple[str, str]:
+def field_text(record: dict[str, Any], keys: Sequence[str], path: str | Path, line: int) -> tuple[str, str]:
     """(the first of `keys` present, its value as text). The value must be a non-empty string or a number."""
     key = next((key for key in keys if key in record), None)
     if key is None:

@@ -18,6 +18,10 @@ _BUILTINS = {
     "math": "flexlearn.tasks.math:MathTask",
     "gsm8k": "flexlearn.tasks.gsm8k:Gsm8kTask",
     "exact": "flexlearn.tasks.exact:ExactTask",
+    "aime": "flexlearn.tasks.aime:AimeTask",
+    "math500": "flexlearn.tasks.math500:Math500Task",
+    "retro": "flexlearn.tasks.retro:RetroTask",
+    "protein": "flexlearn.tasks.protein:ProteinTask",
 }
 
 _METHODS = ("load", "render", "extract_answer", "score", "format_answer")
@@ -47,6 +51,9 @@ def get_task(spec: str) -> Task:
     if isinstance(found, type):
         try:
             found = found()
+        except ConfigError as exc:
+            # Already written for the user (e.g. a missing optional dependency and how to install it).
+            raise ConfigError(f"task {spec!r}: {exc}") from exc
         except Exception as exc:
             raise ConfigError(f"task {spec!r}: creating {target} with no arguments failed: {exc}") from exc
     problems = _protocol_problems(found)

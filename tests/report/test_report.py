@@ -1,0 +1,344 @@
+"""The HTML report: what the page shows, that it escapes model text, loads nothing, and fails clearly on bad input.
+
+Fixture run directories (hand-written, shaped like `flex eval --out` output):
+- full: results + items + library + scaling + inherit, four modes, hostile text in a reply and a library title;
+- minimal: results + items only, two modes;
+- metric: a set-level metric with repeats, SMILES and <think> tags in replies;
+- scaling_only: scaling.json alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from flexlearn.errors import InputError
+from flexlearn.report import svg
+from flexlearn.report.html import render_report, write_report
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+# SVG elements the charts write self-closed.
+SELF_CLOSED = {"line", "path", "rect", "circle"}
+
+
+class _Structure(HTMLParser):
+    """Collects tags, ids, hrefs and srcs, and checks that non-void elements are properly nested."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.tags: list[str] = []
+        self.ids: list[str] = []
+        self.links: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name == "id" and value is not None:
+                self.ids.append(value)
+            if name in ("href", "src", "xlink:href", "action", "poster", "data") and value is not None:
+                self.links.append((name, value))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append((name, value))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            return
+        self.stack.pop()
+
+
+def parse(page: str) -> _Structure:
+    parser = _Structure()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def full_page() -> str:
+    return render_report(FIXTURES / "full")
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / name
+    shutil.copytree(FIXTURES / name, target)
+    return target
+
+
+def test_page_shows_header_results_and_every_mode(full_page: str) -> None:
+    for text in ["qwen2.5-7b-instruct", "data/aime25_test.jsonl", "2025-11-24 04:32 UTC", "agent_rounds", "1500"]:
+        assert text in full_page
+    results = json.loads((FIXTURES / "full" / "results.json").read_text())
+    for row in results["results"]:
+        assert f'<span class="mode">{row["mode"]}</span>' in full_page
+        assert svg.percent(row["accuracy"]) in full_page
+        assert svg.percent(row["ci_low"]) in full_page and svg.percent(row["ci_high"]) in full_page
+    # Differences against vanilla in percentage points, errors, and calls per item (agent: 19 calls / 6 items).
+    assert "+33.3 pp" in full_page and "-33.3 pp" in full_page
+    assert "3.2" in full_page
+    for section in ["results", "scaling", "inherit", "library", "items"]:
+        assert f'<section id="{section}">' in full_page
+
+
+def test_model_text_is_escaped(full_page: str) -> None:
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in full_page
+    assert "<script>alert" not in full_page
+    # The library title "... m+n <b>" and content with a <script> arrive as text, not markup.
+    assert "m+n &lt;b&gt;" in full_page
+    structure = parse(full_page)
+    assert structure.tags.count("script") == 1  # the page's own link helper
+    assert "b" not in structure.tags
+
+
+def test_page_is_well_formed_and_links_resolve(full_page: str) -> None:
+    structure = parse(full_page)
+    assert structure.errors == []
+    assert structure.stack == []
+    assert len(structure.ids) == len(set(structure.ids)), "duplicate ids"
+    ids = set(structure.ids)
+    for name, value in structure.links:
+        assert name == "href" and value.startswith("#"), (name, value)
+        assert value[1:] in ids, f"dangling link {value}"
+
+
+def test_nothing_is_loaded_from_the_network(full_page: str) -> None:
+    assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", full_page, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", full_page, re.I)
+    assert "@import" not in full_page
+    assert "<link" not in full_page
+    assert "default-src 'none'" in full_page  # the CSP blocks anything that might slip through
+
+
+def test_retrieved_ids_link_to_the_experience_list(full_page: str) -> None:
+    assert 'href="#exp-a1f3c9e20b11"' in full_page
+    assert 'id="exp-a1f3c9e20b11"' in full_page
+    # An id the library snapshot no longer has is shown, not linked.
+    assert "deleted00001" in full_page
+    assert 'href="#exp-deleted00001"' not in full_page
+
+
+def test_most_retrieved_experiences_counted_over_this_runs_items(full_page: str) -> None:
+    top = full_page.split("Most retrieved experiences", 1)[1]
+    # a1f3c9e20b11 is retrieved for all six problems, more than any other.
+    assert top.index("Verify the final answer against every constraint") < top.index("Restate the question")
+    assert "retrieved 6× in this run · 41× overall" in top
+    assert "counted over this run's items" in top
+
+
+def test_library_composition_chart_and_table(full_page: str) -> None:
+    library = full_page.split('<section id="library">', 1)[1].split("</section>", 1)[0]
+    assert 'aria-labelledby="chart-library-t chart-library-d"' in library
+    assert "golden principle: 2" in library and "warning case: 2" in library
+    assert "<strong>12</strong>" in library  # total
+    assert "merge 6" in library
+
+
+def test_scaling_plot_and_fit(full_page: str) -> None:
+    scaling = full_page.split('<section id="scaling">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in scaling and "<title" in scaling
+    assert "acc = 0.27 + 0.049 ln(1+size)" in scaling
+    assert "R² = 0.925" in scaling
+    # Ticks carry real sizes, size 0 included.
+    for tick in [">0</text>", ">10</text>", ">200</text>"]:
+        assert tick in scaling
+
+
+def test_inheritance_table(full_page: str) -> None:
+    inherit = full_page.split('<section id="inherit">', 1)[1].split("</section>", 1)[0]
+    assert "qwen2.5-3b + qwen2.5-7b&#x27;s library" in inherit
+    assert "30.0%" in inherit and "16.7%" in inherit
+    assert "<svg" in inherit
+
+
+def test_drilldown_shows_each_modes_attempt(full_page: str) -> None:
+    items = full_page.split('<section id="items">', 1)[1]
+    assert items.count('<details class="problem') == 6
+    assert "the modes disagree on 4" in items
+    # The agent's failed call on aime25-05 is flagged and its error shown.
+    assert "503 Service Unavailable" in items
+    assert "Reference answer" in items and "\\boxed{\\frac{99}{100}}" in items
+
+
+def test_missing_optional_files_are_fine() -> None:
+    page = render_report(FIXTURES / "minimal")
+    assert "vanilla" in page and "icl" in page
+    assert '<section id="scaling">' not in page
+    assert '<section id="inherit">' not in page
+    assert '<section id="library">' not in page  # no library.json and nothing retrieved
+    assert '<section id="items">' in page
+    assert parse(page).errors == []
+
+
+def test_scaling_only_run_dir() -> None:
+    page = render_report(FIXTURES / "scaling_only")
+    assert "<svg" in page
+    assert "acc = 0.27" in page
+    assert '<section id="results">' not in page
+    assert "qwen2.5-7b-instruct" in page
+
+
+def test_metric_and_repeats() -> None:
+    page = render_report(FIXTURES / "metric")
+    assert "top1 <span class=ci>[95% CI]</span>" in page
+    assert "0.833" in page and "invalid_rate 0.167" in page
+    assert "Repeats" in page
+    assert "1/2" in page and "2/2" in page
+    assert "flex (repeat 1)" in page and "flex (repeat 2)" in page  # numbered from 0 in items.jsonl
+    assert "&lt;think&gt;" in page and "<think>" not in page
+    assert "C/C=C/C(=O)O.CCO" in page
+    # vanilla and flex both get 1 of 2 repeats right on uspto-0002: that is not a disagreement.
+    assert "the modes disagree on 2" in page
+    assert parse(page).errors == []
+
+
+def test_write_report_default_path_and_out(tmp_path: Path) -> None:
+    run_dir = copy_fixture("minimal", tmp_path)
+    written = write_report(run_dir)
+    assert written == run_dir / "report.html"
+    assert written.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["items.jsonl", "report.html", "results.json"]
+    elsewhere = write_report(run_dir, tmp_path / "out" / "page.html")
+    assert elsewhere == tmp_path / "out" / "page.html" and elsewhere.stat().st_size > 1000
+    assert write_report(run_dir, tmp_path / "out") == tmp_path / "out" / "report.html"
+
+
+def test_malformed_results_names_the_file(tmp_path: Path) -> None:
+    run_dir = copy_fixture("minimal", tmp_path)
+    (run_dir / "results.json").write_text('{"task": "math", "results": [', encoding="utf-8")
+    with pytest.raises(InputError, match=r"results\.json"):
+        render_report(run_dir)
+    (run_dir / "results.json").write_text('{"results": [{"mode": "flex", "n": "many"}]}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"results\.json.*results\.0\.n"):
+        render_report(run_dir)
+    (run_dir / "results.json").write_text('{"task": "math"}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"results\.json"):
+        render_report(run_dir)
+
+
+def test_malformed_items_names_file_and_line(tmp_path: Path) -> None:
+    run_dir = copy_fixture("minimal", tmp_path)
+    lines = (run_dir / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2][:40]
+    (run_dir / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"items\.jsonl:3:"):
+        render_report(run_dir)
+
+
+@pytest.mark.parametrize("name", ["library.json", "scaling.json", "inherit.json"])
+def test_malformed_optional_file_names_it(tmp_path: Path, name: str) -> None:
+    run_dir = copy_fixture("full", tmp_path)
+    (run_dir / name).write_text('{"points": 3, "rows": 3, "experiences": 3}', encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(name)):
+        render_report(run_dir)
+
+
+def test_nothing_to_report(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=re.escape(str(tmp_path))):
+        render_report(tmp_path)
+    (tmp_path / "items.jsonl").write_text("", encoding="utf-8")  # items alone are not a run
+    with pytest.raises(InputError, match="nothing to report"):
+        render_report(tmp_path)
+    with pytest.raises(InputError, match="no such run directory"):
+        render_report(tmp_path / "absent")
+
+
+def _big_run(directory: Path, problems: int, prompt_chars: int) -> None:
+    directory.mkdir()
+    items: list[dict[str, object]] = []
+    for i in range(problems):
+        for mode in ("vanilla", "flex"):
+            items.append(
+                {
+                    "mode": mode,
+                    "problem_id": f"p{i:04d}",
+                    "question": f"What is {i} + 1?",
+                    "reference": str(i + 1),
+                    "prompt": "x" * prompt_chars + f" END-OF-PROMPT-{i}",
+                    "reply": f"Final answer: \\boxed{{{i + 1}}}",
+                    "extracted": str(i + 1),
+                    "correct": mode == "flex" or i % 2 == 0,
+                    "score": 1.0,
+                    "retrieved": [],
+                    "calls": 1,
+                    "prompt_tokens": prompt_chars // 4,
+                    "completion_tokens": 9,
+                    "rounds": 1,
+                    "error": None,
+                }
+            )
+    (directory / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    summary = [{"mode": m, "n": problems, "correct": problems, "accuracy": 1.0} for m in ("vanilla", "flex")]
+    (directory / "results.json").write_text(json.dumps({"task": "math", "results": summary}), encoding="utf-8")
+
+
+def test_large_runs_are_capped_and_long_prompts_truncated(tmp_path: Path) -> None:
+    run_dir = tmp_path / "big"
+    _big_run(run_dir, problems=30, prompt_chars=20_000)
+    page = render_report(run_dir, max_problems=10)
+    assert page.count('<details class="problem') == 10
+    assert "Showing the first 10 of 30 problems" in page
+    assert "characters omitted" in page
+    assert "The full text is in items.jsonl" in page
+    assert "x" * 5000 not in page
+    assert "END-OF-PROMPT-0" in page  # the tail (where the question sits) is kept
+    assert len(page) < 200_000
+
+
+def test_svg_charts_escape_and_place_zero() -> None:
+    chart = svg.scaling_chart(
+        [svg.Point(0, 0.3, 0.2, 0.4), svg.Point(1000, 0.6, 0.5, 0.7)],
+        chart_id="c",
+        title="<Scaling & co>",
+        x_label="size",
+        y_label="acc",
+        fit=lambda x: 0.3,
+        fit_label="a < b",
+    )
+    assert "&lt;Scaling &amp; co&gt;" in chart and "a &lt; b" in chart
+    assert ">0</text>" in chart and ">1,000</text>" in chart
+    assert parse(chart).errors == []
+    bars = svg.bar_chart(
+        [svg.Bar("neg <x>", -0.2, -0.4, 0.1), svg.Bar("pos", 0.5, 0.3, 0.7)],
+        chart_id="b",
+        title="t",
+        x_label="spearman",
+        fmt=svg.number,
+    )
+    assert "neg &lt;x&gt;" in bars and ">-0.2<" in bars
+    assert parse(bars).errors == []
+    assert svg.nice_ticks(0.23, 0.61) == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install -y chromium)")
+def test_screenshot_in_headless_chromium(tmp_path: Path) -> None:
+    png = tmp_path / "report.png"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "screenshot_report.py"), str(FIXTURES / "full"), str(png)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 50_000  # a blank 1280x3000 page compresses to a few kB
