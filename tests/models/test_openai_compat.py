@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -41,14 +41,6 @@ SCHEMA: dict[str, Any] = {
 }
 
 ModelFactory = Callable[..., OpenAICompatModel]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mode_cache() -> Iterator[None]:
-    # Ports are reused between tests, so a cached mode could leak from one fake server to the next.
-    structured_mode_cache_clear()
-    yield
-    structured_mode_cache_clear()
 
 
 @pytest.fixture

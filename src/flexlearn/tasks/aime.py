@@ -18,7 +18,11 @@ from typing import Any
 
 from flexlearn.errors import InputError
 from flexlearn.tasks.base import Problem, Score
-from flexlearn.tasks.common import final_answer_line, last_boxed, last_number, strip_markup, strip_math_delimiters
+from flexlearn.tasks.common import (
+    extract_final,
+    strip_markup,
+    strip_math_delimiters,
+)
 from flexlearn.tasks.loader import load_problems
 
 LOWEST, HIGHEST = 0, 999
@@ -62,13 +66,7 @@ class AimeTask:
     def extract_answer(self, reply: str) -> str | None:
         """The last `\\boxed{}` content, else what follows "Final answer:" (without math delimiters or a sentence
         end), else the last number; or None. The text is not yet read as an integer: `score` does that."""
-        boxed = last_boxed(reply)
-        if boxed is not None:
-            return boxed
-        line = final_answer_line(reply)
-        if line is not None:
-            return strip_math_delimiters(line.rstrip(_SENTENCE_END)).rstrip(_SENTENCE_END) or None
-        return last_number(reply)
+        return extract_final(reply, trailing=_SENTENCE_END)
 
     def score(self, reply: str, problem: Problem) -> Score:
         """1.0 when the reply's final answer is the reference integer. An answer that is not an integer, or not in

@@ -114,3 +114,17 @@ def first_number(text: str) -> str | None:
     """The first plain number in `text` (see `numbers`), or None."""
     found = numbers(text)
     return found[0] if found else None
+
+
+def extract_final(reply: str, *, trailing: str = ".,; \t") -> str | None:
+    """The last `\\boxed{}` content, else what follows "Final answer:", else the last number; or None.
+
+    From a "Final answer:" line, math delimiters and the characters in `trailing` are stripped from the end:
+    "Final answer: 70." ends a sentence, and "70." would not parse as 70."""
+    boxed = last_boxed(reply)
+    if boxed is not None:
+        return boxed
+    line = final_answer_line(reply)
+    if line is not None:
+        return strip_math_delimiters(line.rstrip(trailing)).rstrip(trailing) or None
+    return last_number(reply)

@@ -39,7 +39,7 @@ from sympy import (
 )
 
 from flexlearn.tasks.base import Problem, Score
-from flexlearn.tasks.common import final_answer_line, last_boxed, last_number, strip_math_delimiters
+from flexlearn.tasks.common import extract_final, last_boxed, strip_math_delimiters
 from flexlearn.tasks.loader import load_problems
 
 # Longer "answers" are almost always a runaway reply, and parsing cost grows with length.
@@ -92,14 +92,7 @@ class MathTask:
 
     def extract_answer(self, reply: str) -> str | None:
         """The last `\\boxed{}` content, else what follows "Final answer:", else the last number; or None."""
-        boxed = last_boxed(reply)
-        if boxed is not None:
-            return boxed
-        line = final_answer_line(reply)
-        if line is not None:
-            # "Final answer: 70." or "$\frac12$." ends a sentence; "70." would not parse as 70.
-            return strip_math_delimiters(line.rstrip(_SENTENCE_END)).rstrip(_SENTENCE_END) or None
-        return last_number(reply)
+        return extract_final(reply, trailing=_SENTENCE_END)
 
     def score(self, reply: str, problem: Problem) -> Score:
         """1.0 when the reply's final answer is equivalent to the reference. Never raises: any failure in parsing
