@@ -11,7 +11,17 @@ import typer
 
 from flexlearn import __version__
 from flexlearn.cli import experiments_cmd, library_cmd
-from flexlearn.cli.common import KindOpt, ModelOpt, TaskOpt, TempOpt, TimeoutOpt, build_agents, handle_errors, run
+from flexlearn.cli.common import (
+    KindOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    TaskOpt,
+    TempOpt,
+    TimeoutOpt,
+    build_agents,
+    handle_errors,
+    run,
+)
 from flexlearn.cli.output import (
     ItemProgress,
     err,
@@ -90,6 +100,7 @@ def learn_cmd(
         bool, typer.Option("--resume", help="Continue the library's last, interrupted learn run.")
     ] = False,
     temperature: TempOpt = None,
+    max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -105,7 +116,7 @@ def learn_cmd(
             rounds=rounds or defaults.rounds,
             stop_on_success=not all_rollouts,
             shots=defaults.shots if explore_shots is None else explore_shots,
-            actor=GenerationOptions(temperature=temperature),
+            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         ),
         concurrency=concurrency,
     )
@@ -178,6 +189,7 @@ def eval_cmd(
         int, typer.Option(min=1, help="Samples per problem: pass@1 averaged over them (set --temperature > 0).")
     ] = 1,
     temperature: TempOpt = None,
+    max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write results and every per-item record here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -198,7 +210,7 @@ def eval_cmd(
         concurrency=concurrency,
         seed=seed,
         repeats=repeats,
-        actor=GenerationOptions(temperature=temperature),
+        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     lib = Library.open(library, create=False) if library is not None else None
     started = time.time()
@@ -266,6 +278,8 @@ def solve_cmd(
     prompt_kind: KindOpt = None,
     budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")] = 1500,
     show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
+    temperature: TempOpt = None,
+    max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
@@ -280,7 +294,14 @@ def solve_cmd(
 
         async def go():  # type: ignore[no-untyped-def]
             try:
-                return await solve(question, task=the_task, agents=agents, library=lib, budget_tokens=budget)
+                return await solve(
+                    question,
+                    task=the_task,
+                    agents=agents,
+                    library=lib,
+                    budget_tokens=budget,
+                    options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+                )
             finally:
                 await agents.aclose()
 

@@ -44,6 +44,12 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one
 TempOpt = Annotated[
     float | None, typer.Option("--temperature", help="Actor sampling temperature (default: the model's).")
 ]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens", min=1, help="Cap on each actor reply (default: the backend's; base models in chat mode ramble)."
+    ),
+]
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

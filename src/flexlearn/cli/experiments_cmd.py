@@ -10,7 +10,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flexlearn.cli.common import KindOpt, ModelOpt, TaskOpt, TempOpt, TimeoutOpt, build_agents, handle_errors, run
+from flexlearn.cli.common import (
+    KindOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    TaskOpt,
+    TempOpt,
+    TimeoutOpt,
+    build_agents,
+    handle_errors,
+    run,
+)
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
@@ -57,6 +67,7 @@ def scaling_cmd(
     repeats: RepeatsOpt = 1,
     budget: BudgetOpt = 1500,
     temperature: TempOpt = None,
+    max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the points and fit as JSON.")] = False,
 ) -> None:
@@ -72,7 +83,7 @@ def scaling_cmd(
             concurrency=concurrency,
             repeats=repeats,
             budget_tokens=budget,
-            actor=GenerationOptions(temperature=temperature),
+            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         )
         started = time.time()
         with progress_bar("scaling", len(size_list) * len(problems) * repeats) as bar:
@@ -160,6 +171,7 @@ def inherit_cmd(
     repeats: RepeatsOpt = 1,
     budget: BudgetOpt = 1500,
     temperature: TempOpt = None,
+    max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
@@ -172,7 +184,10 @@ def inherit_cmd(
     meter = Meter()
     agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
     config = EvalConfig(
-        concurrency=concurrency, repeats=repeats, budget_tokens=budget, actor=GenerationOptions(temperature=temperature)
+        concurrency=concurrency,
+        repeats=repeats,
+        budget_tokens=budget,
+        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     started = time.time()
     with _existing(library) as inherited:
