@@ -115,11 +115,12 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
             assert all(e.retrieved > 0 for e in learned_here)
     actor_requests = [r.text for r in scripted_server.requests if "careful problem solver" in r.text]
     assert any("What is the sum of 23 and 41?" in t and "Experience from earlier problems" in t for t in actor_requests)
-    assert all(
-        r.json.get("max_tokens") == 300
+    capped = [
+        r.json.get("max_tokens")
         for r in scripted_server.requests
         if "careful problem solver" in r.text and "What is the sum of 23 and 41?" in r.text
-    )
+    ]
+    assert len(capped) >= 4 and set(capped) == {300}  # at least one actor call per mode, each capped
     icl_items = [i for i in items if i["mode"] == "icl"]
     assert all("Example problem" in i["prompt"] for i in icl_items)
 
