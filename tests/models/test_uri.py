@@ -85,7 +85,6 @@ def test_openai_uris(uri: str, model: str, base_url: str) -> None:
         ("openai:m@", "must be a base URL"),
         ("openai:@http://127.0.0.1:8000/v1", "names no model"),
         ("openai:my model", "malformed model name"),
-        ("anthropic:claude-sonnet-4", "not yet supported"),
         ("gpt-4o", "unknown model URI"),
         ("http://127.0.0.1:8000/v1", "unknown model URI"),
         ("", "unknown model URI"),

@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 MODEL_HELP = (
     "Model URI: openai:MODEL@BASE_URL (any OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), "
-    "openai:MODEL (api.openai.com), local (the embedded Gemma 3 270M) or local:/path/model.gguf."
+    "openai:MODEL (api.openai.com), anthropic:MODEL (key from ANTHROPIC_API_KEY), local (the embedded Gemma 3 270M) "
+    "or local:/path/model.gguf."
 )
 
 

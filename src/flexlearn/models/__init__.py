@@ -1,9 +1,11 @@
 """The model seam: the `ChatModel` protocol, its backends, middleware and the structured-output helper.
 
-Build a model with `from_uri` ("openai:MODEL@BASE_URL", "local", ...), wrap it with `build_stack` for retries,
-a concurrency limit and metering, and ask for validated JSON with `generate_structured`.
+Build a model with `from_uri` ("openai:MODEL@BASE_URL", "anthropic:MODEL", "local", ...), wrap it with
+`build_stack` for retries, a concurrency limit and metering, and ask for validated JSON with
+`generate_structured`.
 """
 
+from flexlearn.models.anthropic import AnthropicModel
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
 from flexlearn.models.function import FunctionCall, FunctionModel
 from flexlearn.models.middleware import (
@@ -20,6 +22,7 @@ from flexlearn.models.structured import StructuredResult, extract_json_object, g
 from flexlearn.models.uri import from_uri
 
 __all__ = [
+    "AnthropicModel",
     "ChatModel",
     "FunctionCall",
     "FunctionModel",

@@ -56,7 +56,7 @@ class Reply:
     text: str
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
-    # How the JSON schema was enforced: json_schema | json_object | prompt | grammar | none.
+    # How the JSON schema was enforced: json_schema | json_object | prompt | grammar | tool | none.
     structured_mode: str = "none"
 
 

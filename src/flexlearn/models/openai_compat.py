@@ -27,6 +27,7 @@ import httpx
 
 from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
+from flexlearn.models.http import post
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 COMPLETION_DEFAULT_MAX_TOKENS = 512
@@ -242,17 +243,7 @@ class OpenAICompatModel:
         chat = self.prompt_kind is PromptKind.CHAT
         url = f"{self.base_url}/chat/completions" if chat else f"{self.base_url}/completions"
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        try:
-            response = await self._http.post(url, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise TransientModelError(f"{self.name}: timed out ({type(exc).__name__})") from exc
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            # Not transient: the URL itself is wrong, retrying cannot help.
-            raise ModelError(f"{self.name}: bad URL {url!r}: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise TransientModelError(f"{self.name}: connection failed: {exc or type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:  # e.g. a body that fails to decode: the server's fault, maybe passing
-            raise TransientModelError(f"{self.name}: request failed: {exc or type(exc).__name__}") from exc
+        response = await post(self._http, self.name, url, json=body, headers=headers)
 
         status = response.status_code
         if not 200 <= status < 300:
