@@ -35,7 +35,7 @@ from flexlearn.cli.output import (
     tokens_per_second,
     tokens_text,
 )
-from flexlearn.demo import plan, run_demo
+from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
@@ -390,6 +390,8 @@ def demo_cmd(
         meta = {
             "demo": task,
             "task": demo.task.name,
+            "train": str(demo_data(task)[0]),
+            "test": str(demo_data(task)[1]),
             "model": agents.actor.name,
             "library": str(library_path),
             "started": started,
