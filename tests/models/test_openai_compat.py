@@ -17,10 +17,10 @@ import pytest
 
 from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind
+from flexlearn.models.http import parse_retry_after
 from flexlearn.models.openai_compat import (
     COMPLETION_DEFAULT_MAX_TOKENS,
     OpenAICompatModel,
-    parse_retry_after,
     structured_mode_cache_clear,
     structured_mode_cached,
 )

@@ -30,11 +30,10 @@ import httpx
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
-from flexlearn.models.http import post
+from flexlearn.models.http import error_message, parse_retry_after, post, usage_count
 
 # Reused rather than copied: the Anthropic error body ({"type": "error", "error": {"message": ...}}) has the
 # same `error.message` shape that helper already reads, and Retry-After parsing is identical.
-from flexlearn.models.openai_compat import _error_message, parse_retry_after
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -180,7 +179,7 @@ class AnthropicModel:
                 raise TransientModelError(
                     f"{self.name}: HTTP {status} with a body that is not JSON: {response.text[:200]!r}"
                 ) from exc
-        message = _error_message(response)
+        message = error_message(response)
         if status in _TRANSIENT_4XX or status >= 500:
             raise TransientModelError(
                 f"{self.name}: HTTP {status}: {message}", retry_after=parse_retry_after(response.headers)
@@ -217,17 +216,13 @@ class AnthropicModel:
             ):
                 tool_input = block["input"]
         usage = data.get("usage")
-        return "".join(texts), tool_input, Usage(_int(usage, "input_tokens"), _int(usage, "output_tokens"))
+        return (
+            "".join(texts),
+            tool_input,
+            Usage(usage_count(usage, "input_tokens"), usage_count(usage, "output_tokens")),
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client if this model created it."""
         if self._owns_http:
             await self._http.aclose()
-
-
-def _int(usage: Any, key: str) -> int:
-    if isinstance(usage, dict):
-        value = usage.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return 0

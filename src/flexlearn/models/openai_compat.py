@@ -19,15 +19,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from flexlearn.errors import ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
-from flexlearn.models.http import post
+from flexlearn.models.http import error_message, parse_retry_after, post, usage_count
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 COMPLETION_DEFAULT_MAX_TOKENS = 512
@@ -72,51 +70,6 @@ def schema_instruction(schema: dict[str, Any]) -> str:
     """The instruction used in ``prompt`` mode: ask for a bare JSON object and show the schema."""
     schema_text = json.dumps(schema, indent=1, ensure_ascii=False)
     return f"Reply with only a JSON object that matches this JSON schema and no text before or after it:\n{schema_text}"
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an HTTP-date)."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own explanation, from the OpenAI error shape when it is there, else the raw body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(body.get("message"), str):
-            return body["message"]
-        if isinstance(body.get("detail"), str):
-            return body["detail"]
-    text = response.text.strip()
-    return text[:500] if text else (response.reason_phrase or "no message")
 
 
 class _Rejected(Exception):
@@ -247,7 +200,7 @@ class OpenAICompatModel:
 
         status = response.status_code
         if not 200 <= status < 300:
-            message = _error_message(response)
+            message = error_message(response)
             if status == 429 or status == 408 or status >= 500:
                 if "response_format" in body and (status == 501 or _blames_response_format(message)):
                     raise _Rejected(message)
@@ -288,20 +241,12 @@ class OpenAICompatModel:
         if not isinstance(text, str):
             raise TransientModelError(f"{self.name}: HTTP 200 with no text in the reply: {json.dumps(data)[:200]}")
         usage = data.get("usage") if isinstance(data, dict) else None
-        return text, Usage(_int(usage, "prompt_tokens"), _int(usage, "completion_tokens"))
+        return text, Usage(usage_count(usage, "prompt_tokens"), usage_count(usage, "completion_tokens"))
 
     async def aclose(self) -> None:
         """Close the HTTP client if this model created it."""
         if self._owns_http:
             await self._http.aclose()
-
-
-def _int(usage: Any, key: str) -> int:
-    if isinstance(usage, dict):
-        value = usage.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return 0
 
 
 def _with_instruction(messages: list[Message], instruction: str | None) -> list[Message]:
