@@ -392,8 +392,13 @@ async def test_fake_server_stops_promptly_during_a_slow_reply() -> None:
 
 
 def test_fake_server_runs_standalone() -> None:
-    script = Path(__file__).parents[1] / "support" / "fake_openai.py"
-    proc = subprocess.Popen([sys.executable, str(script), "--reply", "standalone"], stdout=subprocess.PIPE, text=True)
+    root = Path(__file__).parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_openai", "--reply", "standalone"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()

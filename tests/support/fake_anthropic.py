@@ -13,26 +13,24 @@ Like the real API, the server checks what a client most easily gets wrong and an
 a missing ``anthropic-version`` header or ``max_tokens``, messages that do not alternate user/assistant
 starting with user, and, when `api_key` is set, a wrong ``x-api-key``. Checks do not consume the queue.
 
-It has its own small HTTP server rather than `fake_openai`'s: that one's request handler routes only the
-OpenAI paths. The request/response records (`FakeRequest`, `FakeResponse`) are shared.
+The server machinery and the request/response records are `scripted_server`'s, shared with `fake_openai`.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
-from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.fake_openai import FakeRequest, FakeResponse, rough_tokens
+from tests.support.scripted_server import (
+    FakeRequest,
+    FakeResponse,
+    Handler,
+    JsonRequestHandler,
+    ScriptedServer,
+    rough_tokens,
+)
 
 MESSAGES_PATH = "/v1/messages"
-
-Handler = Callable[[FakeRequest], FakeResponse | str | dict[str, Any]]
 
 __all__ = [
     "MESSAGES_PATH",
@@ -104,135 +102,46 @@ def _protocol_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # handler threads may sleep in a slow reply; never wait for them on close
-    fake: FakeAnthropic
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and hung up is a normal event in these tests, not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; httpx reuses connections
-    timeout = 10
-    disable_nagle_algorithm = True  # else each reply's second write waits ~40 ms for a delayed ACK
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
+class _RequestHandler(JsonRequestHandler):
+    server: Any  # its `fake` is a FakeAnthropic
 
     def do_POST(self) -> None:
-        fake = self.server.fake
-        path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = FakeRequest("POST", path, body, headers)
-        fake._record(request)
-        if path != MESSAGES_PATH:
-            self._send(FakeResponse(404, json=error_body(f"no route POST {path}", "not_found_error")))
+        fake: FakeAnthropic = self.server.fake
+        request = self.read_request("POST")
+        if request.path != MESSAGES_PATH:
+            self.send_json(404, error_body(f"no route POST {request.path}", "not_found_error"))
             return
         response = fake._check(request)
         if response is None:
-            response = fake._respond(request)
-            if response.delay > 0 and fake._stopping.wait(response.delay):
-                return  # shutting down: drop the reply rather than hold the server open
+            response = fake.scripted_reply(request, lambda message: error_body(message, "api_error"))
+            if fake.wait_stopping(response.delay):
+                return
         if response.json is None and response.text is None and response.reply is not None:
             # A copy, not in place: a handler may hand out the same FakeResponse for many requests.
-            reply_json = message_body(response.reply, rough_tokens(_request_text(body or {})))
+            reply_json = message_body(response.reply, rough_tokens(_request_text(request.json or {})))
             response = replace(response, json=reply_json)
-        self._send(response)
-
-    def _send(self, response: FakeResponse) -> None:
-        headers = dict(response.headers)
-        if response.json is not None:
-            payload = json.dumps(response.json).encode()
-            headers.setdefault("Content-Type", "application/json")
-        else:
-            payload = (response.text or "").encode()
-            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        self.send_response(response.status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_scripted(response)
 
 
-class FakeAnthropic:
+class FakeAnthropic(ScriptedServer):
     """An Anthropic Messages API server on 127.0.0.1 in a daemon thread. Use as a context manager.
 
     `api_key`, when set, is the only ``x-api-key`` accepted (others get the API's 401).
     """
 
+    request_handler = _RequestHandler
+    thread_name = "fake-anthropic"
+
     def __init__(self, handler: Handler | None = None, *, api_key: str | None = None) -> None:
-        self.handler: Handler = handler if handler is not None else (lambda request: "ok")
+        super().__init__(handler)
         self.api_key = api_key
-        self.requests: list[FakeRequest] = []
-        self._queue: deque[FakeResponse | str | dict[str, Any]] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> FakeAnthropic:
-        """Bind and start serving (idempotent)."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _RequestHandler)
-        server.fake = self
-        self._server = server
-        # A short poll interval keeps stop() fast; the default (0.5 s) would add up over many tests.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-anthropic", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; slow replies in progress are abandoned."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``: the API root, as `AnthropicModel` takes it (without ``/v1``)."""
-        if self._server is None:
-            raise RuntimeError("FakeAnthropic is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def enqueue(self, *responses: FakeResponse | str | dict[str, Any]) -> None:
-        """Replies to give, in order, before falling back to the handler."""
-        with self._lock:
-            self._queue.extend(responses)
+        return f"http://127.0.0.1:{self.port}"
 
     # -- called from handler threads -------------------------------------------------------------------------
-
-    def _record(self, request: FakeRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
 
     def _check(self, request: FakeRequest) -> FakeResponse | None:
         """The error the real API would answer before looking at the model, or None."""
@@ -244,17 +153,3 @@ class FakeAnthropic:
             return FakeResponse(400, json=error_body("request body is not a JSON object"))
         problem = _protocol_problem(request.json)
         return FakeResponse(400, json=error_body(problem)) if problem else None
-
-    def _respond(self, request: FakeRequest) -> FakeResponse:
-        with self._lock:
-            scripted = self._queue.popleft() if self._queue else None
-        if scripted is None:
-            try:
-                scripted = self.handler(request)
-            except Exception as exc:  # a broken test handler shows up as a 500 with its message
-                return FakeResponse(500, json=error_body(f"handler raised {exc!r}", "api_error"))
-        if isinstance(scripted, FakeResponse):
-            return scripted
-        if isinstance(scripted, str):
-            return FakeResponse(reply=scripted)
-        return FakeResponse(json=scripted)

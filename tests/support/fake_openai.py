@@ -9,74 +9,45 @@ Replies come from the queue filled by `enqueue` first, then from the handler. A 
 give a `str` (a normal assistant reply with that content, in the shape the endpoint uses), a `dict` (a JSON
 body sent with status 200) or a `FakeResponse` (full control: status, raw text, headers, delay).
 
-Standalone, for subprocess tests: ``python tests/support/fake_openai.py --port 8000 --reply ok`` serves until
-killed and prints the base URL on its first line.
+Standalone, for subprocess tests, from the repository root: ``python -m tests.support.fake_openai --port 8000
+--reply ok`` serves until killed and prints the base URL on its first line.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from typing import Any
+
+from tests.support.scripted_server import (
+    FakeRequest,
+    FakeResponse,
+    Handler,
+    JsonRequestHandler,
+    ScriptedServer,
+    rough_tokens,
+)
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 MODELS_PATH = "/v1/models"
 
-
-@dataclass
-class FakeRequest:
-    """One request the server received. `headers` keys are lower-case; `json` is None for a body-less GET."""
-
-    method: str
-    path: str
-    json: Any
-    headers: dict[str, str]
-
-    @property
-    def response_format(self) -> dict[str, Any] | None:
-        """The request's ``response_format``, if any."""
-        body = self.json if isinstance(self.json, dict) else {}
-        value = body.get("response_format")
-        return value if isinstance(value, dict) else None
-
-    @property
-    def text(self) -> str:
-        """All the prompt text of the request: the messages' contents, or the completion prompt."""
-        body = self.json if isinstance(self.json, dict) else {}
-        if isinstance(body.get("messages"), list):
-            return "\n".join(str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
-        prompt = body.get("prompt", "")
-        return prompt if isinstance(prompt, str) else json.dumps(prompt)
-
-
-@dataclass
-class FakeResponse:
-    """A scripted reply. `json` is sent as the body, else `text` verbatim, else `reply` as a normal assistant
-    reply (built for the endpoint that was called), else an empty body. `delay` seconds pass first."""
-
-    status: int = 200
-    json: Any = None
-    text: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    reply: str | None = None
-
-
-Handler = Callable[[FakeRequest], FakeResponse | str | dict[str, Any]]
-
-
-def rough_tokens(text: str) -> int:
-    """The fake's token count: whitespace-separated words (deterministic, easy to assert on)."""
-    return len(text.split())
+__all__ = [
+    "CHAT_PATH",
+    "COMPLETIONS_PATH",
+    "MODELS_PATH",
+    "FakeOpenAI",
+    "FakeRequest",
+    "FakeResponse",
+    "Handler",
+    "chat_body",
+    "completion_body",
+    "error_body",
+    "rough_tokens",
+]
 
 
 def chat_body(
@@ -122,103 +93,51 @@ def error_body(message: str, type_: str = "invalid_request_error") -> dict[str, 
     return {"error": {"message": message, "type": type_, "code": None}}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Handler threads may be sleeping in a slow reply; never wait for them on close.
-    block_on_close = False
-    fake: FakeOpenAI
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and hung up is a normal event in these tests, not worth a traceback.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like real servers; httpx reuses connections
-    timeout = 10  # idle keep-alive connections release their thread after this
-    # Headers and body go out in two writes; with Nagle on, the second waits for a delayed ACK (~40 ms a call).
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
+class _RequestHandler(JsonRequestHandler):
+    server: Any  # its `fake` is a FakeOpenAI
 
     def do_GET(self) -> None:
-        fake = self.server.fake
-        path = self.path.split("?", 1)[0]
-        fake._record(FakeRequest("GET", path, None, self._headers()))
-        if path == MODELS_PATH:
-            body = {"object": "list", "data": [{"id": fake.model_id, "object": "model", "owned_by": "fake"}]}
-            self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        fake: FakeOpenAI = self.server.fake
+        request = self.read_request("GET")
+        if request.path == MODELS_PATH:
+            self.send_json(
+                200, {"object": "list", "data": [{"id": fake.model_id, "object": "model", "owned_by": "fake"}]}
+            )
         else:
-            self._send_json(404, error_body(f"no route GET {path}", "not_found_error"))
+            self.send_json(404, error_body(f"no route GET {request.path}", "not_found_error"))
 
     def do_POST(self) -> None:
-        fake = self.server.fake
-        path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        request = FakeRequest("POST", path, body, self._headers())
-        fake._record(request)
-        if path not in (CHAT_PATH, COMPLETIONS_PATH):
-            self._send_json(404, error_body(f"no route POST {path}", "not_found_error"))
+        fake: FakeOpenAI = self.server.fake
+        request = self.read_request("POST")
+        if request.path not in (CHAT_PATH, COMPLETIONS_PATH):
+            self.send_json(404, error_body(f"no route POST {request.path}", "not_found_error"))
             return
-        if not isinstance(body, dict):
-            self._send_json(400, error_body("request body is not a JSON object"))
+        if not isinstance(request.json, dict):
+            self.send_json(400, error_body("request body is not a JSON object"))
             return
         fake._enter()
         try:
             response = fake._respond(request)
-            if response.delay > 0 and fake._stopping.wait(response.delay):
-                return  # shutting down: drop the reply rather than hold the server open
-            self._send_response(request, response)
+            if fake.wait_stopping(response.delay):
+                return
+            if response.json is None and response.text is None and response.reply is not None:
+                # A copy, not in place: a handler may hand out the same FakeResponse for many requests.
+                response = replace(response, json=fake.reply_body(request, response.reply))
+            self.send_scripted(response)
         finally:
             fake._leave()
 
-    def _headers(self) -> dict[str, str]:
-        return {k.lower(): v for k, v in self.headers.items()}
 
-    def _send_response(self, request: FakeRequest, response: FakeResponse) -> None:
-        headers = dict(response.headers)
-        if response.json is not None:
-            payload = json.dumps(response.json).encode()
-            headers.setdefault("Content-Type", "application/json")
-        elif response.text is not None:
-            payload = response.text.encode()
-            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        elif response.reply is not None:
-            payload = json.dumps(self.server.fake.reply_body(request, response.reply)).encode()
-            headers.setdefault("Content-Type", "application/json")
-        else:
-            payload = b""
-        self._send(response.status, payload, headers)
-
-    def _send_json(self, status: int, body: Any) -> None:
-        self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
-
-    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-class FakeOpenAI:
+class FakeOpenAI(ScriptedServer):
     """An OpenAI-compatible server on 127.0.0.1 in a daemon thread. Use as a context manager.
 
     `reject_json_schema` answers 400 to ``response_format.type == "json_schema"`` (as llama.cpp server does);
     `reject_response_format` answers 400 to any ``response_format``. Rejections do not consume the queue.
     `max_in_flight` is the most chat/completion requests handled at once (for concurrency tests).
     """
+
+    request_handler = _RequestHandler
+    thread_name = "fake-openai"
 
     def __init__(
         self,
@@ -229,73 +148,17 @@ class FakeOpenAI:
         model_id: str = "fake-model",
         port: int = 0,
     ) -> None:
-        self.handler: Handler = handler if handler is not None else (lambda request: "ok")
+        super().__init__(handler, port=port)
         self.reject_json_schema = reject_json_schema
         self.reject_response_format = reject_response_format
         self.model_id = model_id
-        self.requests: list[FakeRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._port = port
-        self._queue: deque[FakeResponse | str | dict[str, Any]] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> FakeOpenAI:
-        """Bind and start serving (idempotent)."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self._port), _RequestHandler)
-        server.fake = self
-        self._server = server
-        # A short poll interval keeps stop() fast; the default (0.5 s) would add up over many tests.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; slow replies in progress are abandoned."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound port (the server must be started)."""
-        if self._server is None:
-            raise RuntimeError("FakeOpenAI is not running")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
-
-    # -- scripting -------------------------------------------------------------------------------------------
-
-    def enqueue(self, *responses: FakeResponse | str | dict[str, Any]) -> None:
-        """Replies to give, in order, before falling back to the handler."""
-        with self._lock:
-            self._queue.extend(responses)
 
     def requests_to(self, path: str) -> list[FakeRequest]:
         """The recorded requests to one path (e.g. ``/v1/chat/completions``)."""
@@ -308,10 +171,6 @@ class FakeOpenAI:
         return build(text, rough_tokens(request.text), rough_tokens(text), model=self.model_id)
 
     # -- called from handler threads -------------------------------------------------------------------------
-
-    def _record(self, request: FakeRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
 
     def _enter(self) -> None:
         with self._lock:
@@ -331,18 +190,7 @@ class FakeOpenAI:
                 400,
                 json=error_body("'response_format.type' must be 'json_object' or 'text', got 'json_schema'"),
             )
-        with self._lock:
-            scripted = self._queue.popleft() if self._queue else None
-        if scripted is None:
-            try:
-                scripted = self.handler(request)
-            except Exception as exc:  # a broken test handler shows up as a 500 with its message
-                return FakeResponse(500, json=error_body(f"handler raised {exc!r}", "server_error"))
-        if isinstance(scripted, FakeResponse):
-            return scripted
-        if isinstance(scripted, str):
-            return FakeResponse(reply=scripted)
-        return FakeResponse(json=scripted)
+        return self.scripted_reply(request, lambda message: error_body(message, "server_error"))
 
 
 def main(argv: list[str] | None = None) -> None:
