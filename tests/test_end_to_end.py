@@ -199,3 +199,31 @@ def test_bad_input_names_file_and_line(tmp_path: Path, scripted_server: FakeOpen
     assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
     assert not lib_path.exists()
     assert not scripted_server.requests
+
+
+def test_a_missing_library_is_a_clear_error_everywhere(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    missing = tmp_path / "nowhere.flexlib"
+    model = ["--model", model_uri(scripted_server)]
+    for args in (
+        ["eval", "--task", "math", "--test", str(test), "--modes", "flex", "--library", str(missing), *model],
+        ["solve", "--task", "math", "--library", str(missing), *model, "What is the sum of 1 and 2?"],
+        [
+            "scaling",
+            "--task",
+            "math",
+            "--library",
+            str(missing),
+            "--test",
+            str(test),
+            "--out",
+            str(tmp_path / "s"),
+            *model,
+        ],
+        ["library", "stats", str(missing)],
+    ):
+        proc = flex(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert f"no library at {missing}" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
+    assert not missing.exists()
+    assert not scripted_server.requests

@@ -20,6 +20,7 @@ from flexlearn.cli.common import (
     TimeoutOpt,
     build_agents,
     handle_errors,
+    load_limited,
     run,
 )
 from flexlearn.cli.output import (
@@ -36,7 +37,6 @@ from flexlearn.cli.output import (
     tokens_text,
 )
 from flexlearn.demo import demo_data, plan, run_demo
-from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.evaluate import EvalConfig, evaluate, parse_modes, solve
@@ -45,7 +45,7 @@ from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
-from flexlearn.tasks import Problem, Task, get_task
+from flexlearn.tasks import get_task
 
 app = typer.Typer(
     help="FLEX: agents that learn from experience without touching weights. "
@@ -106,7 +106,7 @@ def learn_cmd(
 ) -> None:
     """Forward exploration and experience evolution over a training set."""
     the_task = get_task(task)
-    problems = load_problems_for(the_task, train, limit)
+    problems = load_limited(the_task, train, limit)
     meter = Meter()
     agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
     defaults = exploration_defaults(agents.actor)
@@ -162,11 +162,6 @@ def learn_cmd(
         err.print(f"[yellow]{summary.failed} problems failed at the model; run again with --resume to retry them[/]")
 
 
-def load_problems_for(task: Task, path: Path, limit: int | None) -> list[Problem]:
-    problems = task.load(path)
-    return problems[:limit] if limit else problems
-
-
 @app.command("eval")
 @handle_errors
 def eval_cmd(
@@ -197,12 +192,9 @@ def eval_cmd(
     """Evaluate in the paper's modes and print the table."""
     mode_list = parse_modes(modes)
     the_task = get_task(task)
-    problems = load_problems_for(the_task, test, limit)
+    problems = load_limited(the_task, test, limit)
     train_problems = the_task.load(train) if train else []
-    if library is not None and not library.exists():
-        raise ConfigError(f"no library at {library}")
     meter = Meter()
-    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
     config = EvalConfig(
         icl_k=icl_k,
         agent_rounds=agent_rounds,
@@ -215,6 +207,7 @@ def eval_cmd(
     lib = Library.open(library, create=False) if library is not None else None
     started = time.time()
     try:
+        agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
         with progress_bar("eval", len(problems) * len(mode_list) * repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
 
@@ -286,11 +279,9 @@ def solve_cmd(
     """Solve one question with guidance retrieved from the library."""
     the_task = get_task(task)
     meter = Meter()
-    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
-    if library is not None and not library.exists():
-        raise ConfigError(f"no library at {library}")
     lib = Library.open(library, create=False) if library is not None else None
     try:
+        agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
 
         async def go():  # type: ignore[no-untyped-def]
             try:

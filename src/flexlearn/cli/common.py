@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -16,6 +17,7 @@ from flexlearn.loop.agents import Agents
 from flexlearn.models.base import PromptKind
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri
+from flexlearn.tasks import Problem, Task
 
 T = TypeVar("T")
 
@@ -81,3 +83,9 @@ def build_agents(
     model = from_uri(model_uri, prompt_kind=kind, timeout=timeout)
     stacked = build_stack(model, max_concurrency=max(1, concurrency), retry=RetryPolicy(), meter=meter)
     return Agents.single(stacked, meter)
+
+
+def load_limited(task: Task, path: Path, limit: int | None) -> list[Problem]:
+    """The task's problems from `path`, only the first `limit` when given (`--limit`)."""
+    problems = task.load(path)
+    return problems[:limit] if limit else problems

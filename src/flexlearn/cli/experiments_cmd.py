@@ -19,6 +19,7 @@ from flexlearn.cli.common import (
     TimeoutOpt,
     build_agents,
     handle_errors,
+    load_limited,
     run,
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
@@ -39,12 +40,6 @@ LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N 
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")]
 RepeatsOpt = Annotated[int, typer.Option(min=1, help="Samples per problem (pass@1 averaged; set --temperature).")]
 BudgetOpt = Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")]
-
-
-def _existing(path: Path) -> Library:
-    if not path.exists():
-        raise ConfigError(f"no library at {path}")
-    return Library.open(path, create=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -74,8 +69,8 @@ def scaling_cmd(
     """The scaling law of experience: replay the library to each size, evaluate flex mode on the same test set,
     fit accuracy = a + b ln(1 + size)."""
     the_task = get_task(task)
-    problems = the_task.load(test)[:limit] if limit else the_task.load(test)
-    with _existing(library) as lib:
+    problems = load_limited(the_task, test, limit)
+    with Library.open(library, create=False) as lib:
         size_list = parse_sizes(sizes, available_sizes(lib))
         meter = Meter()
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
@@ -177,7 +172,7 @@ def inherit_cmd(
 ) -> None:
     """Experience inheritance: this model (M2) without a library, with M1's library, and with its own."""
     the_task = get_task(task)
-    problems = the_task.load(test)[:limit] if limit else the_task.load(test)
+    problems = load_limited(the_task, test, limit)
     train_problems = the_task.load(train) if train and own_library is None else []
     if out_dir is None and train_problems:
         raise ConfigError("learning M2's own library needs --out (it is written there) or pass --own-library")
@@ -190,11 +185,10 @@ def inherit_cmd(
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     started = time.time()
-    with _existing(library) as inherited:
+    with Library.open(library, create=False) as inherited:
         own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
-        if own_library is not None and not own_library.exists():
-            raise ConfigError(f"no library at {own_library}")
-        with Library.open(own_path) if own_path else nullcontext() as own:
+        # A given --own-library must exist; one learned here is created.
+        with Library.open(own_path, create=own_library is None) if own_path else nullcontext() as own:
 
             async def go():  # type: ignore[no-untyped-def]
                 try:

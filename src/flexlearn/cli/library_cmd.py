@@ -9,7 +9,7 @@ import typer
 
 from flexlearn.cli.common import handle_errors
 from flexlearn.cli.output import experience_detail, experience_line, out, stats_table
-from flexlearn.errors import ConfigError, LibraryError
+from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
 from flexlearn.library.formats import export_json, import_file, to_markdown
 from flexlearn.library.store import Library
@@ -17,12 +17,6 @@ from flexlearn.library.store import Library
 app = typer.Typer(help="Inspect, search, export and import an experience library.", no_args_is_help=True)
 
 LibArg = Annotated[Path, typer.Argument(help="Experience library file.")]
-
-
-def _open(path: Path) -> Library:
-    if not path.exists():
-        raise LibraryError(f"no library at {path}")
-    return Library.open(path, create=False)
 
 
 def _zone(value: str | None) -> Zone | None:
@@ -46,7 +40,7 @@ def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
 ) -> None:
     """Counts by zone and level, and the updater's decisions."""
-    with _open(library) as lib:
+    with Library.open(library, create=False) as lib:
         stats = lib.stats()
     if as_json:
         out.print_json(data=stats)
@@ -66,7 +60,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List entries, or show one with its event history."""
-    with _open(library) as lib:
+    with Library.open(library, create=False) as lib:
         if entry:
             e = lib.get(entry)
             history = [
@@ -96,7 +90,7 @@ def search_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Lexical search of the library."""
-    with _open(library) as lib:
+    with Library.open(library, create=False) as lib:
         hits = lib.search(query, k=k)
     if as_json:
         out.print_json(data=[{"score": s, **e.to_dict()} for e, s in hits])
@@ -114,7 +108,7 @@ def export_cmd(
     dest: Annotated[Path, typer.Argument(help="Output file (.json, or .md for Markdown).")],
 ) -> None:
     """Export to the portable JSON format (see the README), or Markdown for reading."""
-    with _open(library) as lib:
+    with Library.open(library, create=False) as lib:
         if dest.suffix.lower() in (".md", ".markdown"):
             dest.write_text(to_markdown(lib), encoding="utf-8")
             out.print(f"wrote {dest}")
