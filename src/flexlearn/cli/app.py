@@ -127,7 +127,7 @@ def learn_cmd(
                 bar.task_ids[0],
                 completed=p.done,
                 status=f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  "
-                f"library {lib.count()}  {meter.total().prompt_tokens + meter.total().completion_tokens:,} tok",
+                f"library {lib.count()}  {tokens_text(meter)}",
             )
 
         async def go():  # type: ignore[no-untyped-def]
