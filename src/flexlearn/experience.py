@@ -25,6 +25,10 @@ class Level(StrEnum):
     CASE = "case"
 
 
+# The one place the hierarchy's order is written: general before concrete, golden before warning.
+LEVEL_RANK: dict[Level, int] = {level: i for i, level in enumerate(Level)}
+ZONE_RANK: dict[Zone, int] = {zone: i for i, zone in enumerate(Zone)}
+
 LEVEL_PARENT: dict[Level, Level | None] = {
     Level.PRINCIPLE: None,
     Level.PATTERN: Level.PRINCIPLE,

@@ -6,7 +6,8 @@ import json
 
 from flexlearn.agents.actor import Feedback, Shot, actor_prompt, render_notes
 from flexlearn.agents.critic import critique, judge, redact
-from flexlearn.agents.distiller import StepRecord, distill
+from flexlearn.agents.distiller import distill
+from flexlearn.trajectory import StepRecord
 from flexlearn.agents.updater import decide
 from flexlearn.experience import Action, Experience, Level, Provenance, Zone
 from flexlearn.models.base import Prompt, PromptKind

@@ -19,6 +19,7 @@ from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zo
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
+from flexlearn.trajectory import StepRecord
 
 
 class CandidateReply(BaseModel):
@@ -30,18 +31,6 @@ class CandidateReply(BaseModel):
 
 class DistilledReply(BaseModel):
     experiences: list[CandidateReply] = Field(max_length=6)
-
-
-@dataclass
-class StepRecord:
-    """One actor attempt as the distiller sees it."""
-
-    rollout: int
-    round: int
-    attempt: str
-    extracted: str | None
-    correct: bool
-    feedback: str = ""
 
 
 @dataclass

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import critique
-from flexlearn.agents.distiller import StepRecord
 from flexlearn.experience import Experience
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.tasks.base import Problem, Task
+from flexlearn.trajectory import StepRecord, Trajectory
 
 
 @dataclass
@@ -38,27 +38,6 @@ def exploration_defaults(actor: ChatModel) -> ExploreConfig:
     local = actor.name.startswith("local:")
     base = actor.prompt_kind == PromptKind.COMPLETION
     return ExploreConfig(rollouts=3, rounds=2 if local else 5, shots=3 if base else 0)
-
-
-@dataclass
-class Trajectory:
-    problem_id: str
-    steps: list[StepRecord]
-    usage: Usage
-    calls: int
-
-    @property
-    def solved(self) -> bool:
-        return any(s.correct for s in self.steps)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "problem_id": self.problem_id,
-            "solved": self.solved,
-            "calls": self.calls,
-            "usage": vars(self.usage),
-            "steps": [vars(s) for s in self.steps],
-        }
 
 
 async def explore(

@@ -23,9 +23,10 @@ from flexlearn.errors import FlexError, ModelError
 from flexlearn.experience import Action, Level, Provenance
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.explore import ExploreConfig, Trajectory, explore
+from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.models.base import GenerationOptions, Usage
 from flexlearn.tasks.base import Problem, Task
+from flexlearn.trajectory import Trajectory
 
 DONE = ("solved", "unsolved")
 

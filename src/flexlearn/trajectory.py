@@ -1,0 +1,41 @@
+"""The trajectory: what one problem's exploration produced, step by step. Plain data shared by the loop that
+writes it (`loop/explore.py`), the distiller that learns from it and the run records that keep it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flexlearn.models.base import Usage
+
+
+@dataclass
+class StepRecord:
+    """One actor attempt: its text, the answer the task read from it, the verdict and the critic's feedback."""
+
+    rollout: int
+    round: int
+    attempt: str
+    extracted: str | None
+    correct: bool
+    feedback: str = ""
+
+
+@dataclass
+class Trajectory:
+    problem_id: str
+    steps: list[StepRecord]
+    usage: Usage
+    calls: int
+
+    @property
+    def solved(self) -> bool:
+        return any(s.correct for s in self.steps)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "problem_id": self.problem_id,
+            "solved": self.solved,
+            "calls": self.calls,
+            "usage": vars(self.usage),
+            "steps": [vars(s) for s in self.steps],
+        }
