@@ -1,7 +1,8 @@
 """The embedded local backend: a GGUF model run in-process with llama-cpp-python (`local:` model URIs).
 
-`local` alone means the small model that ships as a Python package (gemma3-270m, Q4_K_M); `local:/path/x.gguf`
-runs any GGUF file. Nothing is downloaded at run time.
+`local` alone means the small model that ships as a Python package (gemma3-270m, Q4_K_M); `local:NAME` one of the
+embedded models by name (`models/embedded.py`: gemma3-270m, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b);
+`local:/path/x.gguf` runs any GGUF file. Nothing is downloaded at run time.
 
 Design notes (measured on a 2-core machine, see docs/local-model-measurements.md):
 - The default model is a *base* model: it continues text and follows worked "Q: ...\\nA: ..." examples, it does
@@ -32,6 +33,7 @@ from typing import Any
 
 from flexlearn.errors import ConfigError, ModelError
 from flexlearn.models.base import GenerationOptions, Prompt, PromptKind, Reply, Usage
+from flexlearn.models.embedded import EMBEDDED, GEMMA_270M, EmbeddedModel, assemble, lookup
 
 log = logging.getLogger("flexlearn")
 
@@ -40,8 +42,12 @@ DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"  # the name before the package h
 INSTALL_HINT = "pip install 'flexlearn[local]'"
 
 DEFAULT_N_CTX = 4096
+# Instruction models read retrieved experience, worked cases and the critic's feedback: give them more room.
+CHAT_N_CTX = 8192
 # llama.cpp threads busy-wait: on a shared 2-core machine 2 threads ran at 2-7 tok/s while another process was
 # busy, 1 thread at 30-45 tok/s (idle: 95 vs 86 tok/s). So: half the logical CPUs (about the physical cores), 1..4.
+# Prompt processing gets the same count (llama-cpp-python would otherwise use every core for it, which collapsed
+# generation to 1-2 tok/s under load with the 1.5B model); see docs/local-model-measurements.md.
 DEFAULT_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
 # Per-role reply budgets in tokens when options.max_tokens is not given. Free text runs at ~84 tok/s on one idle
 # core, grammar-constrained JSON at ~21 tok/s. For a structured call the budget is raised to what its (tightened)
@@ -49,8 +55,18 @@ DEFAULT_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
 ROLE_MAX_TOKENS: dict[str, int] = {
     "actor": 256,
     "critic": 96,
+    "judge": 96,
     "distiller": 192,
     "updater": 96,
+}
+# An instruction model reasons before it answers (~280 tokens a GSM8k solution for Qwen2.5-Coder 1.5B) and writes
+# fuller lessons; a base model's budget would cut both.
+CHAT_ROLE_MAX_TOKENS: dict[str, int] = {
+    "actor": 768,
+    "critic": 256,
+    "judge": 256,
+    "distiller": 768,
+    "updater": 256,
 }
 FALLBACK_MAX_TOKENS = 256
 # A grammar-constrained reply cut by max_tokens is broken JSON. When a schema bounds its strings (maxLength) and
@@ -108,6 +124,19 @@ def _default_model_path() -> str:
         except Exception as e:  # packaging problem: name it
             raise ConfigError(f"Could not assemble the default local model ({DEFAULT_MODEL_PACKAGE}): {e}") from e
     return _DEFAULT_PATH
+
+
+def _check_parts_installed(model: EmbeddedModel) -> None:
+    """Fail at construction, not at the first call, when an embedded model's packages are missing."""
+    import importlib.metadata
+
+    for dist_name, _ in model.parts:
+        try:
+            importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            raise ConfigError(
+                f"The embedded model {model.name} is not installed ({dist_name} is missing). Run: {model.install_hint}"
+            ) from None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -229,7 +258,7 @@ class LocalModel:
         self,
         path: str | Path | None = None,
         *,
-        prompt_kind: PromptKind = PromptKind.COMPLETION,
+        prompt_kind: PromptKind | None = None,
         n_ctx: int | None = None,
         n_threads: int | None = None,
         role_max_tokens: dict[str, int] | None = None,
@@ -237,7 +266,17 @@ class LocalModel:
         max_array_items: int | None = DEFAULT_MAX_ARRAY_ITEMS,
     ) -> None:
         _require_llama_cpp()
-        if path is None:
+        self.embedded: EmbeddedModel | None = None
+        if path is not None and lookup(str(path)) is GEMMA_270M:
+            path = None
+        if path is not None and (named := lookup(str(path))) is not None:
+            # Assembled (and verified) lazily on the first call: building a model stays cheap.
+            self.embedded = named
+            self._path = None
+            self.is_default = False
+            self.name = f"local:{named.name}"
+            _check_parts_installed(named)
+        elif path is None:
             if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
                 raise ConfigError(
                     f"The default local model package ({DEFAULT_MODEL_PACKAGE}) is not installed. Run: {INSTALL_HINT}"
@@ -248,20 +287,26 @@ class LocalModel:
         else:
             p = Path(path).expanduser()
             if not p.is_file():
-                raise ConfigError(f"Local model file not found: {p}")
+                known = ", ".join(sorted(EMBEDDED))
+                raise ConfigError(f"Local model file not found: {p} (embedded models by name: {known})")
             self._path = str(p.resolve())
             self.is_default = False
             self.name = f"local:{p.name}"
+        if prompt_kind is None:
+            prompt_kind = self.embedded.prompt_kind if self.embedded else PromptKind.COMPLETION
         self.prompt_kind = PromptKind(prompt_kind)  # a plain attribute: models.uri may set it afterwards
-        self.n_ctx = n_ctx if n_ctx is not None else _env_int("FLEX_LOCAL_CTX", DEFAULT_N_CTX)
+        chat = self.prompt_kind == PromptKind.CHAT
+        default_ctx = CHAT_N_CTX if chat else DEFAULT_N_CTX
+        self.n_ctx = n_ctx if n_ctx is not None else _env_int("FLEX_LOCAL_CTX", default_ctx)
         self.n_threads = n_threads if n_threads is not None else _env_int("FLEX_LOCAL_THREADS", DEFAULT_THREADS)
-        self.role_max_tokens = {**ROLE_MAX_TOKENS, **(role_max_tokens or {})}
+        self.role_max_tokens = {**(CHAT_ROLE_MAX_TOKENS if chat else ROLE_MAX_TOKENS), **(role_max_tokens or {})}
         self.max_string_chars = max_string_chars
         self.max_array_items = max_array_items
 
     @classmethod
     def from_uri_path(cls, path: str | None) -> LocalModel:
-        """`local` -> the embedded default model; `local:/path/model.gguf` -> that file."""
+        """`local` -> the embedded default model; `local:NAME` -> an embedded model by name (its own prompt kind);
+        `local:/path/model.gguf` -> that file."""
         return cls(path or None)
 
     # --- public API -----------------------------------------------------------------------------------------
@@ -307,6 +352,8 @@ class LocalModel:
 
     def _resolve_path(self) -> str:
         global _DEFAULT_ANNOUNCED
+        if self._path is None and self.embedded is not None:
+            self._path = str(assemble(self.embedded))
         if self._path is None:
             self._path = _default_model_path()
             self.name = f"local:{Path(self._path).name}"
