@@ -72,3 +72,24 @@ def test_accepted_answers_from_a_file(tmp_path: Path) -> None:
     assert TASK.score("Final answer: the hague", item).correct
     assert TASK.score("Amsterdam.", item).correct
     assert not TASK.score("Final answer: Rotterdam", item).correct
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("The capital of France is Paris.", "Paris"),
+        ("I think the answer is Paris.", "Paris"),
+        ("It is hot today.\nThe answer is: **went**", "went"),
+        ("Thinking...\n\\boxed{Au}", "Au"),
+        ("The past tense of go is went.", "went"),
+        ("Paris", "Paris"),
+    ],
+)
+def test_a_chat_models_sentence_gives_its_answer(reply: str, expected: str) -> None:
+    task = ExactTask()
+    assert task.extract_answer(reply) == expected
+    assert task.score(reply, Problem(id="p", question="q", answer=expected)).correct
+
+
+def test_a_statement_about_something_else_is_not_the_answer() -> None:
+    assert not ExactTask().score("Paris is the capital.", Problem(id="p", question="q", answer="Paris")).correct

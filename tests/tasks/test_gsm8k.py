@@ -119,3 +119,15 @@ def test_long_numbers_are_exact() -> None:
     score = TASK.score(f"#### {digits[:-1]}2", problem(f"#### {digits}"))
     assert (score.correct, score.extracted) == (False, f"{digits[:-1]}2")
     assert TASK.score(f"#### {digits}.000", problem(f"#### {digits}")).correct
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("She sells 16 - 3 - 4 = 9 eggs for 2 dollars each.\nThe answer is 18.", "18"),
+        ("The answer is $1,200 (3 x 400).", "1200"),
+        ("So the final answer is **72** clips, from 48 + 24.", "72"),
+    ],
+)
+def test_the_answer_is_sentence_wins_over_the_last_number(reply: str, expected: str) -> None:
+    assert Gsm8kTask().extract_answer(reply) == expected

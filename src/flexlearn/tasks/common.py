@@ -79,6 +79,24 @@ def final_answer_line(text: str, labels: Sequence[str] = _DEFAULT_LABELS) -> str
     return None
 
 
+# "The answer is 42", "the final answer is: **Paris**", "So the answer would be 18." A sentence's end stops it.
+_ANSWER_IS = re.compile(
+    r"\b(?:final\s+)?answer\s+(?:is|would\s+be|will\s+be|=)\s*[:：]?\s*(?P<answer>[^\n]+?)\s*(?:[.!;](?:\s|$)|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def answer_is(text: str) -> str | None:
+    """What follows the last "answer is" (or "final answer is", "answer would be") in `text`, up to the end of its
+    sentence, Markdown emphasis dropped; None when no sentence says so. Chat models end this way unprompted."""
+    matches = list(_ANSWER_IS.finditer(text))
+    for match in reversed(matches):
+        answer = strip_markup(match.group("answer"))
+        if answer:
+            return answer
+    return None
+
+
 def strip_markup(text: str) -> str:
     """`text` without surrounding whitespace and Markdown emphasis/code marks."""
     return text.strip(string.whitespace + _MARKUP)

@@ -7,7 +7,7 @@ import unicodedata
 from pathlib import Path
 
 from flexlearn.tasks.base import Problem, Score
-from flexlearn.tasks.common import final_answer_line, strip_markup
+from flexlearn.tasks.common import answer_is, final_answer_line, last_boxed, strip_markup
 from flexlearn.tasks.loader import load_problems
 
 _LABELS = ("final answer", "answer")
@@ -16,6 +16,9 @@ _QUOTES = "\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb"
 _TRAILING_PUNCTUATION = ".,;:!?\u3002"
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+(?=\S)")
 _WHITESPACE = re.compile(r"\s+")
+# The complement of a one-sentence statement: "... is Paris." -> "Paris". Only a line that reads as one sentence
+# (ends in a full stop or exclamation mark, or has no other punctuation) with few words after the verb.
+_COPULA = re.compile(r"^[^.?!\n]*\s(?:is|are|was|were)\s+(?P<answer>(?:\S+\s*){1,6}?)[.!]?$", re.IGNORECASE)
 
 
 class ExactTask:
@@ -38,12 +41,22 @@ class ExactTask:
         return problem.question
 
     def extract_answer(self, reply: str) -> str | None:
-        """What follows the last "Final answer:" (or "Answer:"), else the last non-empty line; or None."""
+        """A chat model's final answer, most explicit first: what follows the last "Final answer:" (or "Answer:"),
+        else the last "the answer is X", else the last `\\boxed{}`, else the last non-empty line, where a sentence
+        stating a fact ("The capital of France is Paris.") gives what follows its last "is"/"are"/"was"/"were".
+        None for an empty reply."""
         labelled = final_answer_line(reply, _LABELS)
         if labelled is not None:
             return labelled
+        for found in (answer_is(reply), last_boxed(reply)):
+            if found:
+                return found
         lines = [strip_markup(line) for line in reply.splitlines()]
-        return next((line for line in reversed(lines) if line), None)
+        last = next((line for line in reversed(lines) if line), None)
+        if last is None:
+            return None
+        stated = _COPULA.search(last)
+        return strip_markup(stated.group("answer").rstrip(".!")) if stated else last
 
     def score(self, reply: str, problem: Problem) -> Score:
         """1.0 when the reply's answer matches the reference (or any accepted answer) after `normalize`."""

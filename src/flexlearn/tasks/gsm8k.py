@@ -8,7 +8,7 @@ from decimal import MAX_PREC, Context, Decimal
 from pathlib import Path
 
 from flexlearn.tasks.base import Problem, Score
-from flexlearn.tasks.common import final_answer_line, last_boxed, last_number, numbers
+from flexlearn.tasks.common import answer_is, final_answer_line, last_boxed, last_number, numbers
 from flexlearn.tasks.loader import load_problems
 
 _MARKER = "####"
@@ -51,7 +51,8 @@ class Gsm8kTask:
 
     def extract_answer(self, reply: str) -> str | None:
         """The number after the last `####`, else in the last `\\boxed{}`, else on the last "Final answer:" line,
-        else the last number in the reply; written plainly ("$1,200.00" -> "1200"). None when there is none."""
+        else the first number after the last "the answer is", else the last number in the reply; written plainly
+        ("$1,200.00" -> "1200"). None when there is none."""
         for candidate in _candidates(reply):
             value = _to_decimal(candidate)
             if value is not None:
@@ -106,6 +107,11 @@ def _candidates(reply: str) -> Iterator[str | None]:
     line = final_answer_line(reply)
     if line is not None:
         yield last_number(line)
+    stated = answer_is(reply)
+    if stated is not None:
+        # "The answer is 18 dollars (3 x 6)": the first number after "answer is" is the answer.
+        found = numbers(stated)
+        yield found[0] if found else None
     yield last_number(reply)
 
 
