@@ -231,6 +231,26 @@ async def test_model_loaded_once(model):
 
 
 @pytest.mark.slow
+async def test_workers_each_run_their_own_instance(model, monkeypatch):
+    """FLEX_LOCAL_WORKERS=2: concurrent calls run on two worker threads, each with its own Llama, and agree."""
+    monkeypatch.setenv("FLEX_LOCAL_WORKERS", "2")
+    monkeypatch.setattr(local_mod, "_EXECUTOR", None)
+    path = model.llama().model_path
+    before = {k for k in local_mod._MODELS if k[0] == path}
+    try:
+        replies = await asyncio.gather(
+            *(model.generate(few_shot("go"), options=GenerationOptions(max_tokens=3)) for _ in range(4))
+        )
+        slots = {k[3] for k in local_mod._MODELS if k[0] == path} - {k[3] for k in before}
+        assert len(slots) == 2
+        assert len({r.text for r in replies}) == 1  # same prompt, temperature 0: same reply on every instance
+    finally:
+        local_mod._EXECUTOR.shutdown(wait=True)
+        for key in [k for k in local_mod._MODELS if k not in before and k[0] == path]:
+            del local_mod._MODELS[key]
+
+
+@pytest.mark.slow
 async def test_overlong_prompt_is_cut_not_fatal(model, caplog):
     small = LocalModel.from_uri_path(None)
     small.n_ctx = 256  # a separate cache entry: its own (small) context
