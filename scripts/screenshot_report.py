@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         html = args.source
         if args.source.is_dir():
             # Imported here so that screenshotting an existing page works without flexlearn installed.
-            from flexlearn.report.html import write_report
+            from flexlearn.report import write_report
 
             html = write_report(args.source, args.keep_html or Path(tmp) / "report.html")
         if args.open_all:

@@ -14,9 +14,10 @@ from pathlib import Path
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import EvalConfig, ItemRecord, Mode, ModeResult, evaluate
+from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
 from flexlearn.loop.explore import ExploreConfig
 from flexlearn.loop.learn import LearnConfig, LearnSummary, Progress, learn
+from flexlearn.records import ItemRecord, ModeResult
 from flexlearn.tasks import Problem, Task, get_task
 
 

@@ -42,9 +42,23 @@ class Provenance:
 
     task: str = ""
     problem_ids: list[str] = field(default_factory=list)
-    model: str = ""
+    model: str = ""  # the model that wrote it (the distiller's, for a learned experience)
     run_id: str = ""
     source: str = "learned"  # learned | imported:<format> | manual
+    actor: str = ""  # the model (or the user's own agent) whose attempts it was learned from
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        """The inverse of `dataclasses.asdict`; missing keys take their defaults and unknown ones are ignored, so
+        provenance written by another flexlearn version still reads."""
+        return cls(
+            task=str(data.get("task", "")),
+            problem_ids=[str(p) for p in data.get("problem_ids", [])],
+            model=str(data.get("model", "")),
+            run_id=str(data.get("run_id", "")),
+            source=str(data.get("source", "learned")),
+            actor=str(data.get("actor", "")),
+        )
 
 
 @dataclass
@@ -76,20 +90,17 @@ class Experience:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Experience:
-        prov = data.get("provenance") or {}
+        """The inverse of `to_dict`, and the one way an experience is read back: from a library row (its JSON
+        columns decoded), an exported file, or an event's snapshot. Values are coerced to their types; missing
+        optional keys take their defaults and unknown keys are ignored. Data that is not an experience raises
+        KeyError, ValueError, TypeError or AttributeError."""
         return cls(
             zone=Zone(data["zone"]),
             level=Level(data["level"]),
             title=str(data.get("title", "")),
             content=str(data["content"]),
             examples=[str(e) for e in data.get("examples", [])],
-            provenance=Provenance(
-                task=str(prov.get("task", "")),
-                problem_ids=[str(p) for p in prov.get("problem_ids", [])],
-                model=str(prov.get("model", "")),
-                run_id=str(prov.get("run_id", "")),
-                source=str(prov.get("source", "learned")),
-            ),
+            provenance=Provenance.from_dict(data.get("provenance") or {}),
             parent_id=data.get("parent_id"),
             id=str(data.get("id", "")),
             retrieved=int(data.get("retrieved", 0)),

@@ -207,3 +207,29 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_n() -> None:
     assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
     assert (large[1] - large[0]) < (small[1] - small[0]) / 3
     assert bootstrap([], mean) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("role", ["critic", "distiller", "updater"])
+async def test_a_model_error_in_any_role_fails_the_problem_and_resume_retries_it(tmp_path: Path, role: str) -> None:
+    down = {"on": True}
+
+    def broken_role(prompt, r, schema):  # type: ignore[no-untyped-def]
+        if r == role and down["on"]:
+            raise ModelError("HTTP 401: invalid key")
+        return never_right(prompt, r, schema)
+
+    model = FunctionModel(broken_role)
+    config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=2), concurrency=1, max_consecutive_failures=99)
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        if role == "updater":
+            # The updater is only asked when a candidate has neighbours: seed one.
+            seed = [Problem(id="seed", question="Capital of country 9?", answer="city9")]
+            await learn(seed, task=TASK, agents=Agents.single(FunctionModel(never_right)), library=lib)
+        before = lib.count()
+        summary = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config)
+        assert summary.failed == len(PROBLEMS) and summary.solved + summary.unsolved == 0
+        assert lib.count() == before  # nothing from a failed problem was written
+        assert set(lib.problem_status(summary.run_id).values()) == {"failed"}
+        down["on"] = False
+        again = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
+        assert again.run_id == summary.run_id and again.failed == 0 and again.unsolved == len(PROBLEMS)

@@ -144,17 +144,14 @@ async def test_always_invalid_gives_none_and_counts_a_failure(
     assert (stats.calls, stats.failures) == (3, 1)
 
 
-async def test_model_error_is_returned_not_raised(server: FakeOpenAI, http_model: OpenAICompatModel) -> None:
+async def test_a_server_that_stays_down_raises(server: FakeOpenAI, http_model: OpenAICompatModel) -> None:
     server.handler = lambda request: FakeResponse(503, json=error_body("down", "server_error"))
     meter = Meter()
     fast = RetryPolicy(max_attempts=2, base_delay=0.001, jitter=0.0)
     model = build_stack(http_model, max_concurrency=1, retry=fast, meter=meter)
 
-    result = await generate_structured(model, critic_prompt(), Verdict, role="critic", meter=meter)
-
-    assert result.value is None
-    assert result.error is not None and "gave up after 2 attempts" in result.error and "down" in result.error
-    assert result.attempts == 1
+    with pytest.raises(ModelError, match=r"gave up after 2 attempts.*down"):
+        await generate_structured(model, critic_prompt(), Verdict, role="critic", meter=meter)
     # The metered stack counted the failed call; generate_structured does not count it twice.
     assert meter.stats("critic").failures == 1
 
@@ -231,9 +228,9 @@ async def test_function_model_can_return_a_reply_or_raise() -> None:
         await FunctionModel(wrong).generate(critic_prompt())
 
 
-async def test_model_error_from_a_function_model_is_returned() -> None:
+async def test_a_model_error_is_raised_not_turned_into_no_value() -> None:
     def fail(p: Prompt, r: str, s: object) -> str:
         raise ModelError("permanent")
 
-    result = await generate_structured(FunctionModel(fail), critic_prompt(), Verdict, role="updater")
-    assert result.value is None and result.error == "model error: permanent"
+    with pytest.raises(ModelError, match="permanent"):
+        await generate_structured(FunctionModel(fail), critic_prompt(), Verdict, role="updater")

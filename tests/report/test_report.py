@@ -1,6 +1,6 @@
 """The HTML report: what the page shows, that it escapes model text, loads nothing, and fails clearly on bad input.
 
-Fixture run directories (hand-written, shaped like `flex eval --out` output):
+The run directories (the `runs` fixture) are written by the real loops with scripted models, see `runs.py`:
 - full: results + items + library + scaling + inherit, four modes, hostile text in a reply and a library title;
 - minimal: results + items only, two modes;
 - metric: a set-level metric with repeats, SMILES and <think> tags in replies;
@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from flexlearn.errors import InputError
-from flexlearn.report import svg
-from flexlearn.report.html import render_report, write_report
+from flexlearn.loop.results import write_run
+from flexlearn.records import Inherit, ItemRecord, ModeResult, Scaling
+from flexlearn.report import render_report, svg, write_report
+from tests.report.runs import DELETED_ID, FRACTION, TOP_ID
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -75,20 +76,20 @@ def parse(page: str) -> _Structure:
 
 
 @pytest.fixture(scope="module")
-def full_page() -> str:
-    return render_report(FIXTURES / "full")
+def full_page(runs: dict[str, Path]) -> str:
+    return render_report(runs["full"])
 
 
-def copy_fixture(name: str, tmp_path: Path) -> Path:
+def copy_run(runs: dict[str, Path], name: str, tmp_path: Path) -> Path:
     target = tmp_path / name
-    shutil.copytree(FIXTURES / name, target)
+    shutil.copytree(runs[name], target)
     return target
 
 
-def test_page_shows_header_results_and_every_mode(full_page: str) -> None:
+def test_page_shows_header_results_and_every_mode(full_page: str, runs: dict[str, Path]) -> None:
     for text in ["qwen2.5-7b-instruct", "data/aime25_test.jsonl", "2025-11-24 04:32 UTC", "agent_rounds", "1500"]:
         assert text in full_page
-    results = json.loads((FIXTURES / "full" / "results.json").read_text())
+    results = json.loads((runs["full"] / "results.json").read_text())
     for row in results["results"]:
         assert f'<span class="mode">{row["mode"]}</span>' in full_page
         assert svg.percent(row["accuracy"]) in full_page
@@ -130,16 +131,16 @@ def test_nothing_is_loaded_from_the_network(full_page: str) -> None:
 
 
 def test_retrieved_ids_link_to_the_experience_list(full_page: str) -> None:
-    assert 'href="#exp-a1f3c9e20b11"' in full_page
-    assert 'id="exp-a1f3c9e20b11"' in full_page
+    assert f'href="#exp-{TOP_ID}"' in full_page
+    assert f'id="exp-{TOP_ID}"' in full_page
     # An id the library snapshot no longer has is shown, not linked.
-    assert "deleted00001" in full_page
-    assert 'href="#exp-deleted00001"' not in full_page
+    assert DELETED_ID in full_page
+    assert f'href="#exp-{DELETED_ID}"' not in full_page
 
 
 def test_most_retrieved_experiences_counted_over_this_runs_items(full_page: str) -> None:
     top = full_page.split("Most retrieved experiences", 1)[1]
-    # a1f3c9e20b11 is retrieved for all six problems, more than any other.
+    # TOP_ID is retrieved for all six problems, more than any other (and 35 times before this run).
     assert top.index("Verify the final answer against every constraint") < top.index("Restate the question")
     assert "retrieved 6× in this run · 41× overall" in top
     assert "counted over this run's items" in top
@@ -153,20 +154,25 @@ def test_library_composition_chart_and_table(full_page: str) -> None:
     assert "merge 6" in library
 
 
-def test_scaling_plot_and_fit(full_page: str) -> None:
+def test_scaling_plot_and_fit(full_page: str, runs: dict[str, Path]) -> None:
     scaling = full_page.split('<section id="scaling">', 1)[1].split("</section>", 1)[0]
+    fit = Scaling.model_validate_json((runs["full"] / "scaling.json").read_text()).fit
+    assert fit is not None and fit.r2 is not None
     assert "<svg" in scaling and "<title" in scaling
-    assert "acc = 0.27 + 0.049 ln(1+size)" in scaling
-    assert "R² = 0.925" in scaling
+    assert fit.formula in scaling and fit.formula.startswith("acc = 0.068 + 0.063 ln(1+size)")
+    assert f"R² = {fit.r2:.3f}" in scaling
     # Ticks carry real sizes, size 0 included.
     for tick in [">0</text>", ">10</text>", ">200</text>"]:
         assert tick in scaling
 
 
-def test_inheritance_table(full_page: str) -> None:
+def test_inheritance_table(full_page: str, runs: dict[str, Path]) -> None:
     inherit = full_page.split('<section id="inherit">', 1)[1].split("</section>", 1)[0]
-    assert "qwen2.5-3b + qwen2.5-7b&#x27;s library" in inherit
-    assert "30.0%" in inherit and "16.7%" in inherit
+    # The labels are the ones `inherit` writes.
+    assert "qwen2.5-3b + inherited library" in inherit and "qwen2.5-3b + own library" in inherit
+    assert "33.3%" in inherit and "16.7%" in inherit
+    for row in Inherit.model_validate_json((runs["full"] / "inherit.json").read_text()).rows:
+        assert svg.percent(row.accuracy) in inherit
     assert "<svg" in inherit
 
 
@@ -176,11 +182,11 @@ def test_drilldown_shows_each_modes_attempt(full_page: str) -> None:
     assert "the modes disagree on 4" in items
     # The agent's failed call on aime25-05 is flagged and its error shown.
     assert "503 Service Unavailable" in items
-    assert "Reference answer" in items and "\\boxed{\\frac{99}{100}}" in items
+    assert "Reference answer" in items and FRACTION in items
 
 
-def test_missing_optional_files_are_fine() -> None:
-    page = render_report(FIXTURES / "minimal")
+def test_missing_optional_files_are_fine(runs: dict[str, Path]) -> None:
+    page = render_report(runs["minimal"])
     assert "vanilla" in page and "icl" in page
     assert '<section id="scaling">' not in page
     assert '<section id="inherit">' not in page
@@ -189,16 +195,16 @@ def test_missing_optional_files_are_fine() -> None:
     assert parse(page).errors == []
 
 
-def test_scaling_only_run_dir() -> None:
-    page = render_report(FIXTURES / "scaling_only")
+def test_scaling_only_run_dir(runs: dict[str, Path]) -> None:
+    page = render_report(runs["scaling_only"])
     assert "<svg" in page
-    assert "acc = 0.27" in page
+    assert "acc = 0.068" in page
     assert '<section id="results">' not in page
     assert "qwen2.5-7b-instruct" in page
 
 
-def test_metric_and_repeats() -> None:
-    page = render_report(FIXTURES / "metric")
+def test_metric_and_repeats(runs: dict[str, Path]) -> None:
+    page = render_report(runs["metric"])
     assert "top1 <span class=ci>[95% CI]</span>" in page
     assert "0.833" in page and "invalid_rate 0.167" in page
     assert "Repeats" in page
@@ -211,8 +217,8 @@ def test_metric_and_repeats() -> None:
     assert parse(page).errors == []
 
 
-def test_write_report_default_path_and_out(tmp_path: Path) -> None:
-    run_dir = copy_fixture("minimal", tmp_path)
+def test_write_report_default_path_and_out(tmp_path: Path, runs: dict[str, Path]) -> None:
+    run_dir = copy_run(runs, "minimal", tmp_path)
     written = write_report(run_dir)
     assert written == run_dir / "report.html"
     assert written.read_text(encoding="utf-8").startswith("<!doctype html>")
@@ -222,8 +228,8 @@ def test_write_report_default_path_and_out(tmp_path: Path) -> None:
     assert write_report(run_dir, tmp_path / "out") == tmp_path / "out" / "report.html"
 
 
-def test_malformed_results_names_the_file(tmp_path: Path) -> None:
-    run_dir = copy_fixture("minimal", tmp_path)
+def test_malformed_results_names_the_file(tmp_path: Path, runs: dict[str, Path]) -> None:
+    run_dir = copy_run(runs, "minimal", tmp_path)
     (run_dir / "results.json").write_text('{"task": "math", "results": [', encoding="utf-8")
     with pytest.raises(InputError, match=r"results\.json"):
         render_report(run_dir)
@@ -235,8 +241,8 @@ def test_malformed_results_names_the_file(tmp_path: Path) -> None:
         render_report(run_dir)
 
 
-def test_malformed_items_names_file_and_line(tmp_path: Path) -> None:
-    run_dir = copy_fixture("minimal", tmp_path)
+def test_malformed_items_names_file_and_line(tmp_path: Path, runs: dict[str, Path]) -> None:
+    run_dir = copy_run(runs, "minimal", tmp_path)
     lines = (run_dir / "items.jsonl").read_text(encoding="utf-8").splitlines()
     lines[2] = lines[2][:40]
     (run_dir / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -245,8 +251,8 @@ def test_malformed_items_names_file_and_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["library.json", "scaling.json", "inherit.json"])
-def test_malformed_optional_file_names_it(tmp_path: Path, name: str) -> None:
-    run_dir = copy_fixture("full", tmp_path)
+def test_malformed_optional_file_names_it(tmp_path: Path, runs: dict[str, Path], name: str) -> None:
+    run_dir = copy_run(runs, "full", tmp_path)
     (run_dir / name).write_text('{"points": 3, "rows": 3, "experiences": 3}', encoding="utf-8")
     with pytest.raises(InputError, match=re.escape(name)):
         render_report(run_dir)
@@ -263,32 +269,27 @@ def test_nothing_to_report(tmp_path: Path) -> None:
 
 
 def _big_run(directory: Path, problems: int, prompt_chars: int) -> None:
-    directory.mkdir()
-    items: list[dict[str, object]] = []
-    for i in range(problems):
-        for mode in ("vanilla", "flex"):
-            items.append(
-                {
-                    "mode": mode,
-                    "problem_id": f"p{i:04d}",
-                    "question": f"What is {i} + 1?",
-                    "reference": str(i + 1),
-                    "prompt": "x" * prompt_chars + f" END-OF-PROMPT-{i}",
-                    "reply": f"Final answer: \\boxed{{{i + 1}}}",
-                    "extracted": str(i + 1),
-                    "correct": mode == "flex" or i % 2 == 0,
-                    "score": 1.0,
-                    "retrieved": [],
-                    "calls": 1,
-                    "prompt_tokens": prompt_chars // 4,
-                    "completion_tokens": 9,
-                    "rounds": 1,
-                    "error": None,
-                }
+    results = []
+    for mode in ("vanilla", "flex"):
+        items = [
+            ItemRecord(
+                mode=mode,
+                problem_id=f"p{i:04d}",
+                question=f"What is {i} + 1?",
+                reference=str(i + 1),
+                prompt="x" * prompt_chars + f" END-OF-PROMPT-{i}",
+                reply=f"Final answer: \\boxed{{{i + 1}}}",
+                extracted=str(i + 1),
+                correct=mode == "flex" or i % 2 == 0,
+                score=1.0,
+                calls=1,
+                prompt_tokens=prompt_chars // 4,
+                completion_tokens=9,
             )
-    (directory / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    summary = [{"mode": m, "n": problems, "correct": problems, "accuracy": 1.0} for m in ("vanilla", "flex")]
-    (directory / "results.json").write_text(json.dumps({"task": "math", "results": summary}), encoding="utf-8")
+            for i in range(problems)
+        ]
+        results.append(ModeResult(mode=mode, n=problems, correct=sum(i.correct for i in items), items=items))
+    write_run(directory, {"task": "math"}, results)
 
 
 def test_large_runs_are_capped_and_long_prompts_truncated(tmp_path: Path) -> None:
@@ -330,10 +331,10 @@ def test_svg_charts_escape_and_place_zero() -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install -y chromium)")
-def test_screenshot_in_headless_chromium(tmp_path: Path) -> None:
+def test_screenshot_in_headless_chromium(tmp_path: Path, runs: dict[str, Path]) -> None:
     png = tmp_path / "report.png"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "screenshot_report.py"), str(FIXTURES / "full"), str(png)],
+        [sys.executable, str(ROOT / "scripts" / "screenshot_report.py"), str(runs["full"]), str(png)],
         capture_output=True,
         text=True,
         timeout=180,

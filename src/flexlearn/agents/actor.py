@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flexlearn.agents.templates import completion_cue, fill, shorten
 from flexlearn.experience import Experience, Level, Zone
+from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, Usage
 from flexlearn.tasks.base import Problem, Task
 
@@ -46,7 +47,7 @@ def worked_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int,
     return shots
 
 
-def render_guidance(experiences: list[Experience]) -> str:
+def render_guidance(experiences: list[Experience], *, limits: Limits = DEFAULT_LIMITS) -> str:
     """Experience for a chat model: grouped by zone, each line tagged with its level."""
     if not experiences:
         return ""
@@ -58,11 +59,11 @@ def render_guidance(experiences: list[Experience]) -> str:
         lines.append(heading)
         for e in entries:
             lines.append(f"- [{e.level}] {e.title}: {e.content}" if e.title else f"- [{e.level}] {e.content}")
-            lines.extend(f"    e.g. {shorten(x, 300)}" for x in e.examples[:1])
+            lines.extend(f"    e.g. {shorten(x, limits.actor_example_chars)}" for x in e.examples[:1])
     return "\n".join(lines) + "\n\n"
 
 
-def render_notes(experiences: list[Experience]) -> tuple[str, list[Shot]]:
+def render_notes(experiences: list[Experience], *, limits: Limits = DEFAULT_LIMITS) -> tuple[str, list[Shot]]:
     """Experience for a base model, which follows worked cases rather than instructions: golden cases that carry
     a worked example become Q/A shots, every other entry a one-line note."""
     notes: list[str] = []
@@ -76,23 +77,24 @@ def render_notes(experiences: list[Experience]) -> tuple[str, list[Shot]]:
                 shots.append(Shot(q.strip(), a.strip()))
             continue
         prefix = "Note" if e.zone == Zone.GOLDEN else "Avoid"
-        notes.append(f"{prefix}: {shorten(e.content, 240)}")
+        notes.append(f"{prefix}: {shorten(e.content, limits.actor_note_chars)}")
     text = "".join(f"{n}\n" for n in notes)
     return (text + "\n" if text else ""), shots
 
 
-def _history(feedback: list[Feedback], *, chat: bool) -> str:
+def _history(feedback: list[Feedback], *, chat: bool, limits: Limits) -> str:
     if not feedback:
         return ""
     if chat:
         parts = ["", "Your earlier attempts were wrong. Feedback on them:"]
         for i, f in enumerate(feedback, 1):
-            parts.append(f"Attempt {i}: {shorten(f.attempt, 600)}")
+            parts.append(f"Attempt {i}: {shorten(f.attempt, limits.actor_retry_attempt_chars)}")
             parts.append(f"Feedback: {f.diagnosis} Next: {f.next_step}".rstrip())
         parts.append("Solve it again, using the feedback.")
         return "\n".join(parts)
     last = feedback[-1]
-    return f"(Not {shorten(last.attempt, 80)}. Hint: {shorten(last.next_step or last.diagnosis, 160)})\n"
+    attempt = shorten(last.attempt, limits.actor_retry_attempt_short_chars)
+    return f"(Not {attempt}. Hint: {shorten(last.next_step or last.diagnosis, limits.actor_retry_hint_chars)})\n"
 
 
 def actor_prompt(
@@ -102,19 +104,20 @@ def actor_prompt(
     guidance: list[Experience] | None = None,
     shots: list[Shot] | None = None,
     feedback: list[Feedback] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Prompt:
     guidance = guidance or []
     shots = list(shots or [])
     feedback = feedback or []
-    notes, guided_shots = render_notes(guidance)
+    notes, guided_shots = render_notes(guidance, limits=limits)
     question = task.render(problem)
     chat_examples = "".join(f"Example problem:\n{s.question}\nExample solution:\n{s.answer}\n\n" for s in shots)
     user = fill(
         "actor_user",
-        guidance=render_guidance(guidance),
+        guidance=render_guidance(guidance, limits=limits),
         examples=chat_examples,
         question=question,
-        history=_history(feedback, chat=True),
+        history=_history(feedback, chat=True, limits=limits),
     )
     completion = completion_cue(
         fill(
@@ -122,7 +125,7 @@ def actor_prompt(
             notes=notes,
             examples="".join(f"Q: {s.question}\nA: {s.answer}\n\n" for s in guided_shots + shots),
             question=question,
-            history=_history(feedback, chat=False),
+            history=_history(feedback, chat=False, limits=limits),
         )
     )
     return Prompt(

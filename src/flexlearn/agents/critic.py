@@ -5,25 +5,31 @@ critic also judges, blind to the answer."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
 from flexlearn.agents.templates import build, shorten
+from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
 
 
 class FeedbackReply(BaseModel):
-    diagnosis: str = Field(max_length=400, description="what went wrong in the attempt")
-    next_step: str = Field(max_length=300, description="what to try on the next attempt")
+    diagnosis: str = Field(
+        max_length=DEFAULT_LIMITS.critic_reply_diagnosis_chars, description="what went wrong in the attempt"
+    )
+    next_step: str = Field(
+        max_length=DEFAULT_LIMITS.critic_reply_next_step_chars, description="what to try on the next attempt"
+    )
 
 
 class JudgementReply(BaseModel):
     correct: bool
-    diagnosis: str = Field(max_length=400)
-    next_step: str = Field(max_length=300)
+    diagnosis: str = Field(max_length=DEFAULT_LIMITS.critic_reply_diagnosis_chars)
+    next_step: str = Field(max_length=DEFAULT_LIMITS.critic_reply_next_step_chars)
 
 
 @dataclass
@@ -68,16 +74,20 @@ async def critique(
     reference: str | None,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    leak_check: Callable[[str], str | None] | None = None,
 ) -> Critique:
-    """Feedback on an attempt the scorer judged wrong."""
+    """Feedback on an attempt the scorer judged wrong. With a reference, `leak_check` (see `agents/leaks.py`)
+    masks every form of the answer the task's scorer would accept, or returns None when the text cannot be made
+    safe; the feedback is then the generic one. Without it, only the reference string itself is masked."""
     verdict = "incorrect" + (f" (final answer read as: {extracted})" if extracted else " (no final answer found)")
     ref_line = f"Reference answer (for you only, never reveal it): {reference}\n" if reference else ""
     prompt = build(
         "critic",
         stop=["\n\n"],
         question=question,
-        attempt=shorten(attempt, 3000),
-        attempt_short=shorten(extracted or attempt, 120),
+        attempt=shorten(attempt, limits.critic_attempt_chars),
+        attempt_short=shorten(extracted or attempt, limits.critic_attempt_short_chars),
         verdict=verdict,
         reference=ref_line,
     )
@@ -87,6 +97,12 @@ async def critique(
     diagnosis, next_step = result.value.diagnosis.strip(), result.value.next_step.strip()
     if reference:
         diagnosis, next_step = redact(diagnosis, reference), redact(next_step, reference)
+        if leak_check is not None:
+            safe = [leak_check(diagnosis), leak_check(next_step)]
+            if safe[0] is None or safe[1] is None:
+                leaked = "the feedback leaked the answer"
+                return Critique(_GENERIC.diagnosis, _GENERIC.next_step, result.usage, error=leaked)
+            diagnosis, next_step = safe[0], safe[1]
     return Critique(diagnosis or _GENERIC.diagnosis, next_step or _GENERIC.next_step, result.usage)
 
 
@@ -98,16 +114,17 @@ async def judge(
     extracted: str | None,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Judgement:
     """A verdict and feedback from the model alone, which never sees the reference answer."""
     prompt = build(
         "judge",
         stop=["\n\n"],
         question=question,
-        attempt=shorten(attempt, 3000),
-        attempt_short=shorten(extracted or attempt, 120),
+        attempt=shorten(attempt, limits.critic_attempt_chars),
+        attempt_short=shorten(extracted or attempt, limits.critic_attempt_short_chars),
     )
-    result = await generate_structured(model, prompt, JudgementReply, role="critic", options=options, meter=meter)
+    result = await generate_structured(model, prompt, JudgementReply, role="judge", options=options, meter=meter)
     if result.value is None:
         # An unusable judgement accepts the attempt: retrying on noise would only spend calls.
         return Judgement(True, Critique("", "", result.usage, error=result.error))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from flexlearn.agents.templates import build, load, shorten
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
+from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
@@ -25,8 +26,8 @@ from flexlearn.trajectory import StepRecord
 class CandidateReply(BaseModel):
     zone: Literal["golden", "warning"]
     level: Literal["principle", "pattern", "case"]
-    title: str = Field(max_length=80)
-    content: str = Field(max_length=500)
+    title: str = Field(max_length=DEFAULT_LIMITS.distiller_reply_title_chars)
+    content: str = Field(max_length=DEFAULT_LIMITS.distiller_reply_content_chars)
 
 
 class DistilledReply(BaseModel):
@@ -42,24 +43,25 @@ class Candidates:
     error: str | None = None
 
 
-def _record_text(steps: list[StepRecord]) -> str:
+def _record_text(steps: list[StepRecord], limits: Limits) -> str:
     lines = []
     for s in steps:
         verdict = "CORRECT" if s.correct else "WRONG"
         lines.append(f"[rollout {s.rollout + 1}, round {s.round + 1}] {verdict}; final answer: {s.extracted}")
-        lines.append(shorten(s.attempt, 1200))
+        lines.append(shorten(s.attempt, limits.distiller_attempt_chars))
         if s.feedback:
             lines.append(f"Critic: {s.feedback}")
     return "\n".join(lines)
 
 
-def _worked_example(question: str, steps: list[StepRecord], zone: Zone) -> str:
+def _worked_example(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:
+    q = shorten(question, limits.distiller_example_question_chars)
     if zone == Zone.GOLDEN:
         win = next(s for s in steps if s.correct)
-        return f"Q: {shorten(question, 400)}\nA: {shorten(win.attempt, 600)}"
+        return f"Q: {q}\nA: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
     loss = next(s for s in steps if not s.correct)
-    why = f" ({shorten(loss.feedback, 200)})" if loss.feedback else ""
-    return f"Q: {shorten(question, 400)}\nWrong: {shorten(loss.extracted or loss.attempt, 200)}{why}"
+    why = f" ({shorten(loss.feedback, limits.distiller_feedback_chars)})" if loss.feedback else ""
+    return f"Q: {q}\nWrong: {shorten(loss.extracted or loss.attempt, limits.distiller_wrong_answer_chars)}{why}"
 
 
 async def distill(
@@ -72,17 +74,22 @@ async def distill(
     provenance: Provenance,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Candidates:
     any_right = any(s.correct for s in steps)
     any_wrong = any(not s.correct for s in steps)
-    shown = "; ".join(f"{shorten(s.extracted or s.attempt, 40)} ({'right' if s.correct else 'wrong'})" for s in steps)
+    shown = "; ".join(
+        f"{shorten(s.extracted or s.attempt, limits.distiller_attempt_short_chars)} "
+        f"({'right' if s.correct else 'wrong'})"
+        for s in steps
+    )
     prompt = build(
         "distiller",
         stop=["\n\n"],
-        question=shorten(question, 3000),
+        question=shorten(question, limits.distiller_question_chars),
         answer=answer,
         category=category,
-        record=_record_text(steps),
+        record=_record_text(steps, limits),
         attempts_short=shown,
     )
     result = await generate_structured(model, prompt, DistilledReply, role="distiller", options=options, meter=meter)
@@ -109,22 +116,24 @@ async def distill(
                     zone=zone,
                     level=level,
                     title=(c.title.strip() if c else "") or category,
-                    content=c.content.strip() if c else _case_summary(question, steps, zone),
-                    examples=[_worked_example(question, steps, zone)] if level == Level.CASE else [],
+                    content=c.content.strip() if c else _case_summary(question, steps, zone, limits),
+                    examples=[_worked_example(question, steps, zone, limits)] if level == Level.CASE else [],
                     provenance=Provenance(**vars(provenance)),
                 )
             )
     return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error)
 
 
-def _case_summary(question: str, steps: list[StepRecord], zone: Zone) -> str:
+def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:
     """The case in plain facts, for when the model wrote nothing usable."""
+    q = shorten(question, limits.distiller_summary_question_chars)
     if zone == Zone.GOLDEN:
         win = next(s for s in steps if s.correct)
-        return f"Solved: {shorten(question, 300)} Answer: {shorten(win.extracted or win.attempt, 120)}"
+        return f"Solved: {q} Answer: {shorten(win.extracted or win.attempt, limits.distiller_summary_answer_chars)}"
     loss = next(s for s in steps if not s.correct)
-    why = f" {shorten(loss.feedback, 200)}" if loss.feedback else ""
-    return f"Failed: {shorten(question, 300)} Wrong answer: {shorten(loss.extracted or loss.attempt, 120)}.{why}"
+    why = f" {shorten(loss.feedback, limits.distiller_feedback_chars)}" if loss.feedback else ""
+    wrong = shorten(loss.extracted or loss.attempt, limits.distiller_summary_answer_chars)
+    return f"Failed: {q} Wrong answer: {wrong}.{why}"
 
 
 def _link(experiences: list[Experience]) -> dict[int, int]:

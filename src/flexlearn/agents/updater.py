@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from flexlearn.agents.templates import build, shorten
 from flexlearn.experience import Action, Experience
+from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
@@ -18,8 +19,8 @@ from flexlearn.models.structured import generate_structured
 class DecisionReply(BaseModel):
     action: Literal["add", "merge", "discard"]
     target: str = Field(default="", max_length=24)
-    merged_content: str = Field(default="", max_length=700)
-    reason: str = Field(max_length=200)
+    merged_content: str = Field(default="", max_length=DEFAULT_LIMITS.updater_reply_merged_chars)
+    reason: str = Field(max_length=DEFAULT_LIMITS.updater_reply_reason_chars)
 
 
 @dataclass
@@ -42,6 +43,7 @@ async def decide(
     *,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Decision:
     same = candidate.content_id()
     for n in neighbours:
@@ -61,8 +63,8 @@ async def decide(
         level=str(candidate.level),
         title=candidate.title,
         content=candidate.content,
-        neighbours=_neighbours_text(neighbours, 600),
-        neighbours_short=_neighbours_text(neighbours, 160),
+        neighbours=_neighbours_text(neighbours, limits.updater_neighbour_chars),
+        neighbours_short=_neighbours_text(neighbours, limits.updater_neighbour_short_chars),
     )
     result = await generate_structured(model, prompt, DecisionReply, role="updater", options=options, meter=meter)
     if result.value is None:

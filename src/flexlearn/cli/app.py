@@ -12,16 +12,19 @@ import typer
 from flexlearn import __version__
 from flexlearn.cli import experiments_cmd, library_cmd
 from flexlearn.cli.common import (
+    CriticModelOpt,
+    DistillerModelOpt,
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
     TaskOpt,
     TempOpt,
     TimeoutOpt,
+    UpdaterModelOpt,
     build_agents,
     handle_errors,
     load_limited,
-    run,
+    run_closing,
 )
 from flexlearn.cli.output import (
     ItemProgress,
@@ -39,7 +42,8 @@ from flexlearn.cli.output import (
 from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
-from flexlearn.loop.evaluate import EvalConfig, evaluate, parse_modes, solve
+from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
@@ -78,6 +82,9 @@ def learn_cmd(
     library: Annotated[Path, typer.Option("--library", "-l", help="Experience library file (created if missing).")],
     task: TaskOpt = "math",
     model: ModelOpt = None,
+    critic_model: CriticModelOpt = None,
+    distiller_model: DistillerModelOpt = None,
+    updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
     rollouts: Annotated[
         int | None, typer.Option(min=1, help="Rollouts per problem [default: 3, as in the paper].")
@@ -108,7 +115,16 @@ def learn_cmd(
     the_task = get_task(task)
     problems = load_limited(the_task, train, limit)
     meter = Meter()
-    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    agents = build_agents(
+        model,
+        critic=critic_model,
+        distiller=distiller_model,
+        updater=updater_model,
+        prompt_kind=prompt_kind,
+        concurrency=concurrency,
+        timeout=timeout,
+        meter=meter,
+    )
     defaults = exploration_defaults(agents.actor)
     config = LearnConfig(
         explore=ExploreConfig(
@@ -130,25 +146,24 @@ def learn_cmd(
                 f"library {lib.count()}  {tokens_text(meter)}",
             )
 
-        async def go():  # type: ignore[no-untyped-def]
-            try:
-                return await learn(
-                    problems,
-                    task=the_task,
-                    agents=agents,
-                    library=lib,
-                    config=config,
-                    source=str(train),
-                    resume=resume,
-                    on_progress=on_progress,
-                )
-            finally:
-                await agents.aclose()
-
-        summary = run(go())
+        summary = run_closing(
+            agents,
+            learn(
+                problems,
+                task=the_task,
+                agents=agents,
+                library=lib,
+                config=config,
+                source=str(train),
+                resume=resume,
+                on_progress=on_progress,
+            ),
+        )
         stats = lib.stats()
     if as_json:
-        out.print_json(data={"summary": vars(summary), "library": stats, "calls": meter.snapshot()})
+        out.print_json(
+            data={"summary": vars(summary), "library": stats, "models": agents.models(), "calls": meter.snapshot()}
+        )
         return
     out.print(
         f"run [bold]{summary.run_id}[/bold]{' (resumed)' if summary.resumed else ''}: "
@@ -157,7 +172,7 @@ def learn_cmd(
         f"{summary.actions['discard']} discarded"
     )
     out.print(stats_table(stats))
-    out.print(meter_table(meter))
+    out.print(meter_table(meter, agents.models()))
     if summary.failed:
         err.print(f"[yellow]{summary.failed} problems failed at the model; run again with --resume to retry them[/]")
 
@@ -173,10 +188,13 @@ def eval_cmd(
         Path | None, typer.Option("--train", help="Training JSONL (ICL examples are drawn from it).")
     ] = None,
     model: ModelOpt = None,
+    critic_model: CriticModelOpt = None,
     prompt_kind: KindOpt = None,
     icl_k: Annotated[int, typer.Option(min=1, help="Worked examples in icl mode.")] = 3,
     agent_rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds in agent mode.")] = 3,
-    budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")] = 1500,
+    budget: Annotated[
+        int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")
+    ] = DEFAULT_LIMITS.retrieval_budget_tokens,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples and the bootstrap.")] = 0,
@@ -207,32 +225,37 @@ def eval_cmd(
     lib = Library.open(library, create=False) if library is not None else None
     started = time.time()
     try:
-        agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+        agents = build_agents(
+            model,
+            critic=critic_model,
+            prompt_kind=prompt_kind,
+            concurrency=concurrency,
+            timeout=timeout,
+            meter=meter,
+        )
         with progress_bar("eval", len(problems) * len(mode_list) * repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
-
-            async def go():  # type: ignore[no-untyped-def]
-                try:
-                    return await evaluate(
-                        problems,
-                        task=the_task,
-                        modes=mode_list,
-                        agents=agents,
-                        config=config,
-                        library=lib,
-                        train=train_problems,
-                        on_item=on_item,
-                    )
-                finally:
-                    await agents.aclose()
-
-            results = run(go())
+            results = run_closing(
+                agents,
+                evaluate(
+                    problems,
+                    task=the_task,
+                    modes=mode_list,
+                    agents=agents,
+                    config=config,
+                    library=lib,
+                    train=train_problems,
+                    on_item=on_item,
+                ),
+            )
         meta = {
             "task": the_task.name,
             "test": str(test),
             "train": str(train) if train else None,
             "library": str(library) if library else None,
             "model": agents.actor.name,
+            # The critic plays only the blind judge of agent mode here.
+            "models": agents.models("actor", "critic") if Mode.AGENT in mode_list else agents.models("actor"),
             "started": started,
             "seconds": time.time() - started,
             "config": {
@@ -269,7 +292,9 @@ def solve_cmd(
     task: TaskOpt = "math",
     model: ModelOpt = None,
     prompt_kind: KindOpt = None,
-    budget: Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")] = 1500,
+    budget: Annotated[
+        int, typer.Option(min=50, help="Token budget for retrieved experience.")
+    ] = DEFAULT_LIMITS.retrieval_budget_tokens,
     show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
@@ -282,21 +307,17 @@ def solve_cmd(
     lib = Library.open(library, create=False) if library is not None else None
     try:
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
-
-        async def go():  # type: ignore[no-untyped-def]
-            try:
-                return await solve(
-                    question,
-                    task=the_task,
-                    agents=agents,
-                    library=lib,
-                    budget_tokens=budget,
-                    options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-                )
-            finally:
-                await agents.aclose()
-
-        solution = run(go())
+        solution = run_closing(
+            agents,
+            solve(
+                question,
+                task=the_task,
+                agents=agents,
+                library=lib,
+                budget_tokens=budget,
+                options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+            ),
+        )
     finally:
         if lib is not None:
             lib.close()
@@ -325,6 +346,9 @@ def demo_cmd(
         str, typer.Option("--task", "-t", help="Shipped slice: word_facts (default) or gsm8k.")
     ] = "word_facts",
     model: ModelOpt = None,
+    critic_model: CriticModelOpt = None,
+    distiller_model: DistillerModelOpt = None,
+    updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
     train_size: Annotated[int | None, typer.Option(min=1, help="Training problems (default per slice).")] = None,
@@ -347,7 +371,16 @@ def demo_cmd(
     run_dir.mkdir(parents=True, exist_ok=False)
     library_path = run_dir / "library.flexlib"
     meter = Meter()
-    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    agents = build_agents(
+        model,
+        critic=critic_model,
+        distiller=distiller_model,
+        updater=updater_model,
+        prompt_kind=prompt_kind,
+        concurrency=concurrency,
+        timeout=timeout,
+        meter=meter,
+    )
     demo.learn.explore.shots = exploration_defaults(agents.actor).shots
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
@@ -366,13 +399,9 @@ def demo_cmd(
 
             on_item = ItemProgress(bar, ids[1], meter)
 
-            async def go():  # type: ignore[no-untyped-def]
-                try:
-                    return await run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item)
-                finally:
-                    await agents.aclose()
-
-            outcome = run(go())
+            outcome = run_closing(
+                agents, run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item)
+            )
         stats = lib.stats()
         examples = pick_examples(lib)
         seconds = time.time() - started
@@ -384,6 +413,7 @@ def demo_cmd(
             "train": str(demo_data(task)[0]),
             "test": str(demo_data(task)[1]),
             "model": agents.actor.name,
+            "models": agents.models(),
             "library": str(library_path),
             "started": started,
             "seconds": seconds,
@@ -403,7 +433,7 @@ def demo_cmd(
     out.print(stats_table(stats))
     for e in examples:
         out.print(experience_line(e), highlight=False)
-    out.print(meter_table(meter))
+    out.print(meter_table(meter, agents.models()))
     out.print(
         f"\nlearned from {len(demo.train)} problems ({outcome.summary.solved} solved while exploring) in "
         f"{outcome.summary.seconds:.0f}s, evaluated in {seconds - outcome.summary.seconds:.0f}s; "

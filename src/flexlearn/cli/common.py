@@ -11,12 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flexlearn._api import connect
 from flexlearn.cli.output import err
 from flexlearn.errors import FlexError
 from flexlearn.loop.agents import Agents
-from flexlearn.models.base import PromptKind
-from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
-from flexlearn.models.uri import from_uri
+from flexlearn.models.base import ChatModel
+from flexlearn.models.middleware import Meter
 from flexlearn.tasks import Problem, Task
 
 T = TypeVar("T")
@@ -29,6 +29,30 @@ MODEL_HELP = (
 
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
+CriticModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--critic-model",
+        envvar="FLEX_CRITIC_MODEL",
+        help="Model URI for the critic (feedback while exploring; the blind judge in agent mode). Default: --model.",
+    ),
+]
+DistillerModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--distiller-model",
+        envvar="FLEX_DISTILLER_MODEL",
+        help="Model URI for the distiller, which writes experiences from trajectories. Default: --model.",
+    ),
+]
+UpdaterModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--updater-model",
+        envvar="FLEX_UPDATER_MODEL",
+        help="Model URI for the updater, which adds, merges or discards each experience. Default: --model.",
+    ),
+]
 KindOpt = Annotated[
     str | None,
     typer.Option(
@@ -55,8 +79,16 @@ MaxTokensOpt = Annotated[
 ]
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+def run_closing(agents: Agents, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to the end, then close the agents' models whatever happened."""
+
+    async def go() -> T:
+        try:
+            return await coro
+        finally:
+            await agents.aclose()
+
+    return asyncio.run(go())
 
 
 def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
@@ -77,12 +109,35 @@ def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def build_agents(
-    model_uri: str | None, *, prompt_kind: str | None, concurrency: int, timeout: float, meter: Meter
+    model_uri: str | None,
+    *,
+    critic: str | None = None,
+    distiller: str | None = None,
+    updater: str | None = None,
+    prompt_kind: str | None,
+    concurrency: int,
+    timeout: float,
+    meter: Meter,
 ) -> Agents:
-    kind = PromptKind(prompt_kind) if prompt_kind else None
-    model = from_uri(model_uri, prompt_kind=kind, timeout=timeout)
-    stacked = build_stack(model, max_concurrency=max(1, concurrency), retry=RetryPolicy(), meter=meter)
-    return Agents.single(stacked, meter)
+    """The actor's model from `model_uri` (None: the embedded model), and each other role's from its own URI,
+    defaulting to the actor's. Roles with the same URI share one model: one client, one concurrency limit, one
+    loaded local model. Every call is metered in `meter` under its role."""
+    built: dict[str, ChatModel] = {}
+
+    def model(uri: str | None) -> ChatModel:
+        key = (uri or "local").strip()
+        if key not in built:
+            built[key] = connect(key, concurrency=concurrency, meter=meter, prompt_kind=prompt_kind, timeout=timeout)
+        return built[key]
+
+    actor = model(model_uri)
+    return Agents(
+        actor,
+        critic=model(critic) if critic else actor,
+        distiller=model(distiller) if distiller else actor,
+        updater=model(updater) if updater else actor,
+        meter=meter,
+    )
 
 
 def load_limited(task: Task, path: Path, limit: int | None) -> list[Problem]:

@@ -11,20 +11,24 @@ import typer
 from rich.table import Table
 
 from flexlearn.cli.common import (
+    CriticModelOpt,
+    DistillerModelOpt,
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
     TaskOpt,
     TempOpt,
     TimeoutOpt,
+    UpdaterModelOpt,
     build_agents,
     handle_errors,
     load_limited,
-    run,
+    run_closing,
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
+from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.evaluate import EvalConfig
 from flexlearn.loop.experiments import ScalingPoint, available_sizes, inherit, parse_sizes, scaling
 from flexlearn.loop.explore import exploration_defaults
@@ -32,6 +36,7 @@ from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.loop.results import write_json, write_run
 from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
+from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
 from flexlearn.tasks import get_task
 
 LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
@@ -60,7 +65,7 @@ def scaling_cmd(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     repeats: RepeatsOpt = 1,
-    budget: BudgetOpt = 1500,
+    budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -101,39 +106,35 @@ def scaling_cmd(
                 with Library.open(out_dir / "libraries" / f"size-{point.size}.flexlib", create=False) as replayed:
                     write_run(out_dir / f"size-{point.size}", meta, [point.result], replayed)
 
-            async def go():  # type: ignore[no-untyped-def]
-                try:
-                    return await scaling(
-                        problems,
-                        task=the_task,
-                        agents=agents,
-                        library=lib,
-                        sizes=size_list,
-                        workdir=out_dir / "libraries",
-                        config=config,
-                        on_item=on_item,
-                        on_point=on_point,
-                    )
-                finally:
-                    await agents.aclose()
-
-            points, fit = run(go())
-    data = {
-        "task": the_task.name,
-        "model": agents.actor.name,
-        "library": str(library),
-        "test": str(test),
-        "started": started,
-        "seconds": time.time() - started,
-        "calls": meter.snapshot(),
-        "points": [p.to_dict() for p in points],
-        "fit": None
-        if fit is None
-        else {"intercept": fit.intercept, "slope": fit.slope, "r2": fit.r2, "formula": fit.formula},
-    }
-    write_json(out_dir / "scaling.json", data)
+            points, fit = run_closing(
+                agents,
+                scaling(
+                    problems,
+                    task=the_task,
+                    agents=agents,
+                    library=lib,
+                    sizes=size_list,
+                    workdir=out_dir / "libraries",
+                    config=config,
+                    on_item=on_item,
+                    on_point=on_point,
+                ),
+            )
+    record = Scaling(
+        task=the_task.name,
+        model=agents.actor.name,
+        models=agents.models("actor"),
+        library=str(library),
+        test=str(test),
+        started=started,
+        seconds=time.time() - started,
+        calls=meter.snapshot(),
+        points=points,
+        fit=fit,
+    )
+    write_json(out_dir / SCALING, record)
     if as_json:
-        out.print_json(data=data)
+        out.print_json(data=record.model_dump())
         return
     table = Table(title=f"Scaling law: {the_task.name} on {test.name} with {agents.actor.name}")
     for name in ("training problems", "experiences", "flex score", "95% CI", "n"):
@@ -153,6 +154,9 @@ def inherit_cmd(
     test: TestOpt,
     task: TaskOpt = "math",
     model: ModelOpt = None,
+    critic_model: CriticModelOpt = None,
+    distiller_model: DistillerModelOpt = None,
+    updater_model: UpdaterModelOpt = None,
     own_library: Annotated[
         Path | None, typer.Option("--own-library", help="A library learned by this model (M2) itself.")
     ] = None,
@@ -164,7 +168,7 @@ def inherit_cmd(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
     repeats: RepeatsOpt = 1,
-    budget: BudgetOpt = 1500,
+    budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -177,7 +181,16 @@ def inherit_cmd(
     if out_dir is None and train_problems:
         raise ConfigError("learning M2's own library needs --out (it is written there) or pass --own-library")
     meter = Meter()
-    agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
+    agents = build_agents(
+        model,
+        critic=critic_model,
+        distiller=distiller_model,
+        updater=updater_model,
+        prompt_kind=prompt_kind,
+        concurrency=concurrency,
+        timeout=timeout,
+        meter=meter,
+    )
     config = EvalConfig(
         concurrency=concurrency,
         repeats=repeats,
@@ -190,52 +203,51 @@ def inherit_cmd(
         # A given --own-library must exist; one learned here is created.
         with Library.open(own_path, create=own_library is None) if own_path else nullcontext() as own:
 
-            async def go():  # type: ignore[no-untyped-def]
-                try:
-                    if train_problems and own is not None:
-                        with progress_bar("learn (own library)", len(train_problems)) as bar:
-                            config_learn = LearnConfig(
-                                explore=exploration_defaults(agents.actor), concurrency=concurrency
-                            )
-                            await learn(
-                                train_problems,
-                                task=the_task,
-                                agents=agents,
-                                library=own,
-                                config=config_learn,
-                                source=str(train),
-                                on_progress=lambda p: bar.update(
-                                    bar.task_ids[0], completed=p.done, status=f"solved {p.solved}"
-                                ),
-                            )
-                    total = len(problems) * repeats * (3 if own is not None else 2)
-                    with progress_bar("inherit", total) as bar:
-                        return await inherit(
-                            problems,
+            async def learn_then_compare() -> list[InheritRow]:
+                if train_problems and own is not None:
+                    with progress_bar("learn (own library)", len(train_problems)) as bar:
+                        config_learn = LearnConfig(explore=exploration_defaults(agents.actor), concurrency=concurrency)
+                        await learn(
+                            train_problems,
                             task=the_task,
                             agents=agents,
-                            inherited=inherited,
-                            own=own,
-                            config=config,
-                            on_item=ItemProgress(bar, bar.task_ids[0], meter),
+                            library=own,
+                            config=config_learn,
+                            source=str(train),
+                            on_progress=lambda p: bar.update(
+                                bar.task_ids[0], completed=p.done, status=f"solved {p.solved}"
+                            ),
                         )
-                finally:
-                    await agents.aclose()
+                total = len(problems) * repeats * (3 if own is not None else 2)
+                with progress_bar("inherit", total) as bar:
+                    return await inherit(
+                        problems,
+                        task=the_task,
+                        agents=agents,
+                        inherited=inherited,
+                        own=own,
+                        config=config,
+                        on_item=ItemProgress(bar, bar.task_ids[0], meter),
+                    )
 
-            rows = run(go())
-    data = {
-        "task": the_task.name,
-        "model": agents.actor.name,
-        "test": str(test),
-        "inherited": str(library),
-        "started": started,
-        "seconds": time.time() - started,
-        "calls": meter.snapshot(),
-        "rows": [r.to_dict() for r in rows],
-    }
+            rows = run_closing(agents, learn_then_compare())
+    # The actor answers every setting; the other roles work only when M2's own library is learned here.
+    models = agents.models() if train_problems else agents.models("actor")
+    record = Inherit(
+        task=the_task.name,
+        model=agents.actor.name,
+        models=models,
+        test=str(test),
+        inherited=str(library),
+        started=started,
+        seconds=time.time() - started,
+        calls=meter.snapshot(),
+        rows=rows,
+    )
+    data = record.model_dump()
     if out_dir is not None:
-        write_json(out_dir / "inherit.json", data)
-        meta = {k: data[k] for k in ("task", "model", "test", "started", "seconds", "calls")}
+        write_json(out_dir / INHERIT, record)
+        meta = {k: data[k] for k in ("task", "model", "models", "test", "started", "seconds", "calls")}
         for r in rows:
             r.result.mode = r.label
         write_run(out_dir, {**meta, "library": str(library)}, [r.result for r in rows])
@@ -266,7 +278,7 @@ def report_cmd(
     ] = None,
 ) -> None:
     """Write one self-contained HTML page: results table, scaling plot, library composition, drill-down."""
-    from flexlearn.report.html import write_report
+    from flexlearn.report import write_report
 
     path = write_report(run_dir, out_file)
     out.print(f"wrote {path}")

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from flexlearn.experience import Experience, Level, Zone
-from flexlearn.loop.evaluate import ItemRecord, ModeResult
 from flexlearn.models.middleware import Meter
+from flexlearn.records import ItemRecord, ModeResult
 
 out = Console()
 err = Console(stderr=True)
@@ -49,7 +49,7 @@ def tokens_text(meter: Meter) -> str:
 
 def results_table(results: Sequence[ModeResult], title: str) -> Table:
     table = Table(title=title)
-    metric = next((r.metric["name"] for r in results if r.metric), None)
+    metric = next((r.metric.name for r in results if r.metric), None)
     columns = ["mode", "accuracy", "95% CI"]
     if metric:
         columns += [metric, f"{metric} 95% CI"]
@@ -61,8 +61,12 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
         tokens = r.prompt_tokens + r.completion_tokens
         row = [r.mode, f"{r.accuracy:.1%}", f"{r.ci_low:.1%} - {r.ci_high:.1%}"]
         if metric:
-            m = r.metric or {}
-            row += [f"{m.get('value', float('nan')):.3f}", f"{m.get('ci_low', 0):.3f} - {m.get('ci_high', 0):.3f}"]
+            m = r.metric
+            row += (
+                ["nan", "0.000 - 0.000"]
+                if m is None
+                else [f"{m.value:.3f}", f"{m.ci_low or 0:.3f} - {m.ci_high or 0:.3f}"]
+            )
         n = f"{r.n}" if r.repeats == 1 else f"{r.n} x {r.repeats}"
         row += [
             n,
@@ -74,13 +78,22 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
     return table
 
 
-def meter_table(meter: Meter) -> Table:
+# Roles the meter knows that are played by another role's model.
+_PLAYED_BY = {"judge": "critic"}
+
+
+def meter_table(meter: Meter, models: dict[str, str] | None = None) -> Table:
+    """Calls, failures, tokens and time per role (the blind judge apart from the critic), with each role's
+    model when `models` (role -> model name) is given."""
     table = Table(title="Model calls by role")
-    for name in ("role", "calls", "failures", "prompt tok", "completion tok", "seconds", "completion tok/s"):
-        table.add_column(name, justify="left" if name == "role" else "right")
+    columns = ["role", *(["model"] if models else []), "calls", "failures", "prompt tok", "completion tok"]
+    for name in (*columns, "seconds", "completion tok/s"):
+        table.add_column(name, justify="left" if name in ("role", "model") else "right")
     for role, s in sorted(meter.snapshot().items()):
+        model = [models.get(role) or models.get(_PLAYED_BY.get(role, ""), "-")] if models else []
         table.add_row(
             role,
+            *model,
             str(s["calls"]),
             str(s["failures"]),
             f"{s['prompt_tokens']:,}",
@@ -123,6 +136,7 @@ def experience_detail(e: Experience, events: list[str]) -> str:
         f"parent: {e.parent_id or '-'}   retrieved: {e.retrieved}   helped: {e.helped}   hurt: {e.hurt}",
         escape(
             f"provenance: task={e.provenance.task or '-'} model={e.provenance.model or '-'} "
+            f"actor={e.provenance.actor or '-'} "
             f"run={e.provenance.run_id or '-'} problems={', '.join(e.provenance.problem_ids) or '-'} "
             f"source={e.provenance.source}"
         ),

@@ -9,8 +9,9 @@ flexlearn JSON (`export_json`), one UTF-8 JSON object:
 - `experiences`: every experience in insertion order, as `Experience.to_dict()` gives it:
   `id`; `zone` (`golden`: what worked, `warning`: what failed and why); `level` (`principle`, `pattern`,
   `case`, most general first); `title`; `content`; `examples` (up to 5 strings); `parent_id` (the id of a
-  more general experience, or null); `provenance` (`task`, `problem_ids`, `model`, `run_id`, `source`:
-  `learned`, `manual` or `imported:<format>`); the counters `retrieved`, `helped`, `hurt`; and
+  more general experience, or null); `provenance` (`task`, `problem_ids`, `model`: the model that wrote it,
+  `actor`: the model or agent whose attempts it came from, `run_id`, `source`: `learned`, `manual` or
+  `imported:<format>`); the counters `retrieved`, `helped`, `hurt`; and
   `created_at`, `updated_at` (Unix seconds).
 - `events`: the library's append-only log, oldest first, one object per change: `seq`, `action` (`add`,
   `merge`, `discard`, `edit`, `delete`, `import`), `experience_id`, `reason`, `run_id`, `problem_id`,
@@ -29,18 +30,18 @@ golden, marked `imported:flex-reference:mixed` in `provenance.source`. `usage_co
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flexlearn.atomic import write_atomic
 from flexlearn.errors import InputError, LibraryError
 from flexlearn.experience import Action, Experience, Level, Provenance, Zone
-from flexlearn.library.store import MAX_EXAMPLES, Library
+from flexlearn.library.experiences import MAX_EXAMPLES
+from flexlearn.library.store import Library
 
 FORMAT = "flexlearn.library"
 VERSION = 1
@@ -78,15 +79,7 @@ def export_json(lib: Library, path: str | Path) -> int:
         "experiences": [e.to_dict() for e in experiences],
         "events": [{**asdict(ev), "action": str(ev.action)} for ev in lib.events()],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
     return len(experiences)
 
 

@@ -14,20 +14,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
 
 from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import judge
 from flexlearn.errors import ConfigError, ModelError
 from flexlearn.experience import Experience
-from flexlearn.library.retrieve import retrieve
 from flexlearn.library.store import Library
+from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import GenerationOptions, Usage
-from flexlearn.tasks.base import MetricTask, Problem, Score, Task
+from flexlearn.records import ItemRecord, Metric, ModeResult
+from flexlearn.retrieval import Retriever, get_retriever, select_guidance
+from flexlearn.tasks.base import MetricTask, Problem, Task
 
 
 class Mode(StrEnum):
@@ -41,67 +42,15 @@ class Mode(StrEnum):
 class EvalConfig:
     icl_k: int = 3
     agent_rounds: int = 3
-    budget_tokens: int = 1500
+    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
+    # How flex mode searches the library, by name (`flexlearn.retrieval.retriever_names()`).
+    retriever: str = "bm25"
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
     repeats: int = 1
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
-
-
-@dataclass
-class ItemRecord:
-    mode: str
-    problem_id: str
-    question: str
-    reference: str
-    prompt: str
-    reply: str
-    extracted: str | None
-    correct: bool
-    score: float
-    retrieved: list[str]
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    rounds: int = 1
-    error: str | None = None
-    repeat: int = 0
-    score_data: dict[str, Any] = field(default_factory=dict)
-
-    def as_score(self) -> Score:
-        return Score(self.correct, self.score, self.extracted, data=self.score_data)
-
-
-@dataclass
-class ModeResult:
-    """One mode's outcome. `n` counts problems, `samples` their evaluated samples (n x repeats); accuracy is
-    over samples. `metric` is the task's own headline number (e.g. Spearman) when it has one."""
-
-    mode: str
-    n: int
-    correct: int
-    ci_low: float
-    ci_high: float
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    errors: int
-    items: list[ItemRecord]
-    samples: int = 0
-    repeats: int = 1
-    metric: dict[str, Any] | None = None
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.samples if self.samples else 0.0
-
-    def summary(self) -> dict[str, object]:
-        data = {k: v for k, v in asdict(self).items() if k != "items"}
-        data["accuracy"] = self.accuracy
-        return data
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -129,12 +78,13 @@ async def _one(
     config: EvalConfig,
     library: Library | None,
     train: Sequence[Problem],
+    retriever: Retriever | None,
 ) -> ItemRecord:
     guidance: list[Experience] = []
     shots: list[Shot] = []
     if mode == Mode.FLEX:
-        assert library is not None
-        guidance = retrieve(library, task.render(problem), budget_tokens=config.budget_tokens)
+        assert library is not None and retriever is not None
+        guidance = select_guidance(retriever, library, task.render(problem), budget_tokens=config.budget_tokens)
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
@@ -206,6 +156,8 @@ async def evaluate(
         raise ConfigError("mode 'flex' needs an experience library: pass --library")
     if Mode.ICL in modes and not train:
         raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
+    # Resolved once, so an unknown name fails before any model call.
+    retriever = get_retriever(config.retriever, library) if library is not None and Mode.FLEX in modes else None
     semaphore = asyncio.Semaphore(max(1, config.concurrency))
     repeats = max(1, config.repeats)
     results = []
@@ -215,7 +167,15 @@ async def evaluate(
         async def run(problem: Problem, repeat: int, mode: Mode = mode) -> ItemRecord:
             async with semaphore:
                 record = await _one(
-                    mode, problem, repeat, task=task, agents=agents, config=config, library=library, train=train
+                    mode,
+                    problem,
+                    repeat,
+                    task=task,
+                    agents=agents,
+                    config=config,
+                    library=library,
+                    train=train,
+                    retriever=retriever,
                 )
             if on_item:
                 on_item(record)
@@ -268,7 +228,7 @@ def summarise(
 
 def task_metric(
     task: Task, problems: Sequence[Problem], groups: list[list[ItemRecord]], seed: int = 0
-) -> dict[str, Any] | None:
+) -> Metric | None:
     if not isinstance(task, MetricTask):
         return None
     paired = [[(p, item.as_score()) for item in group] for p, group in zip(problems, groups, strict=True)]
@@ -276,7 +236,7 @@ def task_metric(
     low, high = bootstrap(
         paired, lambda gs: task.aggregate([pair for g in gs for pair in g])[task.metric], resamples=500, seed=seed
     )
-    return {"name": task.metric, "value": values[task.metric], "ci_low": low, "ci_high": high, "values": values}
+    return Metric(name=task.metric, value=values[task.metric], ci_low=low, ci_high=high, values=values)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -297,12 +257,15 @@ async def solve(
     task: Task,
     agents: Agents,
     library: Library | None,
-    budget_tokens: int = 1500,
+    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
     options: GenerationOptions | None = None,
+    retriever: str = "bm25",
 ) -> Solution:
-    """Answer one question with guidance retrieved from the library."""
+    """Answer one question with guidance retrieved from the library by the retriever named `retriever`."""
     problem = Problem(id="question", question=question, answer="")
-    guidance = retrieve(library, question, budget_tokens=budget_tokens) if library is not None else []
+    guidance: list[Experience] = []
+    if library is not None:
+        guidance = select_guidance(get_retriever(retriever, library), library, question, budget_tokens=budget_tokens)
     attempt = await act(agents.actor, actor_prompt(task, problem, guidance=guidance), options)
     if library is not None and guidance:
         library.record_retrieval([e.id for e in guidance])

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from flexlearn.errors import ConfigError
 from flexlearn.library.replay import absorbed, replay
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import EvalConfig, ItemRecord, Mode, ModeResult, evaluate
+from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
+from flexlearn.records import Fit, InheritRow, ItemRecord, ModeResult, ScalingPoint
 from flexlearn.tasks.base import Problem, Task
 
 
@@ -44,19 +43,6 @@ def parse_sizes(text: str, available: int) -> list[int]:
     return sorted(sizes)
 
 
-@dataclass
-class Fit:
-    """Least-squares fit of accuracy = intercept + slope * ln(1 + size)."""
-
-    intercept: float
-    slope: float
-    r2: float
-
-    @property
-    def formula(self) -> str:
-        return f"acc = {self.intercept:.3f} {'+' if self.slope >= 0 else '-'} {abs(self.slope):.3f} ln(1+size)"
-
-
 def fit_log_linear(sizes: Sequence[int], values: Sequence[float]) -> Fit | None:
     if len(sizes) < 2:
         return None
@@ -69,27 +55,13 @@ def fit_log_linear(sizes: Sequence[int], values: Sequence[float]) -> Fit | None:
     intercept = my - slope * mx
     ss_tot = sum((y - my) ** 2 for y in values)
     ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, values, strict=True))
-    return Fit(intercept, slope, 1 - ss_res / ss_tot if ss_tot else 1.0)
+    return Fit(intercept=intercept, slope=slope, r2=1 - ss_res / ss_tot if ss_tot else 1.0)
 
 
-@dataclass
-class ScalingPoint:
-    size: int
-    experiences: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    n: int
-    result: ModeResult = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "result"}
-
-
-def headline(result: ModeResult) -> tuple[float, float, float]:
+def headline(result: ModeResult) -> tuple[float, float | None, float | None]:
     """The number a point or row reports: the task's own metric when it has one, else accuracy."""
     if result.metric is not None:
-        return result.metric["value"], result.metric["ci_low"], result.metric["ci_high"]
+        return result.metric.value, result.metric.ci_low, result.metric.ci_high
     return result.accuracy, result.ci_low, result.ci_high
 
 
@@ -118,7 +90,15 @@ async def scaling(
                 problems, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=replayed, on_item=on_item
             )
             value, low, high = headline(result)
-            point = ScalingPoint(size, replayed.count(), value, low, high, result.n, result)
+            point = ScalingPoint(
+                size=size,
+                experiences=replayed.count(),
+                accuracy=value,
+                ci_low=low,
+                ci_high=high,
+                n=result.n,
+                result=result,
+            )
         points.append(point)
         if on_point:
             on_point(point)
@@ -129,22 +109,10 @@ def available_sizes(library: Library) -> int:
     return len(absorbed(library))
 
 
-@dataclass
-class InheritRow:
-    label: str
-    library: str | None
-    result: ModeResult
-
-    def to_dict(self) -> dict[str, Any]:
-        value, low, high = headline(self.result)
-        return {
-            "label": self.label,
-            "library": self.library,
-            "accuracy": value,
-            "ci_low": low,
-            "ci_high": high,
-            "n": self.result.n,
-        }
+def inherit_row(label: str, library: str | None, result: ModeResult) -> InheritRow:
+    """The row an inheritance setting reports, its headline number taken from `result`."""
+    value, low, high = headline(result)
+    return InheritRow(label=label, library=library, accuracy=value, ci_low=low, ci_high=high, n=result.n, result=result)
 
 
 async def inherit(
@@ -161,14 +129,14 @@ async def inherit(
     model = agents.actor.name
     rows = []
     [vanilla] = await evaluate(problems, task=task, modes=[Mode.VANILLA], agents=agents, config=config, on_item=on_item)
-    rows.append(InheritRow(f"{model} vanilla", None, vanilla))
+    rows.append(inherit_row(f"{model} vanilla", None, vanilla))
     [borrowed] = await evaluate(
         problems, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=inherited, on_item=on_item
     )
-    rows.append(InheritRow(f"{model} + inherited library", str(inherited.path), borrowed))
+    rows.append(inherit_row(f"{model} + inherited library", str(inherited.path), borrowed))
     if own is not None:
         [mine] = await evaluate(
             problems, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=own, on_item=on_item
         )
-        rows.append(InheritRow(f"{model} + own library", str(own.path), mine))
+        rows.append(inherit_row(f"{model} + own library", str(own.path), mine))
     return rows

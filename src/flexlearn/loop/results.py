@@ -4,48 +4,43 @@
   when it has one, calls, tokens, errors);
 - `items.jsonl`: one record per evaluated item, mode and repeat: prompt, reply, extracted answer, score,
   retrieved experience ids, calls, tokens;
-- `library.json`: a snapshot of the library used (its stats and entries), so the report shows the library as it
-  was even if the file changes later;
+- `library.json`: the library used, exported with `export_json`, so the report shows the library as it was
+  even if the file changes later;
 - `scaling.json` / `inherit.json`: written by `flex scaling` and `flex inherit`.
+
+Every file is one of the records in `flexlearn.records`, the same classes the report reads.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from flexlearn.atomic import write_atomic
+from flexlearn.library.formats import export_json
 from flexlearn.library.store import Library
-from flexlearn.loop.evaluate import ModeResult
+from flexlearn.records import ITEMS, LIBRARY, RESULTS, ModeResult, Results
 
 
 def write_run(
     directory: Path, meta: dict[str, Any], results: Sequence[ModeResult], library: Library | None = None
 ) -> None:
+    """Write `results.json` (`meta` and a summary per mode), `items.jsonl` and, given a library, `library.json`."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "results.json", {**meta, "results": [r.summary() for r in results]})
-    lines = (json.dumps(asdict(item), ensure_ascii=False) for r in results for item in r.items)
-    _atomic_write(directory / "items.jsonl", "".join(line + "\n" for line in lines))
+    write_json(directory / RESULTS, Results.model_validate({**meta, "results": list(results)}))
+    lines = (json.dumps(item.model_dump(), ensure_ascii=False) for r in results for item in r.items)
+    write_atomic(directory / ITEMS, "".join(line + "\n" for line in lines))
     if library is not None:
-        write_library_snapshot(directory / "library.json", library)
+        export_json(library, directory / LIBRARY)
 
 
-def write_library_snapshot(path: Path, library: Library) -> None:
-    write_json(
-        path,
-        {"path": str(library.path), "stats": library.stats(), "experiences": [e.to_dict() for e in library.list()]},
-    )
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def write_json(path: Path, data: BaseModel | Any) -> None:
+    """Write a record (or plain JSON data) to `path`, atomically."""
+    if isinstance(data, BaseModel):
+        # Python-mode dump, not model_dump_json: a NaN metric stays NaN rather than turning into null.
+        data = data.model_dump()
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))

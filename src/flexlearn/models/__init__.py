@@ -1,24 +1,17 @@
-"""The model seam: the `ChatModel` protocol, its backends, middleware and the structured-output helper.
+"""The model seam: what a model of your own implements, and the pieces `flexlearn.connect` builds on.
 
-Build a model with `from_uri` ("openai:MODEL@BASE_URL", "anthropic:MODEL", "local", ...), wrap it with
-`build_stack` for retries, a concurrency limit and metering, and ask for validated JSON with
-`generate_structured`.
+Most code needs only `flexlearn.connect(uri)`. To plug in another backend, implement `ChatModel` (a `name`, a
+`prompt_kind`, `async generate(prompt, *, role, schema, options) -> Reply` and `async aclose()`) and wrap it with
+`build_stack` for retries, a concurrency limit and per-role metering. `FunctionModel` answers from a Python
+function, for tests. The modules under `flexlearn.models` (middleware, structured output, the HTTP backends) are
+internal.
 """
 
 from flexlearn.models.anthropic import AnthropicModel
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
 from flexlearn.models.function import FunctionCall, FunctionModel
-from flexlearn.models.middleware import (
-    LimitedModel,
-    Meter,
-    MeteredModel,
-    RetryingModel,
-    RetryPolicy,
-    RoleStats,
-    build_stack,
-)
-from flexlearn.models.openai_compat import OpenAICompatModel, structured_mode_cache_clear
-from flexlearn.models.structured import StructuredResult, extract_json_object, generate_structured
+from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
+from flexlearn.models.openai_compat import OpenAICompatModel
 from flexlearn.models.uri import from_uri
 
 __all__ = [
@@ -27,22 +20,14 @@ __all__ = [
     "FunctionCall",
     "FunctionModel",
     "GenerationOptions",
-    "LimitedModel",
     "Message",
     "Meter",
-    "MeteredModel",
     "OpenAICompatModel",
     "Prompt",
     "PromptKind",
     "Reply",
     "RetryPolicy",
-    "RetryingModel",
-    "RoleStats",
-    "StructuredResult",
     "Usage",
     "build_stack",
-    "extract_json_object",
     "from_uri",
-    "generate_structured",
-    "structured_mode_cache_clear",
 ]

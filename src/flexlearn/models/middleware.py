@@ -15,6 +15,7 @@ import asyncio
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -23,11 +24,35 @@ from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, PromptKind, Reply
 
 
-class _Wrapper:
-    """Forwards `name`, `prompt_kind` and `aclose` to the wrapped model."""
+class _Wrapper(ABC):
+    """Forwards `name`, `prompt_kind` and `aclose` to the wrapped model, and `generate` through `_around`.
+
+    A wrapper implements only `_around`, what it does around one call of the inner model. The call it gets passes
+    every argument of `generate` on unchanged, so no wrapper can drop one, and an argument added to the seam is
+    forwarded here once rather than in every wrapper.
+    """
 
     def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        role: str = "actor",
+        schema: dict[str, Any] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Reply:
+        """Call the inner model through this wrapper's `_around`."""
+
+        def call() -> Awaitable[Reply]:
+            return self.inner.generate(prompt, role=role, schema=schema, options=options)
+
+        return await self._around(role, call)
+
+    @abstractmethod
+    async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
+        """Run `call` (a fresh inner call each time it is called) for the agent `role`."""
 
     @property
     def name(self) -> str:
@@ -99,19 +124,12 @@ class RetryingModel(_Wrapper):
         self._rng = rng
         self._on_retry = on_retry
 
-    async def generate(
-        self,
-        prompt: Prompt,
-        *,
-        role: str = "actor",
-        schema: dict[str, Any] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> Reply:
+    async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
         """Call the inner model, retrying transient failures."""
         attempts = self.policy.max_attempts
         for attempt in range(attempts):
             try:
-                return await self.inner.generate(prompt, role=role, schema=schema, options=options)
+                return await call()
             except TransientModelError as exc:
                 if attempt + 1 >= attempts:
                     raise ModelError(f"gave up after {attempts} attempts: {exc}") from exc
@@ -131,17 +149,10 @@ class LimitedModel(_Wrapper):
         self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
 
-    async def generate(
-        self,
-        prompt: Prompt,
-        *,
-        role: str = "actor",
-        schema: dict[str, Any] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> Reply:
+    async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
         """Wait for a slot, then call the inner model."""
         async with self._semaphore:
-            return await self.inner.generate(prompt, role=role, schema=schema, options=options)
+            return await call()
 
 
 @dataclass
@@ -226,18 +237,11 @@ class MeteredModel(_Wrapper):
         super().__init__(inner)
         self.meter = meter
 
-    async def generate(
-        self,
-        prompt: Prompt,
-        *,
-        role: str = "actor",
-        schema: dict[str, Any] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> Reply:
+    async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
         """Call the inner model and record the outcome, tokens and wall time."""
         started = time.perf_counter()
         try:
-            reply = await self.inner.generate(prompt, role=role, schema=schema, options=options)
+            reply = await call()
         except Exception:
             self.meter.record_call(role, None, time.perf_counter() - started)
             raise

@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from flexlearn.errors import ModelError
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, PromptKind, Usage
 from flexlearn.models.middleware import Meter
 
@@ -174,9 +173,9 @@ async def generate_structured(
 ) -> StructuredResult[T]:
     """Ask `model` for a reply matching `schema`; up to `attempts` calls, the validation error fed back.
 
-    Never raises for model trouble: a `ModelError` (e.g. the retry middleware gave up) comes back as
-    ``value=None`` with the error. When no attempt validates, `meter.record_failure(role)` is called; a
-    `ModelError` is not recorded there, since the metered stack already counted that call as failed.
+    A reply that never validates comes back as ``value=None`` with the error, and `meter.record_failure(role)` is
+    called. A `ModelError` (the model could not be reached, or the retry middleware gave up) is raised: the step
+    failed, and its caller must not treat that as an answer.
     Retries after the first use ``options.seed + n`` when a seed is set, so a deterministic backend does not
     repeat the same bad reply.
     """
@@ -191,17 +190,9 @@ async def generate_structured(
         call_options = options
         if attempt and options is not None and options.seed is not None:
             call_options = replace(options, seed=options.seed + attempt)
-        try:
-            reply = await model.generate(current, role=role, schema=json_schema, options=call_options)
-        except ModelError as exc:
-            return StructuredResult(
-                value=None,
-                error=f"model error: {exc}",
-                attempts=attempt + 1,
-                usage=usage,
-                raw=raw,
-                structured_mode=mode,
-            )
+        # A ModelError (unreachable, refused, the retries gave up) propagates: the caller's step failed, and
+        # turning it into "no value" would let a dead critic, distiller or updater pass for one that answered.
+        reply = await model.generate(current, role=role, schema=json_schema, options=call_options)
         usage = usage + reply.usage
         raw.append(reply.text)
         mode = reply.structured_mode

@@ -1,5 +1,18 @@
-"""The HTML report: one self-contained page from a run directory."""
+"""The run report: one self-contained HTML page built from a run directory, without calling any model.
 
-from flexlearn.report.html import render_report, write_report
+Reads what `flex eval --out DIR` and friends wrote (`results.json`, `items.jsonl`, and optionally `library.json`,
+`scaling.json`, `inherit.json`, all `flexlearn.records`) and renders a page that needs nothing from the network:
+inline CSS, inline SVG charts, <details> for drill-down, and one tiny inline script (allowed by hash in the page's
+Content Security Policy) that opens collapsed sections when a link points into them. Every piece of user or model
+text is HTML-escaped: model replies routinely contain `<`, LaTeX and SMILES.
 
-__all__ = ["render_report", "write_report"]
+    write_report(Path("runs/aime")) -> Path("runs/aime/report.html")
+
+Modules: `load` (a run directory into records), `format` (formatters), `sections/` (one per part of the page),
+`svg` (charts), `page` (assembly and the security policy); the CSS and script are files in `static/`.
+"""
+
+from flexlearn.report.load import Run, load_run
+from flexlearn.report.page import render_report, write_report
+
+__all__ = ["Run", "load_run", "render_report", "write_report"]

@@ -1,0 +1,289 @@
+"""The functions `import flexlearn` offers: connect to a model, learn, evaluate, solve, and let a user's own agent
+learn from experience (`guidance` for its prompt, `record` for its outcomes).
+
+Each function that calls a model comes twice: `alearn`, `aevaluate`, `asolve`, `arecord` for async code, and
+`learn`, `evaluate`, `solve`, `record`, which block until done. The blocking ones run the coroutine on one event
+loop that flexlearn keeps in a background thread (`flexlearn._sync`), so they work the same in a script and in a
+notebook whose own loop is running. Use one model from either the blocking or the async functions, not both: its
+connections and concurrency limit belong to the loop that first used it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from flexlearn._sync import run_sync
+from flexlearn.agents.actor import render_guidance
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.agents import Agents
+from flexlearn.loop.evaluate import EvalConfig, Mode, Solution, parse_modes
+from flexlearn.loop.evaluate import evaluate as _evaluate
+from flexlearn.loop.evaluate import solve as _solve
+from flexlearn.loop.explore import ExploreConfig, exploration_defaults
+from flexlearn.loop.learn import Absorbed, LearnConfig, LearnSummary, Progress, learn_from_trajectory
+from flexlearn.loop.learn import learn as _learn
+from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
+from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
+from flexlearn.models.uri import from_uri
+from flexlearn.records import ItemRecord, ModeResult
+from flexlearn.retrieval import get_retriever, select_guidance
+from flexlearn.tasks import Problem, Task, get_task
+from flexlearn.trajectory import StepRecord, Trajectory
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+BUDGET_TOKENS = DEFAULT_LIMITS.retrieval_budget_tokens
+
+Problems = str | os.PathLike[str] | Sequence[Problem]
+"""A JSONL file the task reads, or problems already loaded."""
+
+
+def connect(
+    uri: str | None = None,
+    *,
+    concurrency: int = 4,
+    retry: RetryPolicy | bool = True,
+    meter: Meter | None = None,
+    prompt_kind: PromptKind | str | None = None,
+    timeout: float = 120.0,
+) -> ChatModel:
+    """The model a URI names, ready for a run: retries with backoff, at most `concurrency` calls in flight, and
+    every call metered by role.
+
+    `uri` is ``openai:MODEL@BASE_URL``, ``openai:MODEL``, ``anthropic:MODEL``, ``local`` or
+    ``local:/path/model.gguf``; None reads FLEX_MODEL, else ``local``. `retry` is a `RetryPolicy`, True for the
+    default one, or False for none. Pass one `meter` to several models to count their calls together (it is the
+    returned model's ``.meter``). `prompt_kind` is ``chat`` or ``completion`` (base models); None picks the
+    backend's. `timeout` is seconds per HTTP request.
+    """
+    kind = PromptKind(prompt_kind) if prompt_kind else None
+    policy = RetryPolicy() if retry is True else (retry or None)
+    model = from_uri(uri, prompt_kind=kind, timeout=timeout)
+    return build_stack(model, max_concurrency=max(1, concurrency), retry=policy, meter=meter or Meter())
+
+
+def guidance(library: Library, question: str, *, budget_tokens: int = BUDGET_TOKENS, retriever: str = "bm25") -> str:
+    """The experience block for `question`, to paste into your own agent's prompt: the entries retrieved within
+    `budget_tokens`, rendered exactly as flex mode shows them to the actor (golden, then warning; each tagged with
+    its level). Empty when nothing relevant is in the library. The entries' retrieval counters go up."""
+    entries = select_guidance(get_retriever(retriever, library), library, question, budget_tokens=budget_tokens)
+    if entries:
+        library.record_retrieval([e.id for e in entries])
+    return render_guidance(entries)
+
+
+async def alearn(
+    problems: Problems,
+    *,
+    task: str | Task,
+    agents: Agents | ChatModel,
+    library: Library,
+    rollouts: int | None = None,
+    rounds: int | None = None,
+    shots: int | None = None,
+    concurrency: int = 4,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    resume: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> LearnSummary:
+    """Explore every problem, distil each trajectory and fold the lessons into `library`.
+
+    `rollouts` x `rounds` of actor and critic per problem (default: the paper's 3 x 5; 3 x 2 for a local model),
+    `shots` worked training examples in the actor's prompt (default 0; 3 for base models), `concurrency` problems
+    at once. `temperature` and `max_tokens` apply to the actor. `resume=True` continues the library's last,
+    interrupted learn run. The run, with each role's model, is recorded in the library.
+    """
+    the_task = _task(task)
+    team = _agents(agents)
+    defaults = exploration_defaults(team.actor)
+    config = LearnConfig(
+        explore=ExploreConfig(
+            rollouts=rollouts or defaults.rollouts,
+            rounds=rounds or defaults.rounds,
+            shots=defaults.shots if shots is None else shots,
+            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+        ),
+        concurrency=concurrency,
+    )
+    return await _learn(
+        _problems(problems, the_task),
+        task=the_task,
+        agents=team,
+        library=library,
+        config=config,
+        source=_source(problems),
+        resume=resume,
+        on_progress=on_progress,
+    )
+
+
+async def aevaluate(
+    problems: Problems,
+    *,
+    task: str | Task,
+    agents: Agents | ChatModel,
+    modes: str | Sequence[str | Mode] = ("vanilla", "flex"),
+    library: Library | None = None,
+    train: Problems = (),
+    budget_tokens: int = BUDGET_TOKENS,
+    retriever: str = "bm25",
+    icl_k: int = 3,
+    agent_rounds: int = 3,
+    repeats: int = 1,
+    concurrency: int = 4,
+    seed: int = 0,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    on_item: Callable[[ItemRecord], None] | None = None,
+) -> list[ModeResult]:
+    """Evaluate in the paper's modes, one `ModeResult` each (accuracy, 95% interval, calls, every item).
+
+    `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string). flex needs `library`;
+    icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
+    `agent_rounds` times on the critic's blind verdict. `repeats` samples per problem (use a `temperature`).
+    """
+    the_task = _task(task)
+    mode_list = parse_modes(modes) if isinstance(modes, str) else [_mode(m) for m in modes]
+    config = EvalConfig(
+        icl_k=icl_k,
+        agent_rounds=agent_rounds,
+        budget_tokens=budget_tokens,
+        retriever=retriever,
+        concurrency=concurrency,
+        seed=seed,
+        repeats=repeats,
+        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+    )
+    return await _evaluate(
+        _problems(problems, the_task),
+        task=the_task,
+        modes=mode_list,
+        agents=_agents(agents),
+        config=config,
+        library=library,
+        train=_problems(train, the_task),
+        on_item=on_item,
+    )
+
+
+async def asolve(
+    question: str,
+    *,
+    task: str | Task,
+    agents: Agents | ChatModel,
+    library: Library | None = None,
+    budget_tokens: int = BUDGET_TOKENS,
+    retriever: str = "bm25",
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> Solution:
+    """Answer one question with the actor, guided by experience from `library` (none without one)."""
+    return await _solve(
+        question,
+        task=_task(task),
+        agents=_agents(agents),
+        library=library,
+        budget_tokens=budget_tokens,
+        options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+        retriever=retriever,
+    )
+
+
+async def arecord(
+    library: Library,
+    question: str,
+    attempt: str,
+    *,
+    correct: bool,
+    agents: Agents | ChatModel,
+    answer: str | None = None,
+    feedback: str | None = None,
+    task: str | Task | None = None,
+    problem_id: str | None = None,
+    run_id: str | None = None,
+    actor: str = "external",
+) -> Absorbed:
+    """Learn from one outcome of your own agent: its `attempt` at `question` and whether it was `correct`.
+
+    The attempt is distilled and absorbed exactly as an explored trajectory is in `learn` (the distiller writes
+    lessons, the updater adds, merges or discards each against its nearest entries, all in one transaction), so
+    the next `guidance` for a similar question carries it. `answer` is the reference answer when you know it;
+    `feedback` says what went wrong or right (a user's correction, a test's output). `task` names the category
+    (a `Task`, or any label); `actor` names your agent in the lessons' provenance. Only the distiller and the
+    updater of `agents` are called.
+
+    Each call is recorded as a run of kind ``record`` (`run_id`, new by default; pass one to group several
+    outcomes) with the problem's trajectory, so the library's event log says where every lesson came from.
+    """
+    team = _agents(agents)
+    category = task.name if isinstance(task, Task) else (task or "")
+    extracted = task.extract_answer(attempt) if isinstance(task, Task) else None
+    problem_id = problem_id or "q-" + hashlib.sha256(question.encode()).hexdigest()[:12]
+    run_id = run_id or f"record-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    models = {"actor": actor, "distiller": team.distiller.name, "updater": team.updater.name}
+    library.begin_run(run_id, kind="record", config={"task": category, "models": models})
+    step = StepRecord(0, 0, attempt, extracted, correct, feedback=feedback or "")
+    trajectory = Trajectory(problem_id, [step], Usage(), calls=0)
+    absorbed = await learn_from_trajectory(
+        trajectory,
+        question=question,
+        answer=answer if answer is not None else "unknown",
+        category=category or "general",
+        agents=team,
+        library=library,
+        run_id=run_id,
+        actor=actor,
+    )
+    library.finish_run(run_id, status="done")
+    return absorbed
+
+
+def _blocking(fn: Callable[P, Coroutine[Any, Any, T]], name: str) -> Callable[P, T]:
+    @wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(fn(*args, **kwargs))
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"Blocking form of `{fn.__name__}`, for scripts and notebooks.\n\n{fn.__doc__ or ''}"
+    return call
+
+
+learn = _blocking(alearn, "learn")
+evaluate = _blocking(aevaluate, "evaluate")
+solve = _blocking(asolve, "solve")
+record = _blocking(arecord, "record")
+
+
+def _agents(agents: Agents | ChatModel) -> Agents:
+    return agents if isinstance(agents, Agents) else Agents(actor=agents)
+
+
+def _task(task: str | Task) -> Task:
+    return get_task(task) if isinstance(task, str) else task
+
+
+def _mode(mode: str | Mode) -> Mode:
+    try:
+        return Mode(str(mode).strip().lower())
+    except ValueError:
+        raise ConfigError(f"unknown mode {mode!r}; choose from {', '.join(m.value for m in Mode)}") from None
+
+
+def _problems(problems: Problems, task: Task) -> list[Problem]:
+    if isinstance(problems, str | os.PathLike):
+        return task.load(os.fspath(problems))
+    return list(problems)
+
+
+def _source(problems: Problems) -> str:
+    return os.fspath(problems) if isinstance(problems, str | os.PathLike) else "python"

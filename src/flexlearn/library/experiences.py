@@ -1,0 +1,308 @@
+"""The experiences and their log: reading them, and every change (add, merge, discard, edit, delete, usage
+counters), each logged with its reason in the same transaction as the change."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from flexlearn.errors import LibraryError
+from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Zone
+from flexlearn.library.base import LibraryBase
+from flexlearn.library.rows import dumps, filters, loads, to_experience
+
+MAX_EXAMPLES = 5
+
+_EDITABLE = frozenset({"title", "content", "examples", "zone", "level", "parent_id"})
+
+
+def _check_link(parent_id: str, parent_level: Level, child_id: str, child_level: Level) -> None:
+    # A parent must be strictly more general than its child, which also rules out cycles.
+    if LEVEL_RANK[Level(parent_level)] >= LEVEL_RANK[Level(child_level)]:
+        raise LibraryError(
+            f"a {parent_level} ({parent_id!r}) cannot be the parent of a {child_level} ({child_id or 'new'!r}):"
+            " a parent must be more general than its child"
+        )
+
+
+class Experiences(LibraryBase):
+    """Experiences and the event log (a mixin of `Library`)."""
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    def find(self, id: str) -> Experience | None:
+        """The experience with this id, or None."""
+        row = self._conn.execute("SELECT * FROM experiences WHERE id = ?", (id,)).fetchone()
+        return None if row is None else to_experience(row)
+
+    def find_many(self, ids: Iterable[str]) -> dict[str, Experience]:
+        """The experiences with these ids, by id, in one query; ids not in the library are left out."""
+        ids = builtins.list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        rows = self._conn.execute(f"SELECT * FROM experiences WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return {r["id"]: to_experience(r) for r in rows}
+
+    def get(self, id: str) -> Experience:
+        """The experience with this id; LibraryError if there is none."""
+        exp = self.find(id)
+        if exp is None:
+            raise LibraryError(f"no experience with id {id!r} in {self.path}")
+        return exp
+
+    def list(self, *, zone: Zone | str | None = None, level: Level | str | None = None) -> builtins.list[Experience]:
+        """All experiences, optionally of one zone and/or level, in insertion order."""
+        where, params = filters(zone, level)
+        rows = self._conn.execute(f"SELECT * FROM experiences WHERE 1{where} ORDER BY seq", params)
+        return [to_experience(r) for r in rows]
+
+    def count(self, *, zone: Zone | str | None = None, level: Level | str | None = None) -> int:
+        """How many experiences there are, optionally of one zone and/or level."""
+        where, params = filters(zone, level)
+        return self._conn.execute(f"SELECT count(*) FROM experiences WHERE 1{where}", params).fetchone()[0]
+
+    def children(self, id: str) -> builtins.list[Experience]:
+        """The experiences whose parent is `id`, in insertion order."""
+        rows = self._conn.execute("SELECT * FROM experiences WHERE parent_id = ? ORDER BY seq", (id,))
+        return [to_experience(r) for r in rows]
+
+    def events(self, *, run_id: str | None = None, since_seq: int = 0) -> builtins.list[Event]:
+        """The log, in order: events after `since_seq`, optionally of one run."""
+        sql, params = "SELECT * FROM events WHERE seq > ?", [since_seq]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        return [
+            Event(
+                seq=r["seq"],
+                action=Action(r["action"]),
+                experience_id=r["experience_id"],
+                reason=r["reason"],
+                run_id=r["run_id"],
+                problem_id=r["problem_id"],
+                candidate=loads(r["candidate"]),
+                before=loads(r["before"]),
+                after=loads(r["after"]),
+                created_at=r["created_at"],
+            )
+            for r in self._conn.execute(sql + " ORDER BY seq", params)
+        ]
+
+    def revision(self) -> int:
+        """A number that grows with every logged change (the seq of the last event; 0 for a new library).
+
+        Every change to an experience's text, zone, level or parent is logged, so something derived from the
+        experiences (a search index kept beside the file) is up to date exactly when it was built at this
+        revision, and `events(since_seq=...)` lists what it missed. Read it outside a write transaction: a
+        rolled-back one gives its seqs back. Usage counters (`record_retrieval`, `record_outcome`) are not
+        logged and do not move it.
+        """
+        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def _log(
+        self,
+        action: Action,
+        experience_id: str | None,
+        *,
+        reason: str,
+        run_id: str,
+        problem_id: str | None,
+        candidate: Experience | None = None,
+        before: Experience | None = None,
+        after: Experience | None = None,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO events(action, experience_id, reason, run_id, problem_id, candidate, before, after,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(action),
+                experience_id,
+                reason,
+                run_id,
+                problem_id,
+                *(None if e is None else dumps(e.to_dict()) for e in (candidate, before, after)),
+                time.time(),
+            ),
+        )
+
+    def _check_parent(self, id: str, level: Level, parent_id: str | None) -> None:
+        if parent_id is None:
+            return
+        parent = self.find(parent_id)
+        if parent is None:
+            raise LibraryError(f"parent {parent_id!r} of {id or 'new experience'!r} is not in the library")
+        _check_link(parent_id, parent.level, id, level)
+
+    def _free_id(self, base: str) -> str:
+        id, n = base, 1
+        while self.find(id) is not None:
+            n += 1
+            id = f"{base}-{n}"
+        return id
+
+    def add(
+        self,
+        exp: Experience,
+        *,
+        reason: str,
+        run_id: str = "",
+        problem_id: str | None = None,
+        action: Action = Action.ADD,
+    ) -> Experience:
+        """Store a new experience and log it. Returns the stored copy, and sets `exp.id` to its id.
+
+        Without an id, the experience gets `exp.content_id()`, suffixed `-2`, `-3`... if that is taken (even
+        by an identical entry: callers that want to skip duplicates check `find` first). An explicit id that
+        is taken is an error. Examples beyond `MAX_EXAMPLES` are dropped. The parent, if any, must exist and
+        be more general.
+        """
+        with self.transaction():
+            if exp.id and self.find(exp.id) is not None:
+                raise LibraryError(f"an experience with id {exp.id!r} already exists in {self.path}")
+            id = exp.id or self._free_id(exp.content_id())
+            self._check_parent(id, exp.level, exp.parent_id)
+            self._conn.execute(
+                "INSERT INTO experiences(id, zone, level, title, content, examples, provenance, parent_id,"
+                " retrieved, helped, hurt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    id,
+                    str(Zone(exp.zone)),
+                    str(Level(exp.level)),
+                    exp.title,
+                    exp.content,
+                    dumps([str(x) for x in exp.examples[:MAX_EXAMPLES]]),
+                    dumps(exp.to_dict()["provenance"]),
+                    exp.parent_id,
+                    exp.retrieved,
+                    exp.helped,
+                    exp.hurt,
+                    exp.created_at,
+                    exp.updated_at,
+                ),
+            )
+            stored = self.get(id)
+            self._log(action, id, reason=reason, run_id=run_id, problem_id=problem_id, candidate=stored, after=stored)
+        exp.id = id
+        return stored
+
+    def merge(
+        self,
+        target_id: str,
+        *,
+        content: str,
+        examples: Sequence[str] | None,
+        candidate: Experience,
+        reason: str,
+        run_id: str = "",
+        problem_id: str | None = None,
+    ) -> Experience:
+        """Fold `candidate` into an existing experience: its content becomes `content`; its examples become
+        `examples` if given, else its own followed by the candidate's (no repeats); either way at most
+        `MAX_EXAMPLES`. The candidate's problem ids join the target's provenance. Returns the merged entry."""
+        with self.transaction():
+            before = self.get(target_id)
+            new_examples = list(examples) if examples is not None else [*before.examples, *candidate.examples]
+            problem_ids = [*before.provenance.problem_ids, *candidate.provenance.problem_ids]
+            provenance = replace(before.provenance, problem_ids=list(dict.fromkeys(problem_ids)))
+            self._conn.execute(
+                "UPDATE experiences SET content = ?, examples = ?, provenance = ?, updated_at = ? WHERE id = ?",
+                (
+                    content,
+                    dumps(list(dict.fromkeys(new_examples))[:MAX_EXAMPLES]),
+                    dumps(replace(before, provenance=provenance).to_dict()["provenance"]),
+                    time.time(),
+                    target_id,
+                ),
+            )
+            after = self.get(target_id)
+            self._log(
+                Action.MERGE,
+                target_id,
+                reason=reason,
+                run_id=run_id,
+                problem_id=problem_id,
+                candidate=candidate,
+                before=before,
+                after=after,
+            )
+        return after
+
+    def discard(self, candidate: Experience, *, reason: str, run_id: str = "", problem_id: str | None = None) -> None:
+        """Log that a candidate was judged not worth keeping. The library itself does not change."""
+        with self.transaction():
+            self._log(
+                Action.DISCARD,
+                candidate.id or None,
+                reason=reason,
+                run_id=run_id,
+                problem_id=problem_id,
+                candidate=candidate,
+            )
+
+    def edit(self, id: str, /, *, reason: str, **fields: Any) -> Experience:
+        """Change some of title, content, examples, zone, level, parent_id; log it; return the result.
+        The id stays the same: it names the entry, it is not recomputed from the new text."""
+        unknown = set(fields) - _EDITABLE
+        if unknown or not fields:
+            raise LibraryError(f"edit takes some of {sorted(_EDITABLE)}, not {sorted(unknown) or 'nothing'}")
+        with self.transaction():
+            before = self.get(id)
+            try:
+                after = replace(before, **fields, updated_at=time.time())
+                after.zone, after.level = Zone(after.zone), Level(after.level)
+            except ValueError as e:
+                raise LibraryError(f"cannot edit {id!r}: {e}") from e
+            self._check_parent(id, after.level, after.parent_id)
+            for child in self.children(id):
+                _check_link(id, after.level, child.id, child.level)
+            self._conn.execute(
+                "UPDATE experiences SET title = ?, content = ?, examples = ?, zone = ?, level = ?, parent_id = ?,"
+                " updated_at = ? WHERE id = ?",
+                (
+                    after.title,
+                    after.content,
+                    dumps([str(x) for x in after.examples[:MAX_EXAMPLES]]),
+                    str(after.zone),
+                    str(after.level),
+                    after.parent_id,
+                    after.updated_at,
+                    id,
+                ),
+            )
+            after = self.get(id)
+            self._log(Action.EDIT, id, reason=reason, run_id="", problem_id=None, before=before, after=after)
+        return after
+
+    def set_parent(self, id: str, parent_id: str | None) -> Experience:
+        """Attach `id` under `parent_id` (or detach it with None). Logged as an edit."""
+        return self.edit(id, reason=f"set parent to {parent_id}", parent_id=parent_id)
+
+    def delete(self, id: str, *, reason: str) -> None:
+        """Remove an experience and log it; its children lose their parent (they are not deleted)."""
+        with self.transaction():
+            before = self.get(id)
+            self._conn.execute("DELETE FROM experiences WHERE id = ?", (id,))
+            self._log(Action.DELETE, id, reason=reason, run_id="", problem_id=None, before=before)
+
+    def record_retrieval(self, ids: Iterable[str]) -> None:
+        """Count one retrieval per id given, so an id listed twice (shown for two problems) counts twice.
+        Unknown ids are ignored: they may have been deleted since."""
+        self._bump("retrieved", ids)
+
+    def record_outcome(self, ids: Iterable[str], helped: bool) -> None:
+        """Count, per id given, whether the experiences shown for a problem helped (the answer was right)
+        or hurt."""
+        self._bump("helped" if helped else "hurt", ids)
+
+    def _bump(self, column: str, ids: Iterable[str]) -> None:
+        with self.transaction():
+            self._conn.executemany(
+                f"UPDATE experiences SET {column} = {column} + ? WHERE id = ?",
+                [(n, i) for i, n in Counter(ids).items()],
+            )

@@ -1,0 +1,240 @@
+"""Run records: what the loops write to a run directory and what the report reads back, as one set of models.
+
+- `ItemRecord`: one line of `items.jsonl` (one evaluated item, mode and repeat);
+- `ModeResult`: one mode's outcome, an entry of `results.json`'s `results` (its items go to `items.jsonl`);
+- `Results`: `results.json`; `Scaling` (with `ScalingPoint`, `Fit`): `scaling.json`; `Inherit` (with
+  `InheritRow`): `inherit.json`;
+- `LibrarySnapshot`: `library.json`, the library as `flexlearn.library.formats.export_json` writes it.
+
+Reading is lenient about absent fields (runs written by older versions lack some) and strict about wrong types,
+so that a malformed file fails validation instead of turning into a confusing page. Unknown fields are ignored,
+except on the top-level files, whose writers add run metadata freely (`size`, `inherited`, `demo`...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator
+
+from flexlearn.tasks.base import Score
+
+RESULTS = "results.json"
+ITEMS = "items.jsonl"
+LIBRARY = "library.json"
+SCALING = "scaling.json"
+INHERIT = "inherit.json"
+
+
+class Record(BaseModel):
+    """Base of every run record: unknown fields are ignored so that writers can add fields without breaking
+    older readers."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class _File(Record):
+    # A whole file keeps the metadata its writer added, so that reading and writing it again loses nothing.
+    model_config = ConfigDict(extra="allow")
+
+
+class ItemRecord(Record):
+    """One evaluated item: the prompt the actor saw, its reply, the verdict, the experience retrieved and what
+    the attempt cost. `repeat` numbers the samples of one problem from 0."""
+
+    mode: str
+    problem_id: str
+    question: str = ""
+    reference: str = ""
+    prompt: str = ""
+    reply: str = ""
+    extracted: str | None = None
+    correct: bool = False
+    score: float | None = None
+    retrieved: list[str] = []
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rounds: int = 1
+    error: str | None = None
+    repeat: int = 0
+    score_data: dict[str, Any] = {}
+
+    @field_validator("retrieved", "score_data", "repeat", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # Some writers spell "none" as null; the field's default says the same thing.
+        if value is None and info.field_name is not None:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return value
+
+    def as_score(self) -> Score:
+        """The task's verdict on this item, as the task's `aggregate` takes it."""
+        return Score(self.correct, 0.0 if self.score is None else self.score, self.extracted, data=self.score_data)
+
+
+class Metric(Record):
+    """A task's own headline number (e.g. Spearman, top-1) with its bootstrap interval and the other values the
+    task computed alongside it."""
+
+    name: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    values: dict[str, float] = {}
+
+
+class ModeResult(Record):
+    """One mode's outcome. `n` counts problems, `samples` their evaluated samples (n x repeats); accuracy is
+    over samples. `metric` is the task's own headline number when it has one. `items` stay in memory only:
+    `items.jsonl` holds them."""
+
+    mode: str
+    n: int = 0
+    correct: int = 0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    items: list[ItemRecord] = Field(default=[], exclude=True, repr=False)
+    # 0 in runs written before repeats existed, where the samples are the problems.
+    samples: int = 0
+    repeats: int = 1
+    metric: Metric | None = None
+
+    @property
+    def attempts(self) -> int:
+        """The denominator for accuracy and per-item costs: every evaluated sample."""
+        return self.samples or self.n
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def accuracy(self) -> float:
+        """Correct samples over all samples (0 when there are none)."""
+        return self.correct / self.attempts if self.attempts else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The entry `results.json` lists for this mode: everything but the items, accuracy included."""
+        return self.model_dump()
+
+
+class CallStats(Record):
+    """What one role (actor, critic...) spent over a run, as `Meter.snapshot()` reports it."""
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+class Results(_File):
+    """`results.json`: run metadata and one summary per mode."""
+
+    task: str | None = None
+    test: str | None = None
+    train: str | None = None
+    library: str | None = None
+    model: str | None = None
+    started: float | None = None
+    seconds: float | None = None
+    config: dict[str, Any] = {}
+    calls: dict[str, CallStats] = {}
+    results: list[ModeResult]
+
+
+class Fit(Record):
+    """Least-squares fit of accuracy = intercept + slope * ln(1 + size)."""
+
+    intercept: float
+    slope: float
+    r2: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def formula(self) -> str:
+        """The fit as people read it, e.g. "acc = 0.270 + 0.049 ln(1+size)"."""
+        sign = "+" if self.slope >= 0 else "-"
+        return f"acc = {self.intercept:.3f} {sign} {abs(self.slope):.3f} ln(1+size)"
+
+
+class ScalingPoint(Record):
+    """Flex mode evaluated with the library replayed to `size` training problems (`experiences` entries).
+    `accuracy` is the task's own metric when it has one. `result` stays in memory only."""
+
+    size: int
+    experiences: int | None = None
+    accuracy: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    result: ModeResult | None = Field(default=None, exclude=True, repr=False)
+
+
+class Scaling(_File):
+    """`scaling.json`: the points of a scaling-law run and the log-linear fit through them."""
+
+    task: str | None = None
+    model: str | None = None
+    library: str | None = None
+    points: list[ScalingPoint] = []
+    fit: Fit | None = None
+
+
+class InheritRow(Record):
+    """One setting of an inheritance run: a model without a library, with another model's, or with its own.
+    `accuracy` is the task's own metric when it has one. `result` stays in memory only."""
+
+    label: str
+    library: str | None = None
+    accuracy: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    result: ModeResult | None = Field(default=None, exclude=True, repr=False)
+
+
+class Inherit(_File):
+    """`inherit.json`: the settings of an inheritance run."""
+
+    task: str | None = None
+    model: str | None = None
+    rows: list[InheritRow] = []
+
+
+class ExperienceView(Record):
+    """An experience as `Experience.to_dict()` writes it, the fields a reader shows."""
+
+    id: str
+    zone: str
+    level: str
+    title: str = ""
+    content: str = ""
+    examples: list[str] = []
+    parent_id: str | None = None
+    provenance: dict[str, Any] = {}
+    retrieved: int = 0
+    helped: int = 0
+    hurt: int = 0
+
+
+class LibraryStats(Record):
+    """The parts of `Library.stats()` a reader shows."""
+
+    total: int | None = None
+    by_zone_level: dict[str, dict[str, int]] = {}
+    events: dict[str, int] = {}
+
+
+class LibrarySnapshot(Record):
+    """`library.json`: a `flexlearn.library.formats.export_json` file, read for its stats and experiences (the
+    event log is left out). Snapshots written before runs used that format carry `path` instead of `format`."""
+
+    format: str | None = None
+    path: str | None = None
+    stats: LibraryStats = LibraryStats()
+    experiences: list[ExperienceView] = []

@@ -1,0 +1,60 @@
+"""Forward guidance: the experiences the actor sees for one problem, chosen over a `Retriever` within a token
+budget."""
+
+from __future__ import annotations
+
+from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Zone
+from flexlearn.library.store import Library
+from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.retrieval.base import Retriever
+
+
+def _ancestors(library: Library, exp: Experience) -> list[Experience]:
+    """The parent, grandparent... of `exp`, nearest first. Parents are strictly more general, so this ends."""
+    chain: list[Experience] = []
+    parent_id = exp.parent_id
+    while parent_id is not None and (parent := library.find(parent_id)) is not None:
+        chain.append(parent)
+        parent_id = parent.parent_id
+    return chain
+
+
+def select_guidance(
+    retriever: Retriever,
+    library: Library,
+    query: str,
+    *,
+    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
+    per_level: int = 4,
+) -> list[Experience]:
+    """The experiences to show the actor for `query`, at most `budget_tokens` in all (by `approx_tokens`).
+
+    Up to `per_level` hits are searched in each zone and level; a hit case brings its pattern and principle
+    along (read from `library`), since a case is read best with the lesson it illustrates. The budget is
+    filled round by round: every zone and level's best hit first (shortest first), then the ancestors those
+    hits brought, then every list's second hit, and so on, so that no single zone or level can crowd out the
+    others. An entry that does not fit is skipped, not cut. The result reads from general to concrete:
+    principles, patterns, cases, golden before warning within a level.
+
+    Retrieval counters are not touched; the caller records what it actually showed.
+    """
+    if budget_tokens <= 0 or per_level <= 0:
+        return []
+    hits = [retriever.search(query, k=per_level, zone=z, level=lv) for lv in Level for z in Zone]
+    queue: list[Experience] = []
+    for rank in range(per_level):
+        # Within a round every hit is the best its list has left, so the smaller go first: one long worked
+        # case must not leave no room for the short lessons of the other zones and levels.
+        round_hits = sorted((h[rank].experience for h in hits if rank < len(h)), key=Experience.approx_tokens)
+        queue += round_hits
+        queue += [a for exp in round_hits if exp.level == Level.CASE for a in _ancestors(library, exp)]
+
+    chosen: dict[str, Experience] = {}
+    used = 0
+    for exp in queue:
+        cost = exp.approx_tokens()
+        if exp.id not in chosen and used + cost <= budget_tokens:
+            chosen[exp.id] = exp
+            used += cost
+    # sorted() is stable: within a level and zone, entries keep the order they were chosen in.
+    return sorted(chosen.values(), key=lambda e: (LEVEL_RANK[e.level], ZONE_RANK[e.zone]))

@@ -1,0 +1,52 @@
+"""Retrievers by name, as configs and the `--retriever` option name them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.retrieval.base import Retriever
+from flexlearn.retrieval.bm25 import Bm25Retriever
+
+RetrieverFactory = Callable[[Library], Retriever]
+
+log = logging.getLogger(__name__)
+
+# The retriever configs use unless they name one: BM25 over a tantivy index beside the library, which keeps
+# retrieval in milliseconds at a million entries (docs/retrieval.md); it falls back to "bm25" (FTS5) where
+# tantivy is not installed.
+DEFAULT_RETRIEVER = "tantivy"
+
+
+def _tantivy(library: Library) -> Retriever:
+    try:
+        from flexlearn.retrieval.tantivy_retriever import TantivyRetriever
+    except ImportError as e:
+        log.warning("retriever 'tantivy' needs the tantivy package (%s); using 'bm25'", e)
+        return Bm25Retriever(library)
+    return TantivyRetriever(library)
+
+
+# Factories are called once per evaluation, `solve` or absorbed problem; one with a costly index to load
+# should keep it cached by the library's path.
+_FACTORIES: dict[str, RetrieverFactory] = {"bm25": Bm25Retriever, "tantivy": _tantivy}
+
+
+def retriever_names() -> list[str]:
+    """The names `get_retriever` knows, sorted."""
+    return sorted(_FACTORIES)
+
+
+def register_retriever(name: str, factory: RetrieverFactory) -> None:
+    """Make `factory` available as `name`, replacing any retriever of that name."""
+    _FACTORIES[name] = factory
+
+
+def get_retriever(name: str, library: Library) -> Retriever:
+    """The retriever called `name`, over `library`. ConfigError names the known ones for an unknown name."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown retriever {name!r}; choose from {', '.join(retriever_names())}")
+    return factory(library)

@@ -1,0 +1,103 @@
+"""Forward guidance: hierarchical, token-budgeted selection over a Retriever."""
+
+from __future__ import annotations
+
+import pytest
+
+from flexlearn.experience import Experience, Level, Zone
+from flexlearn.library.store import Library
+from flexlearn.retrieval import Bm25Retriever, select_guidance
+
+QUERY = "In triangle ABC the sides are 13, 14 and 15. Find the area of the triangle."
+
+
+def add(lib: Library, zone: Zone, level: Level, content: str, parent: Experience | None = None) -> Experience:
+    exp = Experience(zone=zone, level=level, title=f"{zone} {level}", content=content)
+    exp.parent_id = parent.id if parent else None
+    return lib.add(exp, reason="test")
+
+
+@pytest.fixture
+def tree(lib: Library) -> dict[str, Experience]:
+    """A triangle lesson in every zone and level, with hierarchy, among unrelated lessons."""
+    g, w = Zone.GOLDEN, Zone.WARNING
+    out: dict[str, Experience] = {}
+    # The golden principle says nothing about triangles: it can only arrive as a case's ancestor.
+    out["gP"] = add(lib, g, Level.PRINCIPLE, "Reduce a figure to quantities you know formulas for.")
+    out["gp"] = add(lib, g, Level.PATTERN, "For a triangle given by its sides use Heron's formula.", out["gP"])
+    out["gc"] = add(lib, g, Level.CASE, "Triangle 13 14 15: s = 21, area = sqrt(21*8*7*6) = 84.", out["gp"])
+    out["wP"] = add(lib, w, Level.PRINCIPLE, "Never trust a triangle area you did not check against a bound.")
+    out["wp"] = add(lib, w, Level.PATTERN, "Triangle area: forgetting the 1/2 doubles it.", out["wP"])
+    out["wc"] = add(lib, w, Level.CASE, "Area of triangle 13 14 15 given as 168: the 1/2 was dropped.", out["wp"])
+    for i in range(8):
+        add(lib, g, Level.PATTERN, f"Unrelated: prime factorisation of {i * 97 + 1001} by trial division.")
+    return out
+
+
+def retrieve(lib: Library, query: str, *, budget_tokens: int = 1500, per_level: int = 4) -> list[Experience]:
+    return select_guidance(Bm25Retriever(lib), lib, query, budget_tokens=budget_tokens, per_level=per_level)
+
+
+def total(exps: list[Experience]) -> int:
+    return sum(e.approx_tokens() for e in exps)
+
+
+def test_every_zone_and_level_is_represented_in_reading_order(lib: Library, tree: dict[str, Experience]) -> None:
+    got = retrieve(lib, QUERY, budget_tokens=1500)
+    assert {e.id for e in got} == {e.id for e in tree.values()}
+    order = [(e.level, e.zone) for e in got]
+    assert order == [
+        (Level.PRINCIPLE, Zone.GOLDEN),
+        (Level.PRINCIPLE, Zone.WARNING),
+        (Level.PATTERN, Zone.GOLDEN),
+        (Level.PATTERN, Zone.WARNING),
+        (Level.CASE, Zone.GOLDEN),
+        (Level.CASE, Zone.WARNING),
+    ]
+
+
+def test_a_case_brings_its_ancestors(lib: Library, tree: dict[str, Experience]) -> None:
+    assert all(
+        h.experience.id != tree["gP"].id for h in Bm25Retriever(lib).search(QUERY, k=50)
+    )  # it does not match by itself
+    assert tree["gP"].id in {e.id for e in retrieve(lib, QUERY)}
+
+
+@pytest.mark.parametrize("budget", [0, 5, 12, 20, 30, 45, 60, 100])
+def test_the_budget_is_never_exceeded(lib: Library, tree: dict[str, Experience], budget: int) -> None:
+    got = retrieve(lib, QUERY, budget_tokens=budget)
+    assert total(got) <= budget
+    assert len({e.id for e in got}) == len(got)
+
+
+def test_one_long_case_cannot_crowd_out_the_other_zones_and_levels(lib: Library, tree: dict[str, Experience]) -> None:
+    budget = total(list(tree.values()))
+    # The best-matching hit of all, and nearly as long as the whole budget.
+    long = add(lib, Zone.GOLDEN, Level.CASE, "Triangle ABC sides 13, 14 and 15, find the area. " * (budget // 13))
+    assert Bm25Retriever(lib).search(QUERY, k=1)[0].experience.id == long.id and long.approx_tokens() <= budget
+    got = retrieve(lib, QUERY, budget_tokens=budget)
+    assert total(got) <= budget
+    assert {(e.zone, e.level) for e in got} == {(z, lv) for z in Zone for lv in Level}
+
+
+def test_an_entry_that_does_not_fit_is_skipped_and_smaller_ones_still_fill(
+    lib: Library, tree: dict[str, Experience]
+) -> None:
+    budget = total([tree["wp"], tree["gp"]]) + 1
+    got = retrieve(lib, QUERY, budget_tokens=budget)
+    assert got and total(got) <= budget
+    assert all(e.content == lib.get(e.id).content for e in got)  # nothing is cut
+
+
+def test_per_level_limits_the_hits(lib: Library) -> None:
+    for i in range(6):
+        add(lib, Zone.GOLDEN, Level.PATTERN, f"triangle lesson number {i}")
+    assert len(retrieve(lib, "triangle", per_level=2)) == 2
+    assert retrieve(lib, "triangle", per_level=0) == []
+
+
+def test_no_match_and_no_counters(lib: Library, tree: dict[str, Experience]) -> None:
+    assert retrieve(lib, "") == []
+    assert retrieve(lib, "zebra quokka") == []
+    retrieve(lib, QUERY)
+    assert all(e.retrieved == 0 for e in lib.list())
