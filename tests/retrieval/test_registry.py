@@ -27,6 +27,6 @@ def test_a_registered_retriever_is_found_by_name(lib: Library, monkeypatch: pyte
         pass
 
     register_retriever("plain", Plain)
-    assert retriever_names() == ["bm25", "plain"]
+    assert {"bm25", "plain"} <= set(retriever_names())
     retriever: Retriever = get_retriever("plain", lib)
     assert isinstance(retriever, Plain)
