@@ -1,7 +1,7 @@
 """The retrieval seam: every search of the library for guidance or for the updater's neighbours goes through a
 `Retriever`, so a different index or ranking plugs in without touching the loops.
 
-A second, index-backed retriever (say a tantivy or bm25s index kept beside the library file) fits this
+An index-backed retriever (`TantivyRetriever`, a tantivy index kept beside the library file) fits this
 protocol as it is. The library stays the source of truth: every change to an experience is logged in the same
 transaction as the change, so `Library.revision()` tells such a retriever whether its index is current (it
 stores the revision it was built at) and `Library.events(since_seq=...)` lists the changes it missed. It checks

@@ -1,4 +1,6 @@
-"""The default retriever: BM25 over the library's own SQLite FTS5 index.
+"""The FTS5 retriever ("bm25"): BM25 over the library's own SQLite FTS5 index. Exact and always current, but it
+scores every row sharing a word with the query, so it slows down as the library grows (`TantivyRetriever` is the
+default for that reason); also the fallback when the tantivy index cannot be used.
 
 The index is part of the library file and triggers update it inside each write's transaction, so it is never
 stale and needs no building.
