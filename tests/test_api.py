@@ -100,7 +100,7 @@ def test_guidance_is_what_flex_mode_shows(workdir: Path, scripted_server: FakeOp
         question = "What is the sum of 23 and 41?"
         assert flexlearn.guidance(lib, question, budget_tokens=0) == ""
         text = flexlearn.guidance(lib, question)
-        assert text.startswith("Experience from earlier problems:") and "sum" in text
+        assert text.startswith("Reference material:") and "<experience " in text and "sum" in text
         (result,) = flexlearn.evaluate("test.jsonl", task="math", agents=agents, library=lib, modes="flex")
         item = next(i for i in result.items if i.question == question)
         assert text in item.prompt

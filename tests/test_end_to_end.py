@@ -114,7 +114,7 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
             assert any(e.content in item["prompt"] for e in learned_here)
             assert all(e.retrieved > 0 for e in learned_here)
     actor_requests = [r.text for r in scripted_server.requests if "careful problem solver" in r.text]
-    assert any("What is the sum of 23 and 41?" in t and "Experience from earlier problems" in t for t in actor_requests)
+    assert any("What is the sum of 23 and 41?" in t and "<experience " in t for t in actor_requests)
     capped = [
         r.json.get("max_tokens")
         for r in scripted_server.requests

@@ -107,6 +107,7 @@ def test_a_paper_library_imports_and_guides_flex_mode(tmp_path: Path, scripted_s
         str(FIXTURES / "flex_reference_aime_deepseek_trimmed.json"),
         "--model",
         "deepseek",
+        "--trust",  # the authors' published library; otherwise it waits in quarantine for review
     )
     test = tmp_path / "aime.jsonl"
     test.write_text(

@@ -20,6 +20,7 @@ Every other module is internal and may change between releases.
 __version__ = "0.1.0"
 
 from flexlearn._api import (
+    Guidance,
     aevaluate,
     alearn,
     arecord,
@@ -41,6 +42,7 @@ __all__ = [
     "Agents",
     "Experience",
     "FlexError",
+    "Guidance",
     "Level",
     "Library",
     "Mode",

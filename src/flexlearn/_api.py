@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flexlearn._sync import run_sync
 from flexlearn.agents.actor import render_guidance
+from flexlearn.agents.tools import parse_tools
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
@@ -32,9 +33,9 @@ from flexlearn.loop.learn import Absorbed, LearnConfig, LearnSummary, Progress, 
 from flexlearn.loop.learn import learn as _learn
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
-from flexlearn.models.uri import from_uri
+from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
-from flexlearn.retrieval import get_retriever, select_guidance
+from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.tasks import Problem, Task, get_task
 from flexlearn.trajectory import StepRecord, Trajectory
 
@@ -65,20 +66,35 @@ def connect(
     returned model's ``.meter``). `prompt_kind` is ``chat`` or ``completion`` (base models); None picks the
     backend's. `timeout` is seconds per HTTP request.
     """
-    kind = PromptKind(prompt_kind) if prompt_kind else None
+    kind = parse_prompt_kind(prompt_kind, "prompt_kind (--prompt-kind, FLEX_PROMPT_KIND)")
     policy = RetryPolicy() if retry is True else (retry or None)
     model = from_uri(uri, prompt_kind=kind, timeout=timeout)
     return build_stack(model, max_concurrency=max(1, concurrency), retry=policy, meter=meter or Meter())
 
 
-def guidance(library: Library, question: str, *, budget_tokens: int = BUDGET_TOKENS, retriever: str = "bm25") -> str:
+class Guidance(str):
+    """The text `guidance` returns, remembering which entries it shows (`ids`): hand it back to `record` with the
+    outcome and those entries' helped/hurt counters move."""
+
+    ids: tuple[str, ...]
+
+    def __new__(cls, text: str, ids: Sequence[str] = ()) -> Guidance:
+        made = super().__new__(cls, text)
+        made.ids = tuple(ids)
+        return made
+
+
+def guidance(
+    library: Library, question: str, *, budget_tokens: int = BUDGET_TOKENS, retriever: str = DEFAULT_RETRIEVER
+) -> Guidance:
     """The experience block for `question`, to paste into your own agent's prompt: the entries retrieved within
-    `budget_tokens`, rendered exactly as flex mode shows them to the actor (golden, then warning; each tagged with
-    its level). Empty when nothing relevant is in the library. The entries' retrieval counters go up."""
+    `budget_tokens`, rendered exactly as flex mode shows them to the actor (fenced reference material, general
+    lessons first). Empty when nothing relevant is in the library. The entries' retrieval counters go up; pass
+    the result to `record(..., guidance=...)` with the outcome to count whether they helped."""
     entries = select_guidance(get_retriever(retriever, library), library, question, budget_tokens=budget_tokens)
     if entries:
         library.record_retrieval([e.id for e in entries])
-    return render_guidance(entries)
+    return Guidance(render_guidance(entries), [e.id for e in entries])
 
 
 async def alearn(
@@ -95,6 +111,9 @@ async def alearn(
     max_tokens: int | None = None,
     resume: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    explore_with_library: bool = False,
+    blind_critic: bool = False,
+    tools: str | Sequence[str] = (),
 ) -> LearnSummary:
     """Explore every problem, distil each trajectory and fold the lessons into `library`.
 
@@ -102,6 +121,9 @@ async def alearn(
     `shots` worked training examples in the actor's prompt (default 0; 3 for base models), `concurrency` problems
     at once. `temperature` and `max_tokens` apply to the actor. `resume=True` continues the library's last,
     interrupted learn run. The run, with each role's model, is recorded in the library.
+    `explore_with_library=True` shows each problem's actor what the library holds so far (as flex mode does) and
+    counts the verdicts as helped/hurt; `blind_critic=True` hides the reference answer from the critic; `tools`
+    ("python", "experience") lets the actor run code in a sandbox and search the library while exploring.
     """
     the_task = _task(task)
     team = _agents(agents)
@@ -111,9 +133,12 @@ async def alearn(
             rollouts=rollouts or defaults.rollouts,
             rounds=rounds or defaults.rounds,
             shots=defaults.shots if shots is None else shots,
+            blind_critic=blind_critic,
+            tools=parse_tools(tools),
             actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         ),
         concurrency=concurrency,
+        explore_with_library=explore_with_library,
     )
     return await _learn(
         _problems(problems, the_task),
@@ -136,7 +161,7 @@ async def aevaluate(
     library: Library | None = None,
     train: Problems = (),
     budget_tokens: int = BUDGET_TOKENS,
-    retriever: str = "bm25",
+    retriever: str = DEFAULT_RETRIEVER,
     icl_k: int = 3,
     agent_rounds: int = 3,
     repeats: int = 1,
@@ -144,6 +169,7 @@ async def aevaluate(
     seed: int = 0,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    tools: str | Sequence[str] = (),
     on_item: Callable[[ItemRecord], None] | None = None,
 ) -> list[ModeResult]:
     """Evaluate in the paper's modes, one `ModeResult` each (accuracy, 95% interval, calls, every item).
@@ -151,6 +177,8 @@ async def aevaluate(
     `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string). flex needs `library`;
     icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
     `agent_rounds` times on the critic's blind verdict. `repeats` samples per problem (use a `temperature`).
+    `tools` ("python", "experience"; a list or "python,experience") lets the agent and flex actors run code in
+    a sandbox and, in flex mode, search the library; each item then records its tool steps.
     """
     the_task = _task(task)
     mode_list = parse_modes(modes) if isinstance(modes, str) else [_mode(m) for m in modes]
@@ -162,6 +190,7 @@ async def aevaluate(
         concurrency=concurrency,
         seed=seed,
         repeats=repeats,
+        tools=parse_tools(tools),
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     return await _evaluate(
@@ -183,11 +212,16 @@ async def asolve(
     agents: Agents | ChatModel,
     library: Library | None = None,
     budget_tokens: int = BUDGET_TOKENS,
-    retriever: str = "bm25",
+    retriever: str = DEFAULT_RETRIEVER,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    tools: str | Sequence[str] = (),
+    answer: str | None = None,
 ) -> Solution:
-    """Answer one question with the actor, guided by experience from `library` (none without one)."""
+    """Answer one question with the actor, guided by experience from `library` (none without one). With
+    `tools` ("python", "experience") the actor may run code in a sandbox and search the library; the
+    solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
+    the entries shown count as having helped or hurt."""
     return await _solve(
         question,
         task=_task(task),
@@ -196,6 +230,8 @@ async def asolve(
         budget_tokens=budget_tokens,
         options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         retriever=retriever,
+        tools=parse_tools(tools),
+        answer=answer,
     )
 
 
@@ -212,6 +248,7 @@ async def arecord(
     problem_id: str | None = None,
     run_id: str | None = None,
     actor: str = "external",
+    guidance: Guidance | Sequence[str] | None = None,
 ) -> Absorbed:
     """Learn from one outcome of your own agent: its `attempt` at `question` and whether it was `correct`.
 
@@ -221,6 +258,9 @@ async def arecord(
     `feedback` says what went wrong or right (a user's correction, a test's output). `task` names the category
     (a `Task`, or any label); `actor` names your agent in the lessons' provenance. Only the distiller and the
     updater of `agents` are called.
+
+    `guidance` is what `guidance()` returned for this question (or the ids it showed): those entries are counted
+    as having helped (`correct`) or hurt.
 
     Each call is recorded as a run of kind ``record`` (`run_id`, new by default; pass one to group several
     outcomes) with the problem's trajectory, so the library's event log says where every lesson came from.
@@ -233,7 +273,8 @@ async def arecord(
     models = {"actor": actor, "distiller": team.distiller.name, "updater": team.updater.name}
     library.begin_run(run_id, kind="record", config={"task": category, "models": models})
     step = StepRecord(0, 0, attempt, extracted, correct, feedback=feedback or "")
-    trajectory = Trajectory(problem_id, [step], Usage(), calls=0)
+    shown = list(guidance.ids if isinstance(guidance, Guidance) else guidance or [])
+    trajectory = Trajectory(problem_id, [step], Usage(), calls=0, guidance=shown)
     absorbed = await learn_from_trajectory(
         trajectory,
         question=question,

@@ -46,6 +46,10 @@ class Provenance:
     run_id: str = ""
     source: str = "learned"  # learned | imported:<format> | manual
     actor: str = ""  # the model (or the user's own agent) whose attempts it was learned from
+    # For an imported entry: the file it came from, and what that file said about the entry's origin (its own
+    # provenance and counters), kept for reference but never taken as ours.
+    origin: str = ""
+    claimed: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Provenance:
@@ -58,6 +62,8 @@ class Provenance:
             run_id=str(data.get("run_id", "")),
             source=str(data.get("source", "learned")),
             actor=str(data.get("actor", "")),
+            origin=str(data.get("origin", "")),
+            claimed=dict(claimed) if isinstance(claimed := data.get("claimed"), dict) else {},
         )
 
 
@@ -76,6 +82,7 @@ class Experience:
     hurt: int = 0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    status: str = "active"  # a `Status`: quarantined entries are never retrieved
 
     def content_id(self) -> str:
         """A deterministic id from the experience's identity, so that the same run gives the same ids."""
@@ -108,12 +115,21 @@ class Experience:
             hurt=int(data.get("hurt", 0)),
             created_at=float(data.get("created_at", time.time())),
             updated_at=float(data.get("updated_at", time.time())),
+            status=str(Status(data.get("status", Status.ACTIVE))),
         )
 
     def approx_tokens(self) -> int:
         """A cheap token estimate (4 characters a token) used for retrieval budgets."""
         text = self.title + self.content + "".join(self.examples)
         return max(1, len(text) // 4)
+
+
+class Status(StrEnum):
+    """Whether retrieval may show an experience to a model. Imported entries wait in quarantine until a person
+    approves them (`flex library review`)."""
+
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
 
 
 class Action(StrEnum):
@@ -123,6 +139,7 @@ class Action(StrEnum):
     EDIT = "edit"
     DELETE = "delete"
     IMPORT = "import"
+    APPROVE = "approve"
 
 
 @dataclass

@@ -74,6 +74,11 @@ class Limits:
     # Reply bounds: a lesson is a title and a few sentences; longer ones cost retrieval budget and rarely say more.
     distiller_reply_title_chars: int = 80
     distiller_reply_content_chars: int = 500
+    # The deciding step quoted, a warning's "instead", a pattern's example: short evidence, not a second lesson.
+    distiller_reply_quote_chars: int = 240
+    # Lessons in one distiller reply, and kept per zone and level: a trajectory rarely supports more.
+    distiller_max_lessons: int = 8
+    distiller_lessons_per_level: int = 2
 
     # -- updater --------------------------------------------------------------------------------------------------
 

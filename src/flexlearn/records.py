@@ -38,6 +38,18 @@ class _File(Record):
     model_config = ConfigDict(extra="allow")
 
 
+class ToolStepRecord(Record):
+    """One tool run of a tool-using actor: `kind` (python | experience), the code, the output the model saw
+    next, and which round and model reply it came from."""
+
+    kind: str
+    input: str = ""
+    observation: str = ""
+    seconds: float = 0.0
+    round: int = 0
+    turn: int = 0
+
+
 class ItemRecord(Record):
     """One evaluated item: the prompt the actor saw, its reply, the verdict, the experience retrieved and what
     the attempt cost. `repeat` numbers the samples of one problem from 0."""
@@ -59,8 +71,11 @@ class ItemRecord(Record):
     error: str | None = None
     repeat: int = 0
     score_data: dict[str, Any] = {}
+    # Tool runs of a tool-using actor (`--tools`), every round's, in order; `calls` counts model calls only.
+    tool_calls: int = 0
+    steps: list[ToolStepRecord] = []
 
-    @field_validator("retrieved", "score_data", "repeat", mode="before")
+    @field_validator("retrieved", "score_data", "repeat", "steps", mode="before")
     @classmethod
     def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
         # Some writers spell "none" as null; the field's default says the same thing.
@@ -104,6 +119,7 @@ class ModeResult(Record):
     samples: int = 0
     repeats: int = 1
     metric: Metric | None = None
+    tool_calls: int = 0
 
     @property
     def attempts(self) -> int:

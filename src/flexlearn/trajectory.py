@@ -3,7 +3,7 @@ writes it (`loop/explore.py`), the distiller that learns from it and the run rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flexlearn.models.base import Usage
 
@@ -26,6 +26,13 @@ class Trajectory:
     steps: list[StepRecord]
     usage: Usage
     calls: int
+    # Ids of the library entries the actor was shown (exploration under the library); empty otherwise.
+    guidance: list[str] = field(default_factory=list)
+
+    def outcomes(self) -> list[bool]:
+        """The verdicts that speak for the shown experience: each rollout's first attempt, which the library
+        alone conditioned (later rounds also read the critic's feedback). Empty without guidance."""
+        return [s.correct for s in self.steps if s.round == 0] if self.guidance else []
 
     @property
     def solved(self) -> bool:
@@ -38,4 +45,5 @@ class Trajectory:
             "calls": self.calls,
             "usage": vars(self.usage),
             "steps": [vars(s) for s in self.steps],
+            "guidance": list(self.guidance),
         }

@@ -39,7 +39,8 @@ def test_numbers_that_are_not_the_answer_stay() -> None:
 
 def test_masking_a_short_number_does_not_eat_a_longer_one() -> None:
     task, problem = get_task("gsm8k"), _problem("#### 2")
-    assert redact(task, problem, "Step 12 is fine, but the answer is 2.") == f"Step 12 is fine, but the answer is {MASK}."
+    masked = redact(task, problem, "Step 12 is fine, but the answer is 2.")
+    assert masked == f"Step 12 is fine, but the answer is {MASK}."
 
 
 def test_retro_reordered_reactants_are_a_leak() -> None:

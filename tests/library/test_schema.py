@@ -13,15 +13,15 @@ from flexlearn.library.store import Library
 from tests.library.builders import make
 
 
-def test_open_creates_folder_and_a_wal_file_with_the_current_schema(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "er" / "lib.db"
+def test_open_creates_a_wal_file_with_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "lib.db"
     with Library.open(path) as lib:
         assert lib.path == path
         assert lib._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
-    assert Library.SCHEMA_VERSION == 1
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert Library.SCHEMA_VERSION == 2
     raw.close()
 
 
@@ -62,17 +62,17 @@ def test_migrations_run_in_order_and_keep_the_data(tmp_path: Path, monkeypatch: 
     with Library.open(path) as lib:
         kept = lib.add(make("keep me"), reason="r")
 
-    def v1_to_v2(conn: sqlite3.Connection) -> None:
+    def v2_to_v3(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE experiences ADD COLUMN weight REAL NOT NULL DEFAULT 1.0")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v1_to_v2])
-    monkeypatch.setattr(Library, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v2_to_v3])
+    monkeypatch.setattr(Library, "SCHEMA_VERSION", 3)
     with Library.open(path) as lib:
         assert lib.get(kept.id).content == "keep me"
-        assert lib.stats()["schema_version"] == 2
+        assert lib.stats()["schema_version"] == 3
         assert lib._conn.execute("SELECT weight FROM experiences").fetchone()[0] == 1.0
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
     raw.close()
 
 

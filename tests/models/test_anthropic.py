@@ -110,6 +110,13 @@ async def test_options_are_sent_and_seed_is_dropped(fake: FakeAnthropic, make_mo
     assert (second["max_tokens"], second["temperature"]) == (100, 0.0)
 
 
+async def test_each_role_gets_its_default_reply_cap(fake: FakeAnthropic, make_model: ModelFactory) -> None:
+    model = make_model()
+    await model.generate(chat_prompt(), role="updater")
+    await model.generate(chat_prompt(), role="distiller")
+    assert [r.json["max_tokens"] for r in fake.requests] == [1024, 2048]
+
+
 def test_messages_are_fixed_up_to_alternate_from_user() -> None:
     system, turns = anthropic_messages(
         [

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flexlearn.errors import ModelError, TransientModelError
+from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind
 from flexlearn.models.http import parse_retry_after
 from flexlearn.models.openai_compat import (
@@ -121,11 +121,32 @@ async def test_completion_kind_posts_completion_text_with_stop(server: FakeOpenA
 async def test_completion_kind_never_leaves_max_tokens_to_the_server_default(
     server: FakeOpenAI, make_model: ModelFactory
 ) -> None:
-    # Servers default /v1/completions to 16 tokens; chat requests are left alone (long reasoning is fine there).
+    # Servers default /v1/completions to 16 tokens; chat requests get the role's cap (see the next test).
     await make_model(server.base_url, prompt_kind=PromptKind.COMPLETION).generate(chat_prompt())
-    await make_model(server.base_url).generate(chat_prompt())
     assert server.requests[0].json["max_tokens"] == COMPLETION_DEFAULT_MAX_TOKENS
-    assert "max_tokens" not in server.requests[1].json
+
+
+async def test_every_role_has_a_default_reply_cap_that_the_environment_overrides(
+    server: FakeOpenAI, make_model: ModelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An uncapped base model behind a chat endpoint wrote 8,128-token replies, minutes each.
+    model = make_model(server.base_url)
+    for role in ("actor", "critic", "distiller", "updater", "judge"):
+        await model.generate(chat_prompt(), role=role)
+    assert [r.json["max_tokens"] for r in server.requests] == [4096, 1024, 2048, 1024, 1024]
+    monkeypatch.setenv("FLEX_MAX_TOKENS_ACTOR", "8192")
+    await model.generate(chat_prompt())
+    await model.generate(chat_prompt(), options=GenerationOptions(max_tokens=9))
+    assert [r.json["max_tokens"] for r in server.requests[-2:]] == [8192, 9]
+    monkeypatch.setenv("FLEX_MAX_TOKENS_ACTOR", "lots")
+    with pytest.raises(ConfigError, match="FLEX_MAX_TOKENS_ACTOR"):
+        await model.generate(chat_prompt())
+
+
+async def test_credentials_in_the_base_url_never_reach_the_name(make_model: ModelFactory) -> None:
+    model = make_model("http://user:SECRETKEY@127.0.0.1:9/v1?api_key=SECRET2&x=1")
+    assert "SECRET" not in model.name and "SECRET" not in repr(model)
+    assert model.name == "openai:test-model@http://127.0.0.1:9/v1?api_key=***&x=1"
 
 
 async def test_generation_options_and_default_max_tokens(server: FakeOpenAI, make_model: ModelFactory) -> None:

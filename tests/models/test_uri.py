@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import flexlearn
 from flexlearn.errors import ConfigError
 from flexlearn.models.base import Message, Prompt, PromptKind
 from flexlearn.models.openai_compat import OpenAICompatModel
@@ -176,3 +177,18 @@ def test_local_backend_missing_says_what_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "flexlearn.models.local", None)
     with pytest.raises(ConfigError, match=r"pip install 'flexlearn\[local\]'"):
         from_uri("local")
+
+
+@pytest.mark.parametrize("kind", ["bogus", "CHATTY"])
+def test_a_bad_prompt_kind_is_a_config_error_from_either_source(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"--prompt-kind.*'chat' or 'completion'"):
+        flexlearn.connect("openai:m@http://127.0.0.1:9/v1", prompt_kind=kind)
+    monkeypatch.setenv("FLEX_PROMPT_KIND", kind)
+    with pytest.raises(ConfigError, match=r"FLEX_PROMPT_KIND must be 'chat' or 'completion'"):
+        from_uri("openai:m@http://127.0.0.1:9/v1")
+
+
+def test_credentials_in_a_uri_never_appear_in_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_uri("openai:bad model@http://user:SECRETKEY@127.0.0.1:9/v1")
+    assert "SECRETKEY" not in str(info.value)

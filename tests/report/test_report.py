@@ -87,7 +87,7 @@ def copy_run(runs: dict[str, Path], name: str, tmp_path: Path) -> Path:
 
 
 def test_page_shows_header_results_and_every_mode(full_page: str, runs: dict[str, Path]) -> None:
-    for text in ["qwen2.5-7b-instruct", "data/aime25_test.jsonl", "2025-11-24 04:32 UTC", "agent_rounds", "1500"]:
+    for text in ["qwen2.5-7b-instruct", "data/<wbr>aime25_test.jsonl", "2025-11-24 04:32 UTC", "agent_rounds", "1500"]:
         assert text in full_page
     results = json.loads((runs["full"] / "results.json").read_text())
     for row in results["results"]:
@@ -138,12 +138,14 @@ def test_retrieved_ids_link_to_the_experience_list(full_page: str) -> None:
     assert f'href="#exp-{DELETED_ID}"' not in full_page
 
 
-def test_most_retrieved_experiences_counted_over_this_runs_items(full_page: str) -> None:
-    top = full_page.split("Most retrieved experiences", 1)[1]
-    # TOP_ID is retrieved for all six problems, more than any other (and 35 times before this run).
-    assert top.index("Verify the final answer against every constraint") < top.index("Restate the question")
+def test_most_useful_experiences_rank_by_helped_minus_hurt_then_retrievals(full_page: str) -> None:
+    top = full_page.split("Most useful experiences", 1)[1]
+    # TOP_ID is retrieved for all six problems, more than any other (and 35 times before this run), but it helped
+    # 4 answers and hurt 2, where "Restate the question" helped 3 and hurt none.
+    assert "helped 4 · hurt 2" in top and "helped 3 · hurt 0" in top
+    assert top.index("Restate the question") < top.index("Verify the final answer against every constraint")
     assert "retrieved 6× in this run · 41× overall" in top
-    assert "counted over this run's items" in top
+    assert "by helped minus hurt, then by retrievals counted over this run's items" in top
 
 
 def test_library_composition_chart_and_table(full_page: str) -> None:

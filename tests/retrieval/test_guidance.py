@@ -101,3 +101,11 @@ def test_no_match_and_no_counters(lib: Library, tree: dict[str, Experience]) -> 
     assert retrieve(lib, "zebra quokka") == []
     retrieve(lib, QUERY)
     assert all(e.retrieved == 0 for e in lib.list())
+
+
+def test_a_pattern_hit_brings_its_principle(lib: Library) -> None:
+    principle = add(lib, Zone.GOLDEN, Level.PRINCIPLE, "Name what is asked before computing anything.")
+    add(lib, Zone.GOLDEN, Level.PATTERN, "Triangle sides 13 14 15: use Heron's formula for the area.", principle)
+    got = retrieve(lib, QUERY)
+    assert [e.level for e in got] == [Level.PRINCIPLE, Level.PATTERN]
+    assert got[0].id == principle.id

@@ -60,7 +60,7 @@ class ScriptedFlex:
             return "I cannot tell. Final answer: \\boxed{0}"
         kind, a, b = problem
         right = KINDS[kind](a, b)
-        if "Experience from earlier problems" in user or "Your earlier attempts were wrong" in user:
+        if "<experience " in user or "Your earlier attempts were wrong" in user:
             work = f"Using the feedback and experience, the {kind} of {a} and {b} is {right}."
             return f"{work} Final answer: \\boxed{{{right}}}"
         return f"A quick guess: the {kind} is {right + 1}. Final answer: \\boxed{{{right + 1}}}"

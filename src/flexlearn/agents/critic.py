@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from flexlearn.agents.templates import build, shorten
+from flexlearn.agents.templates import build, copies_example, shorten
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
@@ -95,6 +95,9 @@ async def critique(
     if result.value is None:
         return Critique(_GENERIC.diagnosis, _GENERIC.next_step, result.usage, error=result.error)
     diagnosis, next_step = result.value.diagnosis.strip(), result.value.next_step.strip()
+    if copies_example(f"{diagnosis} {next_step}", "critic"):
+        # A small model pastes its prompt's example onto other words ("45 is irregular; adding -ed is wrong").
+        return Critique(_GENERIC.diagnosis, _GENERIC.next_step, result.usage, error="copied the prompt's example")
     if reference:
         diagnosis, next_step = redact(diagnosis, reference), redact(next_step, reference)
         if leak_check is not None:

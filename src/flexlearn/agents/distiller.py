@@ -10,11 +10,11 @@ correct answer, or the wrong one with the critic's diagnosis). A weak model stil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from flexlearn.agents.templates import build, load, shorten
+from flexlearn.agents.templates import build, copies_example, load, shorten
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
@@ -28,10 +28,23 @@ class CandidateReply(BaseModel):
     level: Literal["principle", "pattern", "case"]
     title: str = Field(max_length=DEFAULT_LIMITS.distiller_reply_title_chars)
     content: str = Field(max_length=DEFAULT_LIMITS.distiller_reply_content_chars)
+    quote: str = Field(default="", max_length=DEFAULT_LIMITS.distiller_reply_quote_chars)
+    instead: str = Field(default="", max_length=DEFAULT_LIMITS.distiller_reply_quote_chars)
+    example: str = Field(default="", max_length=DEFAULT_LIMITS.distiller_reply_quote_chars)
 
 
 class DistilledReply(BaseModel):
-    experiences: list[CandidateReply] = Field(max_length=6)
+    # Required in the schema, and first, so a model under a grammar writes it (it skips optional fields); a reply
+    # without it still validates, with no category.
+    category: str = Field(max_length=DEFAULT_LIMITS.distiller_reply_title_chars)
+    experiences: list[CandidateReply] = Field(max_length=DEFAULT_LIMITS.distiller_max_lessons)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _category_may_be_missing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "category" not in data:
+            return {**data, "category": ""}
+        return data
 
 
 @dataclass
@@ -61,7 +74,11 @@ def _worked_example(question: str, steps: list[StepRecord], zone: Zone, limits: 
         return f"Q: {q}\nA: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
     loss = next(s for s in steps if not s.correct)
     why = f" ({shorten(loss.feedback, limits.distiller_feedback_chars)})" if loss.feedback else ""
-    return f"Q: {q}\nWrong: {shorten(loss.extracted or loss.attempt, limits.distiller_wrong_answer_chars)}{why}"
+    wrong = f"Q: {q}\nWrong: {shorten(loss.extracted or loss.attempt, limits.distiller_wrong_answer_chars)}{why}"
+    win = next((s for s in steps if s.correct), None)
+    if win is not None:
+        wrong += f"\nCorrected: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
+    return wrong
 
 
 async def distill(
@@ -91,37 +108,75 @@ async def distill(
         category=category,
         record=_record_text(steps, limits),
         attempts_short=shown,
+        example=load("distiller_example").strip(),
     )
     result = await generate_structured(model, prompt, DistilledReply, role="distiller", options=options, meter=meter)
     allowed = {Zone.GOLDEN: any_right, Zone.WARNING: any_wrong}
-    # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this problem.
-    template = load("distiller_completion")
-    written: dict[tuple[Zone, Level], CandidateReply] = {}
+    written: dict[tuple[Zone, Level], list[CandidateReply]] = {}
     for c in result.value.experiences if result.value else []:
         zone, level = Zone(c.zone), Level(c.level)
         content = c.content.strip()
-        if allowed[zone] and (zone, level) not in written and len(content) >= 8 and content not in template:
-            written[(zone, level)] = c
+        kept = written.setdefault((zone, level), [])
+        # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this
+        # problem. Two lessons per zone and level at most: a trajectory rarely supports more.
+        fits = allowed[zone] and len(kept) < limits.distiller_lessons_per_level and len(content) >= 8
+        if fits and not copies_example(content, "distiller") and content not in (c2.content for c2 in kept):
+            kept.append(c)
+    kind = _category(result.value.category if result.value else "", category)
 
     experiences: list[Experience] = []
     for zone in Zone:
         if not allowed[zone]:
             continue
         for level in Level:
-            c = written.get((zone, level))
-            if c is None and level != Level.CASE:
-                continue
-            experiences.append(
-                Experience(
-                    zone=zone,
-                    level=level,
-                    title=(c.title.strip() if c else "") or category,
-                    content=c.content.strip() if c else _case_summary(question, steps, zone, limits),
-                    examples=[_worked_example(question, steps, zone, limits)] if level == Level.CASE else [],
-                    provenance=Provenance(**vars(provenance)),
+            lessons: list[CandidateReply | None] = list(written.get((zone, level), []))
+            if not lessons and level == Level.CASE:
+                lessons = [None]  # the trajectory guarantees a case per zone it supports
+            for c in lessons:
+                experiences.append(
+                    Experience(
+                        zone=zone,
+                        level=level,
+                        title=kind or (c.title.strip() if c else "") or category,
+                        content=_content(c, zone) if c else _case_summary(question, steps, zone, limits),
+                        examples=_examples(c, level, question, steps, zone, limits),
+                        provenance=Provenance(**vars(provenance)),
+                    )
                 )
-            )
     return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error)
+
+
+def _category(written: str, task_name: str) -> str:
+    """The kind of problem the distiller named, unless it is empty, just the task's name, or copied from the
+    prompt's example."""
+    written = written.strip().strip(".")
+    if written.lower() in ("", task_name.lower(), "the kind of problem") or copies_example(written, "distiller"):
+        return ""
+    return written
+
+
+def _content(c: CandidateReply, zone: Zone) -> str:
+    content = c.content.strip()
+    instead = c.instead.strip()
+    if zone == Zone.WARNING and instead and instead.lower() not in content.lower():
+        content = f"{content.rstrip('.')}. Instead: {instead}"
+    return content
+
+
+def _examples(
+    c: CandidateReply | None, level: Level, question: str, steps: list[StepRecord], zone: Zone, limits: Limits
+) -> list[str]:
+    """A lesson's evidence: the deciding step quoted, a pattern's short example, and for a case the worked
+    example from the trajectory (the verified solution; for a failure the wrong answer and, when a later attempt
+    got it right, the corrected solution)."""
+    out: list[str] = []
+    if c is not None and c.quote.strip():
+        out.append(f'Deciding step: "{shorten(c.quote.strip(), limits.distiller_reply_quote_chars)}"')
+    if c is not None and level == Level.PATTERN and c.example.strip():
+        out.append(shorten(c.example.strip(), limits.distiller_reply_quote_chars))
+    if level == Level.CASE:
+        out.append(_worked_example(question, steps, zone, limits))
+    return out
 
 
 def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:
@@ -137,8 +192,10 @@ def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Li
 
 
 def _link(experiences: list[Experience]) -> dict[int, int]:
-    """Within one zone, each case hangs under the pattern and each pattern under the principle."""
-    where = {(e.zone, e.level): i for i, e in enumerate(experiences)}
+    """Within one zone, each case hangs under the (first) pattern and each pattern under the (first) principle."""
+    where: dict[tuple[Zone, Level], int] = {}
+    for i, e in enumerate(experiences):
+        where.setdefault((e.zone, e.level), i)
     parents: dict[int, int] = {}
     for i, e in enumerate(experiences):
         up = LEVEL_PARENT[e.level]

@@ -5,6 +5,7 @@ A slot syntax of double braces keeps LaTeX and JSON braces in templates literal.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import cache
 from importlib import resources
@@ -56,3 +57,30 @@ def shorten(text: str, limit: int) -> str:
         return text
     head = limit * 2 // 3
     return text[:head] + " [...] " + text[-(limit - head) :]
+
+
+_WORDS = re.compile(r"[a-z0-9'-]+")
+COPY_SHINGLE = 4  # words in a row shared with a prompt's worked example that make a reply a copy of it
+
+
+def _shingles(text: str, n: int = COPY_SHINGLE) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+@cache
+def _example_shingles(agent: str) -> frozenset[tuple[str, ...]]:
+    """Word runs of the worked examples an agent's prompts show: `<agent>_completion` (its lines without a slot,
+    after the first, the instruction) and `<agent>_example` when there is one."""
+    lines = load(f"{agent}_completion").splitlines()[1:]
+    example = "\n".join(line for line in lines if "{{" not in line)
+    with contextlib.suppress(FileNotFoundError):
+        example += "\n" + load(f"{agent}_example")
+    return frozenset(_shingles(example))
+
+
+def copies_example(text: str, agent: str) -> bool:
+    """Whether `text`, written by the model playing `agent`, repeats a run of words from that agent's worked
+    example ("recall the irregular form with a vowel change" said of a number): a small model copies the example
+    in its prompt onto other words, and such a text says nothing about the problem at hand."""
+    return bool(_shingles(text) & _example_shingles(agent))

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from flexlearn.agents.templates import build, shorten
-from flexlearn.experience import Action, Experience
+from flexlearn.agents.templates import build, copies_example, shorten
+from flexlearn.experience import Action, Experience, Level
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
 from flexlearn.models.middleware import Meter
@@ -52,9 +52,13 @@ async def decide(
             candidate.level,
             candidate.content.strip(),
         ):
-            return Decision(Action.DISCARD, f"exact duplicate of {n.id}")
+            return Decision(Action.DISCARD, f"discarded: exact duplicate of {n.id}", target=n.id)
     if not neighbours:
-        return Decision(Action.ADD, "no similar entry in the library")
+        return Decision(Action.ADD, "added: no similar entry in the library")
+    if candidate.level == Level.CASE:
+        # A case is one problem's record: two different problems are two cases, however alike (a small updater
+        # merges them readily, and the merged case no longer matches either problem). Only copies are dropped.
+        return Decision(Action.ADD, "added: a case of its own problem (cases are merged only when identical)")
 
     prompt = build(
         "updater",
@@ -68,21 +72,36 @@ async def decide(
     )
     result = await generate_structured(model, prompt, DecisionReply, role="updater", options=options, meter=meter)
     if result.value is None:
-        # Keeping the candidate loses nothing; the event log records that the updater failed.
-        return Decision(Action.ADD, f"updater reply unusable ({result.error}); added by default", usage=result.usage)
+        # Keeping the candidate loses nothing; the event log records that the updater's reply was unusable.
+        return Decision(Action.ADD, f"added: the updater's reply was unusable ({result.error})", usage=result.usage)
     v = result.value
     reason = v.reason.strip() or "no reason given"
+    if copies_example(reason, "updater"):
+        reason = "no reason given (the updater copied its prompt's example)"
+    # The neighbours shown are the entries the candidate may be merged into (same zone and level); a named target
+    # outside them falls back to the nearest one, which is the entry the candidate is closest to.
+    shown = {n.id: n for n in neighbours}
+    named = shown.get(v.target.strip().strip("[]"))
+    target = named or neighbours[0]
+    unnamed = "" if named else f" (the updater named {v.target.strip() or 'no entry'}; the nearest is {target.id})"
     if v.action == "discard":
-        return Decision(Action.DISCARD, reason, usage=result.usage)
+        return Decision(
+            Action.DISCARD, f"discarded as covered by {target.id}{unnamed}: {reason}", target.id, usage=result.usage
+        )
     if v.action == "merge":
-        ids = {n.id: n for n in neighbours}
-        target = ids.get(v.target.strip().strip("[]"))
-        if target is None or (target.zone, target.level) != (candidate.zone, candidate.level):
+        if (target.zone, target.level) != (candidate.zone, candidate.level):
             # A merge across zones or levels would blur what worked with what failed.
-            why = "is not a shown entry" if target is None else "is of another zone or level"
-            return Decision(
-                Action.ADD, f"merge target {v.target!r} {why}; added instead ({reason})", usage=result.usage
-            )
-        merged = v.merged_content.strip() or f"{target.content} {candidate.content}"
-        return Decision(Action.MERGE, reason, target=target.id, merged_content=merged, usage=result.usage)
-    return Decision(Action.ADD, reason, usage=result.usage)
+            why = f"added: {target.id} is of another zone or level ({reason})"
+            return Decision(Action.ADD, why, usage=result.usage)
+        merged = v.merged_content.strip()
+        if not merged or copies_example(merged, "updater"):
+            # The model named a merge but wrote no usable text: keep the target and the candidate, within bounds.
+            merged = shorten(f"{target.content.rstrip('.')}. {candidate.content}", limits.updater_reply_merged_chars)
+        return Decision(
+            Action.MERGE,
+            f"merged into {target.id}{unnamed}: {reason}",
+            target=target.id,
+            merged_content=merged,
+            usage=result.usage,
+        )
+    return Decision(Action.ADD, f"added: {reason}", usage=result.usage)

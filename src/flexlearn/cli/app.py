@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from flexlearn import __version__
+from flexlearn.agents.tools import parse_tools
 from flexlearn.cli import experiments_cmd, library_cmd
 from flexlearn.cli.common import (
+    HELP_MARKUP,
+    Command,
     CriticModelOpt,
     DistillerModelOpt,
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
+    RetrieverOpt,
     TaskOpt,
     TempOpt,
     TimeoutOpt,
+    ToolsOpt,
     UpdaterModelOpt,
     build_agents,
+    check_out_dir,
+    examples,
     handle_errors,
     load_limited,
+    resolve_task,
     run_closing,
 )
 from flexlearn.cli.output import (
@@ -35,27 +46,35 @@ from flexlearn.cli.output import (
     progress_bar,
     progress_bars,
     results_table,
+    start_stage,
     stats_table,
     tokens_per_second,
     tokens_text,
 )
 from flexlearn.demo import demo_data, plan, run_demo
+from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
-from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes, solve
+from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
-from flexlearn.tasks import get_task
+from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
+from flexlearn.tasks.loader import check_question_length
 
 app = typer.Typer(
     help="FLEX: agents that learn from experience without touching weights. "
     "Learn an experience library on training problems, then solve and evaluate with it.",
+    epilog=examples(
+        "flex demo           # learn and evaluate offline (about 16 min on 2 cores)",
+        "flex learn --help   # every command has its own help, with examples",
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(library_cmd.app, name="library")
 
@@ -71,49 +90,104 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", envvar="FLEX_VERBOSE", help="Also show llama.cpp's own log lines."),
+    ] = False,
 ) -> None:
     """FLEX: forward learning from experience."""
+    if verbose:
+        os.environ["FLEX_VERBOSE"] = "1"
 
 
-@app.command("learn")
-@handle_errors
+@app.command(
+    "learn",
+    cls=Command,
+    epilog=examples(
+        "flex learn --task gsm8k --train train.jsonl --library gsm8k.flexlib",
+        "flex learn --task gsm8k --train train.jsonl --library gsm8k.flexlib \\",
+        "    --model openai:gpt-4o-mini --concurrency 8",
+    ),
+)
+@handle_errors(resume_hint="run the same command with --resume")
 def learn_cmd(
     train: Annotated[Path, typer.Option("--train", help="Training problems, JSONL.")],
     library: Annotated[Path, typer.Option("--library", "-l", help="Experience library file (created if missing).")],
-    task: TaskOpt = "math",
-    model: ModelOpt = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     distiller_model: DistillerModelOpt = None,
     updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
     rollouts: Annotated[
-        int | None, typer.Option(min=1, help="Rollouts per problem [default: 3, as in the paper].")
+        int | None, typer.Option(min=1, help="Rollouts per problem. Default: 3, as in the paper.")
     ] = None,
     rounds: Annotated[
         int | None,
-        typer.Option(min=1, help="Actor/critic rounds per rollout [default: 5 as in the paper; 2 for local models]."),
+        typer.Option(min=1, help="Actor/critic rounds per rollout. Default: 5 as in the paper; 2 for local models."),
     ] = None,
     all_rollouts: Annotated[bool, typer.Option(help="Run every rollout even after a success.")] = False,
     explore_shots: Annotated[
         int | None,
         typer.Option(
             min=0,
-            help="Worked training examples in the actor's prompt while exploring [default: 0; 3 for base models].",
+            help="Worked training examples in the actor's prompt while exploring. Default: 3 for base models, "
+            "0 otherwise.",
         ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems explored at once.")] = 4,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training problems.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N training problems. Default: all.")
+    ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the library's last, interrupted learn run.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the newest unfinished learn run of this task and training file (--run picks another).",
+        ),
     ] = False,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            metavar="RUN_ID",
+            help="With --resume: the run to continue (flex library runs lists them). Default: the newest unfinished.",
+        ),
+    ] = None,
+    explore_with_library: Annotated[
+        bool,
+        typer.Option(
+            "--explore-with-library",
+            help="Show each problem's actor what the library holds so far (as flex mode does), and count its "
+            "verdicts as helped/hurt for those entries. Default: explore without the library.",
+        ),
+    ] = False,
+    blind_critic: Annotated[
+        bool,
+        typer.Option(
+            "--blind-critic",
+            help="The critic sees only the verdict, never the reference answer. Default: it sees the reference, "
+            "and any form of the answer in its feedback is masked.",
+        ),
+    ] = False,
+    tools: ToolsOpt = None,
+    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Forward exploration and experience evolution over a training set."""
-    the_task = get_task(task)
+    tool_names = parse_tools(tools)
+    the_task = resolve_task(task, library)
     problems = load_limited(the_task, train, limit)
+    if run is not None and not resume:
+        raise ConfigError("--run names the run to resume: add --resume")
+    # The library, and the run to resume, are checked before a model is loaded or called.
+    with Library.open(library) as lib:
+        lib.check_writable()
+        if resume:
+            run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)
     meter = Meter()
     agents = build_agents(
         model,
@@ -132,9 +206,13 @@ def learn_cmd(
             rounds=rounds or defaults.rounds,
             stop_on_success=not all_rollouts,
             shots=defaults.shots if explore_shots is None else explore_shots,
+            blind_critic=blind_critic,
+            tools=tool_names,
             actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         ),
         concurrency=concurrency,
+        retriever=retriever,
+        explore_with_library=explore_with_library,
     )
     with Library.open(library) as lib, progress_bar("learn", len(problems)) as bar:
 
@@ -155,7 +233,7 @@ def learn_cmd(
                 library=lib,
                 config=config,
                 source=str(train),
-                resume=resume,
+                resume=(run or True) if resume else False,
                 on_progress=on_progress,
             ),
         )
@@ -177,17 +255,29 @@ def learn_cmd(
         err.print(f"[yellow]{summary.failed} problems failed at the model; run again with --resume to retry them[/]")
 
 
-@app.command("eval")
+@app.command(
+    "eval",
+    cls=Command,
+    epilog=examples(
+        "flex eval --test test.jsonl --train train.jsonl --library gsm8k.flexlib \\",
+        "    --out runs/gsm8k",
+        "flex eval --task gsm8k --test test.jsonl --train train.jsonl \\",
+        "    --modes vanilla,icl",
+        "flex report runs/gsm8k     # an HTML page of the results",
+    ),
+)
 @handle_errors
 def eval_cmd(
     test: Annotated[Path, typer.Option("--test", help="Test problems, JSONL.")],
-    task: TaskOpt = "math",
+    task: TaskOpt = None,
     modes: Annotated[str, typer.Option(help="Comma-separated: vanilla, icl, agent, flex.")] = "vanilla,icl,agent,flex",
-    library: Annotated[Path | None, typer.Option("--library", "-l", help="Experience library (for flex mode).")] = None,
-    train: Annotated[
-        Path | None, typer.Option("--train", help="Training JSONL (ICL examples are drawn from it).")
+    library: Annotated[
+        Path | None, typer.Option("--library", "-l", help="Experience library (for flex mode). Default: none.")
     ] = None,
-    model: ModelOpt = None,
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Training JSONL, for icl mode's examples. Default: none.")
+    ] = None,
+    model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     prompt_kind: KindOpt = None,
     icl_k: Annotated[int, typer.Option(min=1, help="Worked examples in icl mode.")] = 3,
@@ -196,20 +286,26 @@ def eval_cmd(
         int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")
     ] = DEFAULT_LIMITS.retrieval_budget_tokens,
     concurrency: Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")] = 4,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples and the bootstrap.")] = 0,
     repeats: Annotated[
         int, typer.Option(min=1, help="Samples per problem: pass@1 averaged over them (set --temperature > 0).")
     ] = 1,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
+    tools: ToolsOpt = None,
+    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
     timeout: TimeoutOpt = 120.0,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write results and every per-item record here.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write results and every per-item record here. Default: nowhere.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Evaluate in the paper's modes and print the table."""
     mode_list = parse_modes(modes)
-    the_task = get_task(task)
+    tool_names = parse_tools(tools)
+    check_out_dir(out_dir)
+    the_task = resolve_task(task, library)
     problems = load_limited(the_task, test, limit)
     train_problems = the_task.load(train) if train else []
     meter = Meter()
@@ -220,11 +316,17 @@ def eval_cmd(
         concurrency=concurrency,
         seed=seed,
         repeats=repeats,
+        tools=tool_names,
+        retriever=retriever,
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     lib = Library.open(library, create=False) if library is not None else None
     started = time.time()
     try:
+        # Everything that can be wrong with the arguments fails here, before a model is loaded or called.
+        check_modes(mode_list, library=lib, train=train_problems)
+        if lib is not None:
+            get_retriever(retriever, lib)
         agents = build_agents(
             model,
             critic=critic_model,
@@ -266,6 +368,7 @@ def eval_cmd(
                 "temperature": temperature,
                 "limit": limit,
                 "repeats": repeats,
+                "tools": list(tool_names),
             },
             "calls": meter.snapshot(),
         }
@@ -278,19 +381,29 @@ def eval_cmd(
         out.print_json(data={**meta, "results": [r.summary() for r in results]})
         return
     out.print(results_table(results, f"{the_task.name} on {test.name} with {agents.actor.name}"))
+    if failed := sum(r.errors for r in results):
+        err.print(f"[yellow]{failed} items failed at the model and count as wrong (the errors column)[/]")
     if out_dir is not None:
         out.print(f"results and per-item records: {out_dir}  (flex report {out_dir} makes an HTML page)")
 
 
-@app.command("solve")
+@app.command(
+    "solve",
+    cls=Command,
+    epilog=examples(
+        'flex solve --library gsm8k.flexlib "A train leaves at 3pm ..."',
+        'flex solve --library gsm8k.flexlib --show-guidance "What is 17% of 240?"',
+    ),
+)
 @handle_errors
 def solve_cmd(
-    question: Annotated[str, typer.Argument(help="The problem to solve.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The problem to solve.")],
     library: Annotated[
-        Path | None, typer.Option("--library", "-l", help="Experience library to draw guidance from.")
+        Path | None,
+        typer.Option("--library", "-l", help="Experience library to draw guidance from. Default: none (a notice)."),
     ] = None,
-    task: TaskOpt = "math",
-    model: ModelOpt = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "local",
     prompt_kind: KindOpt = None,
     budget: Annotated[
         int, typer.Option(min=50, help="Token budget for retrieved experience.")
@@ -298,14 +411,26 @@ def solve_cmd(
     show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
+    tools: ToolsOpt = None,
+    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Solve one question with guidance retrieved from the library."""
-    the_task = get_task(task)
+    tool_names = parse_tools(tools)
+    the_task = resolve_task(task, library)
+    if library is None:
+        err.print(
+            "[yellow]no --library[/yellow]: answering without guidance from experience "
+            "(flex learn builds a library; flex demo leaves one in its run folder)",
+            highlight=False,
+        )
     meter = Meter()
+    check_question_length(question)
     lib = Library.open(library, create=False) if library is not None else None
     try:
+        if lib is not None:
+            lib.check_writable()  # the retrieval counters are written after the answer: fail before the call
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
         solution = run_closing(
             agents,
@@ -316,6 +441,8 @@ def solve_cmd(
                 library=lib,
                 budget_tokens=budget,
                 options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
+                tools=tool_names,
+                retriever=retriever,
             ),
         )
     finally:
@@ -328,6 +455,8 @@ def solve_cmd(
                 "reply": solution.reply,
                 "guidance": [e.id for e in solution.guidance],
                 "usage": vars(solution.usage),
+                "tool_calls": solution.tool_calls,
+                "steps": [s.model_dump() for s in solution.steps],
             }
         )
         return
@@ -335,24 +464,39 @@ def solve_cmd(
         for e in solution.guidance:
             out.print(experience_line(e))
         out.print()
+    for i, step in enumerate(solution.steps, 1):
+        out.print(f"[bold]step {i} ({step.kind})[/bold]", highlight=False)
+        out.print(f"{step.input}\n[output]\n{step.observation}\n", highlight=False, markup=False)
     out.print(solution.reply.strip(), highlight=False, markup=False)
     out.print(f"\n[bold]answer:[/bold] {solution.answer}", highlight=False)
 
 
-@app.command("demo")
+@app.command(
+    "demo",
+    cls=Command,
+    epilog=examples(
+        "flex demo                              # offline, the embedded Gemma 3 270M",
+        "flex demo --task gsm8k --model openai:gpt-4o-mini",
+        "flex demo --train-size 8 --test-size 10   # a quicker look",
+    ),
+)
 @handle_errors
 def demo_cmd(
     task: Annotated[
         str, typer.Option("--task", "-t", help="Shipped slice: word_facts (default) or gsm8k.")
     ] = "word_facts",
-    model: ModelOpt = None,
+    model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     distiller_model: DistillerModelOpt = None,
     updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
-    train_size: Annotated[int | None, typer.Option(min=1, help="Training problems (default per slice).")] = None,
-    test_size: Annotated[int | None, typer.Option(min=1, help="Held-out problems (default per slice).")] = None,
+    train_size: Annotated[
+        int | None, typer.Option(min=1, help="Training problems. Default: 24 for word_facts, 10 for gsm8k.")
+    ] = None,
+    test_size: Annotated[
+        int | None, typer.Option(min=1, help="Held-out problems. Default: 30 for word_facts, 20 for gsm8k.")
+    ] = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
     concurrency: Annotated[
@@ -396,6 +540,8 @@ def demo_cmd(
                 bar.update(
                     ids[0], completed=p.done, status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}"
                 )
+                if p.done >= len(demo.train):
+                    start_stage(bar, ids[1])
 
             on_item = ItemProgress(bar, ids[1], meter)
 
@@ -440,12 +586,20 @@ def demo_cmd(
         f"{rate:.1f} completion tokens/s",
         highlight=False,
     )
-    out.print(f"library:  {library_path}   (try: flex library show {library_path})", highlight=False)
-    out.print(f"run files: {run_dir / 'eval'}   (results.json, items.jsonl)", highlight=False)
+    out.print(f"library:   {library_path}", highlight=False, soft_wrap=True)
+    out.print(f"run files: {run_dir}", highlight=False, soft_wrap=True)
     if agents.actor.name.startswith("local:"):
         out.print(
             "[dim]The 270M model shows the mechanics; a capable model (--model openai:...) shows the gains.[/dim]"
         )
+    question = demo.test[0].question if demo.test else "..."
+    out.print("\n[bold]Next, try:[/bold]")
+    for command, why in (
+        (f"flex report {run_dir}", f"an HTML page of this run: {run_dir / 'report.html'}"),
+        (f"flex library show {library_path}", "the experiences it learned, with their history"),
+        (f"flex solve --library {library_path} {shlex.quote(question)}", "one question with retrieved guidance"),
+    ):
+        out.print(f"  {escape(command)}\n      [dim]{why}[/dim]", highlight=False, soft_wrap=True)
 
 
 def pick_examples(lib: Library) -> list[Experience]:

@@ -3,38 +3,67 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand
 
 from flexlearn._api import connect
 from flexlearn.cli.output import err
-from flexlearn.errors import FlexError
+from flexlearn.errors import ConfigError, FlexError
+from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.models.base import ChatModel
 from flexlearn.models.middleware import Meter
-from flexlearn.tasks import Problem, Task
+from flexlearn.tasks import Problem, Task, available_tasks, get_task
 
 T = TypeVar("T")
 
 MODEL_HELP = (
-    "Model URI: openai:MODEL@BASE_URL (any OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), "
-    "openai:MODEL (api.openai.com), anthropic:MODEL (key from ANTHROPIC_API_KEY), local (the embedded Gemma 3 270M) "
-    "or local:/path/model.gguf."
+    "Model URI: local (the embedded Gemma 3 270M), local:/path/model.gguf, openai:MODEL@BASE_URL (any "
+    "OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), openai:MODEL (api.openai.com) or "
+    "anthropic:MODEL (key from ANTHROPIC_API_KEY)."
 )
 
+# Help is click's plain layout (rich_markup_mode=None on every Typer): at 80 columns rich's option table leaves
+# the descriptions a column of about 17 characters.
+HELP_MARKUP = None
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
+
+class Command(TyperCommand):
+    """A command whose usage line names required arguments plainly (`flex solve [OPTIONS] QUESTION`), as click
+    does, rather than typer's `{QUESTION}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
+
+
+def examples(*lines: str) -> str:
+    """A help epilog with example command lines, printed as written (click's \\b keeps it from being rewrapped)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", envvar="FLEX_MODEL", help=MODEL_HELP)]
 CriticModelOpt = Annotated[
     str | None,
     typer.Option(
         "--critic-model",
         envvar="FLEX_CRITIC_MODEL",
-        help="Model URI for the critic (feedback while exploring; the blind judge in agent mode). Default: --model.",
+        help="Model URI for the critic (feedback while exploring; the blind judge in agent mode). "
+        "Default: the --model.",
     ),
 ]
 DistillerModelOpt = Annotated[
@@ -42,7 +71,7 @@ DistillerModelOpt = Annotated[
     typer.Option(
         "--distiller-model",
         envvar="FLEX_DISTILLER_MODEL",
-        help="Model URI for the distiller, which writes experiences from trajectories. Default: --model.",
+        help="Model URI for the distiller, which writes experiences from trajectories. Default: the --model.",
     ),
 ]
 UpdaterModelOpt = Annotated[
@@ -50,31 +79,52 @@ UpdaterModelOpt = Annotated[
     typer.Option(
         "--updater-model",
         envvar="FLEX_UPDATER_MODEL",
-        help="Model URI for the updater, which adds, merges or discards each experience. Default: --model.",
+        help="Model URI for the updater, which adds, merges or discards each experience. Default: the --model.",
     ),
 ]
 KindOpt = Annotated[
     str | None,
     typer.Option(
-        "--prompt-kind", envvar="FLEX_PROMPT_KIND", help="chat or completion (base models); default per backend."
+        "--prompt-kind",
+        envvar="FLEX_PROMPT_KIND",
+        help="chat, or completion for base models. Default: completion for local models, chat otherwise.",
     ),
 ]
 TaskOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--task",
         "-t",
-        help="Task: math, gsm8k, exact, aime, math500, retro, protein, an entry-point name, or module:Class.",
+        help="Task: math, gsm8k, exact, aime, math500, retro, protein, an entry-point name, or module:Class. "
+        "Default: the task the --library was learned on (a notice says which); required when there is none.",
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
 TempOpt = Annotated[
-    float | None, typer.Option("--temperature", help="Actor sampling temperature (default: the model's).")
+    float | None, typer.Option("--temperature", help="Actor sampling temperature. Default: the model's own.")
 ]
 MaxTokensOpt = Annotated[
     int | None,
     typer.Option(
-        "--max-tokens", min=1, help="Cap on each actor reply (default: the backend's; base models in chat mode ramble)."
+        "--max-tokens",
+        min=1,
+        help="Cap on each actor reply (base models in chat mode ramble). Default: the backend's.",
+    ),
+]
+RetrieverOpt = Annotated[
+    str,
+    typer.Option(
+        "--retriever",
+        help="How experience is found: tantivy (an index beside the library, milliseconds at a million entries) "
+        "or bm25 (SQLite FTS5). Default: tantivy, falling back to bm25 where it is not installed.",
+    ),
+]
+ToolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        help="Tools the actor may call, comma-separated: python (runs its code in a sandbox), experience "
+        "(searches the --library). Default: none, one reply per attempt.",
     ),
 ]
 
@@ -91,21 +141,71 @@ def run_closing(agents: Agents, coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(go())
 
 
-def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
-    """A FlexError becomes a one-line message and exit code 2; Ctrl-C says how to pick up again."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a CI timeout, a container stopping), raised where the program is, so that it unwinds
+    exactly like Ctrl-C: open transactions roll back, models close, and the user is told how to continue."""
 
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except FlexError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: work committed so far is kept", highlight=False)
-            sys.exit(130)
 
-    return wrapper
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # Only the main thread may set handlers (the CLI runs there; a test runner's worker thread may not).
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def handle_errors(
+    fn: Callable[..., T] | None = None, *, resume_hint: str = "run the same command again"
+) -> Callable[..., T] | Callable[[Callable[..., T]], Callable[..., T]]:
+    """A FlexError becomes a one-line message and exit code 2; Ctrl-C (exit 130) and SIGTERM (exit 143) say
+    what was kept and how to pick up again (`resume_hint`). Use as `@handle_errors` or
+    `@handle_errors(resume_hint=...)`."""
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            try:
+                with _sigterm_as_interrupt():
+                    return fn(*args, **kwargs)
+            except FlexError as exc:
+                err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt as exc:
+                what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+                err.print(
+                    f"[yellow]{what}[/yellow]: work committed so far is kept; to continue, {escape(resume_hint)}",
+                    highlight=False,
+                )
+                sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
+
+        return wrapper
+
+    return decorate if fn is None else decorate(fn)
+
+
+def check_out_dir(path: Path | None) -> None:
+    """ConfigError now, not after the whole run, when `--out` cannot be a folder we write in: it is a file, a
+    part of its path is a file, or the folder it would be made in is not writable."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; give a folder (created if missing)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {path}: {existing} is a file, so the folder cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {path}: cannot write in {existing} (permission denied)")
 
 
 def build_agents(
@@ -138,6 +238,33 @@ def build_agents(
         updater=model(updater) if updater else actor,
         meter=meter,
     )
+
+
+def resolve_task(task: str | None, library: Path | None) -> Task:
+    """The task named by --task; without one, the task `library` was learned on, with a notice on stderr.
+    Raises ConfigError when there is neither, rather than guess: scoring with the wrong task looks like a bad model."""
+    if task:
+        return get_task(task)
+    inferred = library_task(library) if library is not None else None
+    if inferred is None:
+        where = f": {library} records no task to infer it from" if library is not None else ""
+        raise ConfigError(f"--task is required{where} (one of {', '.join(available_tasks())}, or module:Class)")
+    err.print(f"task: {inferred} (the task {library} was learned on; --task chooses another)", highlight=False)
+    return get_task(inferred)
+
+
+def library_task(path: Path) -> str | None:
+    """The task a library's latest learn run used, else the one task all its experiences name; None when it has
+    neither or the file does not exist."""
+    if not Path(path).is_file():
+        return None
+    with Library.open(path, create=False) as lib:
+        run_id = lib.latest_run("learn")
+        task = (lib.run_config(run_id) or {}).get("task") if run_id else None
+        if task:
+            return str(task)
+        tasks = {e.provenance.task for e in lib.list()} - {None, ""}
+    return tasks.pop() if len(tasks) == 1 else None
 
 
 def load_limited(task: Task, path: Path, limit: int | None) -> list[Problem]:

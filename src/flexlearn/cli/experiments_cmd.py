@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from flexlearn.cli.common import (
+    Command,
     CriticModelOpt,
     DistillerModelOpt,
     KindOpt,
@@ -21,8 +22,10 @@ from flexlearn.cli.common import (
     TimeoutOpt,
     UpdaterModelOpt,
     build_agents,
+    examples,
     handle_errors,
     load_limited,
+    resolve_task,
     run_closing,
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
@@ -37,20 +40,41 @@ from flexlearn.loop.results import write_json, write_run
 from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
 from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
-from flexlearn.tasks import get_task
 
 LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
 TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
-LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")]
 RepeatsOpt = Annotated[int, typer.Option(min=1, help="Samples per problem (pass@1 averaged; set --temperature).")]
 BudgetOpt = Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("scaling")(scaling_cmd)
-    app.command("inherit")(inherit_cmd)
-    app.command("report")(report_cmd)
+    app.command(
+        "scaling",
+        cls=Command,
+        epilog=examples(
+            "flex scaling --library gsm8k.flexlib --test test.jsonl --out runs/scaling",
+            "flex report runs/scaling   # draws the curve",
+        ),
+    )(scaling_cmd)
+    app.command(
+        "inherit",
+        cls=Command,
+        epilog=examples(
+            "flex inherit --library small-model.flexlib --test test.jsonl \\",
+            "    --model openai:gpt-4o-mini --own-library gpt4o-mini.flexlib \\",
+            "    --out runs/inherit",
+        ),
+    )(inherit_cmd)
+    app.command(
+        "report",
+        cls=Command,
+        epilog=examples(
+            "flex report flex-demo/run-20250101-120000   # a demo's run folder",
+            "flex report runs/gsm8k --out gsm8k.html",
+        ),
+    )(report_cmd)
 
 
 @handle_errors
@@ -58,9 +82,9 @@ def scaling_cmd(
     library: LibraryOpt,
     test: TestOpt,
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory for results, replays and the plot data.")],
-    task: TaskOpt = "math",
+    task: TaskOpt = None,
     sizes: Annotated[str, typer.Option(help="Training problems absorbed, e.g. 0,5,10,20,40,all.")] = "0,5,10,20,40,all",
-    model: ModelOpt = None,
+    model: ModelOpt = "local",
     prompt_kind: KindOpt = None,
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -73,7 +97,7 @@ def scaling_cmd(
 ) -> None:
     """The scaling law of experience: replay the library to each size, evaluate flex mode on the same test set,
     fit accuracy = a + b ln(1 + size)."""
-    the_task = get_task(task)
+    the_task = resolve_task(task, library)
     problems = load_limited(the_task, test, limit)
     with Library.open(library, create=False) as lib:
         size_list = parse_sizes(sizes, available_sizes(lib))
@@ -152,18 +176,20 @@ def scaling_cmd(
 def inherit_cmd(
     library: Annotated[Path, typer.Option("--library", "-l", help="The library learned with another model (M1).")],
     test: TestOpt,
-    task: TaskOpt = "math",
-    model: ModelOpt = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     distiller_model: DistillerModelOpt = None,
     updater_model: UpdaterModelOpt = None,
     own_library: Annotated[
-        Path | None, typer.Option("--own-library", help="A library learned by this model (M2) itself.")
+        Path | None,
+        typer.Option("--own-library", help="A library learned by this model (M2) itself. Default: none."),
     ] = None,
     train: Annotated[
-        Path | None, typer.Option("--train", help="Learn M2's own library on this set first (when no --own-library).")
+        Path | None,
+        typer.Option("--train", help="Learn M2's own library on this set first. Default: none."),
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory for results.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory for results. Default: none.")] = None,
     prompt_kind: KindOpt = None,
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = 4,
@@ -175,7 +201,7 @@ def inherit_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Experience inheritance: this model (M2) without a library, with M1's library, and with its own."""
-    the_task = get_task(task)
+    the_task = resolve_task(task, library)
     problems = load_limited(the_task, test, limit)
     train_problems = the_task.load(train) if train and own_library is None else []
     if out_dir is None and train_problems:
@@ -200,6 +226,8 @@ def inherit_cmd(
     started = time.time()
     with Library.open(library, create=False) as inherited:
         own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
+        if own_library is None and own_path is not None:
+            own_path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, where the own library is learned
         # A given --own-library must exist; one learned here is created.
         with Library.open(own_path, create=own_library is None) if own_path else nullcontext() as own:
 
@@ -272,13 +300,24 @@ def inherit_cmd(
 
 @handle_errors
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by eval --out, scaling, inherit or demo.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FOLDER",
+            help="Any folder a flexlearn command wrote: a demo's run folder, eval --out, scaling or inherit.",
+        ),
+    ],
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="HTML file to write (default: RUN_DIR/report.html).")
+        Path | None, typer.Option("--out", help="HTML file to write. Default: FOLDER/report.html.")
     ] = None,
 ) -> None:
     """Write one self-contained HTML page: results table, scaling plot, library composition, drill-down."""
     from flexlearn.report import write_report
+    from flexlearn.report.load import locate_run
 
+    found, runs = locate_run(run_dir)
+    if found != run_dir:
+        newest = f" (the newest of {runs} runs)" if runs > 1 else ""
+        err.print(f"reporting on {found}{newest}", highlight=False, soft_wrap=True)
     path = write_report(run_dir, out_file)
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", highlight=False, soft_wrap=True)

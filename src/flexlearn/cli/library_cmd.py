@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from flexlearn.cli.common import handle_errors
+from flexlearn.atomic import write_atomic
+from flexlearn.cli.common import HELP_MARKUP, Command, examples, handle_errors
 from flexlearn.cli.output import experience_detail, experience_line, out, stats_table
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
-from flexlearn.library.formats import export_json, import_file, to_markdown
+from flexlearn.library.formats import export_json, import_file, read_import, to_markdown
 from flexlearn.library.store import Library
 
-app = typer.Typer(help="Inspect, search, export and import an experience library.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect, search, export and import an experience library.",
+    epilog=examples("flex library stats gsm8k.flexlib", "flex library show gsm8k.flexlib --zone warning"),
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+)
 
-LibArg = Annotated[Path, typer.Argument(help="Experience library file.")]
+LibArg = Annotated[Path, typer.Argument(metavar="LIBRARY", help="Experience library file.")]
+
+
+# The export format follows the file's extension.
+EXPORT_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
 
 def _zone(value: str | None) -> Zone | None:
@@ -33,7 +48,7 @@ def _level(value: str | None) -> Level | None:
         raise ConfigError(f"unknown level {value!r}; choose principle, pattern or case") from None
 
 
-@app.command("stats")
+@app.command("stats", cls=Command, epilog=examples("flex library stats gsm8k.flexlib --json"))
 @handle_errors
 def stats_cmd(
     library: LibArg,
@@ -49,13 +64,22 @@ def stats_cmd(
     out.print("updater log: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["events"].items())))
 
 
-@app.command("show")
+@app.command(
+    "show",
+    cls=Command,
+    epilog=examples(
+        "flex library show gsm8k.flexlib --zone golden --level principle",
+        "flex library show gsm8k.flexlib e-1a2b3c4d   # one entry and its history",
+    ),
+)
 @handle_errors
 def show_cmd(
     library: LibArg,
-    entry: Annotated[str | None, typer.Argument(help="An experience id: show it in full with its history.")] = None,
-    zone: Annotated[str | None, typer.Option(help="golden or warning.")] = None,
-    level: Annotated[str | None, typer.Option(help="principle, pattern or case.")] = None,
+    entry: Annotated[
+        str | None, typer.Argument(metavar="ID", help="An experience id: show it in full with its history.")
+    ] = None,
+    zone: Annotated[str | None, typer.Option(help="golden or warning. Default: both.")] = None,
+    level: Annotated[str | None, typer.Option(help="principle, pattern or case. Default: all three.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
@@ -81,12 +105,18 @@ def show_cmd(
         out.print(experience_line(e), highlight=False)
 
 
-@app.command("search")
+@app.command(
+    "search",
+    cls=Command,
+    epilog=examples('flex library search gsm8k.flexlib "percent of a total" --top 5'),
+)
 @handle_errors
 def search_cmd(
     library: LibArg,
-    query: Annotated[str, typer.Argument(help="Text to search for (BM25 over titles, contents and examples).")],
-    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    query: Annotated[
+        str, typer.Argument(metavar="QUERY", help="Text to search for (BM25 over titles, contents and examples).")
+    ],
+    k: Annotated[int, typer.Option("--top", "-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Lexical search of the library."""
@@ -101,46 +131,176 @@ def search_cmd(
         out.print(f"{score:6.2f}  " + experience_line(e), highlight=False)
 
 
-@app.command("export")
+@app.command(
+    "export",
+    cls=Command,
+    epilog=examples(
+        "flex library export gsm8k.flexlib gsm8k.json   # portable JSON",
+        "flex library export gsm8k.flexlib gsm8k.md     # Markdown, for reading",
+    ),
+)
 @handle_errors
 def export_cmd(
     library: LibArg,
-    dest: Annotated[Path, typer.Argument(help="Output file (.json, or .md for Markdown).")],
+    dest: Annotated[Path, typer.Argument(metavar="FILE", help="Output file: .json (portable JSON) or .md (Markdown).")],
 ) -> None:
-    """Export to the portable JSON format (see the README), or Markdown for reading."""
+    """Export to the portable JSON format (see the README), or Markdown for reading; the file's extension
+    chooses."""
+    kind = EXPORT_FORMATS.get(dest.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"cannot tell the export format from {dest.name!r}: name the file .json (portable JSON) or .md (Markdown)"
+        )
     with Library.open(library, create=False) as lib:
-        if dest.suffix.lower() in (".md", ".markdown"):
-            dest.write_text(to_markdown(lib), encoding="utf-8")
-            out.print(f"wrote {dest}")
+        if kind == "markdown":
+            write_atomic(dest, to_markdown(lib))
+            out.print(f"wrote {dest} (Markdown)")
         else:
             n = export_json(lib, dest)
-            out.print(f"wrote {n} experiences to {dest}")
+            out.print(f"wrote {n} experiences to {dest} (JSON)")
 
 
-@app.command("import")
+@app.command(
+    "import",
+    cls=Command,
+    epilog=examples(
+        "flex library import gsm8k.flexlib shared.json",
+        "flex library import gsm8k.flexlib flex-authors/exps/ --model gpt-4o",
+    ),
+)
 @handle_errors
 def import_cmd(
     library: LibArg,
-    source: Annotated[Path, typer.Argument(help="A flexlearn JSON export, or a FLEX reference library (exps/*.json).")],
-    model: Annotated[str, typer.Option(help="Record this model as the source of the imported entries.")] = "",
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="SOURCE", help="A flexlearn JSON export, or a FLEX reference library (exps/*.json)."),
+    ],
+    model: Annotated[
+        str, typer.Option(help="Record this model as the source of the imported entries. Default: none.")
+    ] = "",
+    trust: Annotated[
+        bool,
+        typer.Option("--trust", help="Make the entries retrievable at once instead of quarantining them for review."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Import experiences; the library is created if missing. Re-importing the same file adds nothing."""
-    with Library.open(library) as lib:
-        result = import_file(lib, source, source_model=model)
+    """Import experiences; the library is created if missing. Re-importing the same file adds nothing.
+
+    Imported entries are untrusted: they wait in quarantine, never shown to a model, until approved with
+    `flex library review LIBRARY --approve ID|all` (or imported with --trust)."""
+    data = read_import(source)  # a bad file is refused before the library is touched
+    run_id = f"import-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    with _removed_on_failure(library), Library.open(library) as lib:
+        result = import_file(lib, source, source_model=model, trust=trust, run_id=run_id, data=data)
         stats = lib.stats()
     if as_json:
         out.print_json(
             data={
                 "added": result.added,
                 "skipped": result.skipped,
+                "quarantined": result.quarantined,
                 "format": result.format,
                 "warnings": result.warnings,
                 "library": stats,
             }
         )
         return
-    out.print(f"imported {result.added} experiences ({result.skipped} already present) from {source} [{result.format}]")
+    out.print(
+        f"imported {result.added} experiences ({result.skipped} already present) from {source} [{result.format}]",
+        highlight=False,
+        markup=False,
+    )
     for w in result.warnings[:20]:
-        out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     out.print(stats_table(stats))
+    if result.quarantined:
+        out.print(
+            f"{result.quarantined} entries are in quarantine and not retrieved until approved: "
+            f"flex library review {library}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Remove the library file (and SQLite's files beside it) if the block fails and the file was new: a
+    refused import leaves nothing behind."""
+    created = not path.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+@app.command("runs", cls=Command, epilog=examples("flex library runs gsm8k.flexlib"))
+@handle_errors
+def runs_cmd(
+    library: LibArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the learn runs with their status; an unfinished one continues with `flex learn ... --resume`."""
+    with Library.open(library, create=False) as lib:
+        runs = lib.runs()
+    if as_json:
+        out.print_json(data=[vars(r) for r in runs])
+        return
+    if not runs:
+        out.print("no runs")
+    for r in runs:
+        status = "done" if r.status == "done" else "unfinished"
+        started = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+        out.print(
+            f"{r.run_id}  {r.kind}  {status:<10}  started {started} UTC  task {r.task}  on {r.source}: "
+            f"{r.solved + r.unsolved}/{r.total} done ({r.solved} solved), {r.failed} failed at the model",
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command(
+    "review",
+    cls=Command,
+    epilog=examples("flex library review gsm8k.flexlib", "flex library review gsm8k.flexlib --approve all"),
+)
+@handle_errors
+def review_cmd(
+    library: LibArg,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve",
+            metavar="ID",
+            help="Release this quarantined entry to retrieval (repeatable), or 'all'. Default: none, list them.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the imported entries waiting in quarantine (never shown to a model), or approve them."""
+    with Library.open(library, create=False) as lib:
+        if not approve:
+            waiting = lib.quarantined()
+            if as_json:
+                out.print_json(data=[e.to_dict() for e in waiting])
+                return
+            for e in waiting:
+                out.print(experience_detail(e, []), highlight=False)
+                out.print()
+            out.print(
+                f"{len(waiting)} entries in quarantine"
+                + (f"; approve with: flex library review {library} --approve ID (or all)" if waiting else ""),
+                highlight=False,
+                markup=False,
+            )
+            return
+        ids = [e.id for e in lib.quarantined()] if approve == ["all"] else approve
+        with lib.transaction():
+            for id in ids:
+                lib.approve(id, reason="approved by flex library review")
+    if as_json:
+        out.print_json(data={"approved": ids})
+        return
+    out.print(f"approved {len(ids)} entries; they are retrieved from now on", highlight=False)

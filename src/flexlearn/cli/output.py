@@ -3,14 +3,26 @@ output on stdout stays machine-readable."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Column, Table
+from rich.text import Text
 
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.models.middleware import Meter
@@ -20,20 +32,109 @@ out = Console()
 err = Console(stderr=True)
 
 
+class TimeLeftColumn(ProgressColumn):
+    """The time left at the average pace so far. Items take seconds to minutes each, too slow for rich's own
+    estimate, which looks at the last 30 seconds only."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished:
+            return Text("done", style="progress.remaining")
+        if not task.completed or not task.elapsed or task.total is None:
+            return Text("left ?", style="progress.remaining")
+        left = task.elapsed / task.completed * (task.total - task.completed)
+        return Text(f"left ~{duration_text(left)}", style="progress.remaining")
+
+
+def duration_text(seconds: float) -> str:
+    """12s, 4m05s, 1h02m."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 @contextmanager
 def progress_bars(*stages: tuple[str, int]) -> Iterator[tuple[Progress, list[TaskID]]]:
-    """One live display with a bar per stage (rich shows only one live display at a time)."""
+    """One live display with a bar per stage (rich shows only one live display at a time). The first stage's
+    clock starts now, a later one's when `start_stage` (or its first item) starts it. The status text comes
+    last and is the part cut short on a narrow terminal, so the counter and the times stay whole."""
     bar = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
+        TimeLeftColumn(),
+        TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
         console=err,
         transient=False,
+        expand=True,
+        # Without a terminal (CI, nohup, a log file) a live bar prints nothing until the end: plain lines instead.
+        disable=not err.is_terminal,
     )
-    with bar:
-        yield bar, [bar.add_task(description, total=total, status="") for description, total in stages]
+    with bar, plain_progress(bar, enabled=not err.is_terminal):
+        yield (
+            bar,
+            [
+                bar.add_task(description, total=total, status="", start=i == 0)
+                for i, (description, total) in enumerate(stages)
+            ],
+        )
+
+
+def progress_interval() -> float:
+    """Seconds between plain progress lines: FLEX_PROGRESS_INTERVAL, default 30."""
+    try:
+        return max(0.05, float(os.environ.get("FLEX_PROGRESS_INTERVAL", "") or 30.0))
+    except ValueError:
+        return 30.0
+
+
+def progress_line(task: Task) -> str:
+    """One stage as a line for a log: `eval 12/40 (30%)  elapsed 1m10s  left ~3m03s  vanilla 50%  1,234 tok`."""
+    total = int(task.total or 0)
+    done = int(task.completed)
+    pct = f" ({done / total:.0%})" if total else ""
+    elapsed = task.elapsed or 0.0
+    left = "left ?" if not done or total <= done else f"left ~{duration_text(elapsed / done * (total - done))}"
+    status = task.fields.get("status", "")
+    return f"{task.description} {done}/{total}{pct}  elapsed {duration_text(elapsed)}  {left}  {status}".rstrip()
+
+
+@contextmanager
+def plain_progress(bar: Progress, *, enabled: bool, interval: float | None = None) -> Iterator[None]:
+    """While the block runs, print each started stage of `bar` as a plain line every `interval` seconds (and
+    once more at the end), for logs where a live bar shows nothing."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+    every = progress_interval() if interval is None else interval
+
+    def report() -> None:
+        for task in bar.tasks:
+            if task.started:
+                err.print(progress_line(task), markup=False, highlight=False, soft_wrap=True)
+
+    def tick() -> None:
+        while not stop.wait(every):
+            report()
+
+    ticker = threading.Thread(target=tick, name="flex-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        report()
+
+
+def start_stage(bar: Progress, task_id: TaskID) -> None:
+    """Start a stage's clock (once)."""
+    if next(t for t in bar.tasks if t.id == task_id).start_time is None:
+        bar.start_task(task_id)
 
 
 @contextmanager
@@ -53,7 +154,10 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
     columns = ["mode", "accuracy", "95% CI"]
     if metric:
         columns += [metric, f"{metric} 95% CI"]
-    columns += ["n", "calls/item", "tokens/item", "errors"]
+    columns += ["n", "calls/item", "tok/item", "errors"]
+    tools = any(r.tool_calls for r in results)
+    if tools:
+        columns.insert(-1, "tool calls/item")
     for name in columns:
         table.add_column(name, justify="left" if name == "mode" else "right")
     for r in results:
@@ -72,6 +176,7 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
             n,
             f"{r.calls / samples:.1f}" if samples else "-",
             f"{tokens / samples:,.0f}" if samples else "-",
+            *([f"{r.tool_calls / samples:.1f}" if samples else "-"] if tools else []),
             str(r.errors),
         ]
         table.add_row(*row)
@@ -84,13 +189,17 @@ _PLAYED_BY = {"judge": "critic"}
 
 def meter_table(meter: Meter, models: dict[str, str] | None = None) -> Table:
     """Calls, failures, tokens and time per role (the blind judge apart from the critic), with each role's
-    model when `models` (role -> model name) is given."""
-    table = Table(title="Model calls by role")
-    columns = ["role", *(["model"] if models else []), "calls", "failures", "prompt tok", "completion tok"]
-    for name in (*columns, "seconds", "completion tok/s"):
+    model when `models` (role -> model name) is given: in the title when every role has the same one, so that the
+    table fits 80 columns ("out" tokens are completion tokens)."""
+    names = set(models.values()) if models else set()
+    per_role = len(names) > 1
+    title = "Model calls by role" + (f" ({names.pop()})" if len(names) == 1 else "")
+    table = Table(title=title)
+    columns = ["role", *(["model"] if per_role else []), "calls", "failed", "prompt tok", "out tok"]
+    for name in (*columns, "seconds", "out tok/s"):
         table.add_column(name, justify="left" if name in ("role", "model") else "right")
     for role, s in sorted(meter.snapshot().items()):
-        model = [models.get(role) or models.get(_PLAYED_BY.get(role, ""), "-")] if models else []
+        model = [models.get(role) or models.get(_PLAYED_BY.get(role, ""), "-")] if models and per_role else []
         table.add_row(
             role,
             *model,
@@ -133,7 +242,8 @@ def experience_line(e: Experience, width: int = 160) -> str:
 def experience_detail(e: Experience, events: list[str]) -> str:
     lines = [
         f"[bold]{e.id}[/bold]  {e.zone} / {e.level}  [bold]{escape(e.title)}[/bold]",
-        f"parent: {e.parent_id or '-'}   retrieved: {e.retrieved}   helped: {e.helped}   hurt: {e.hurt}",
+        f"parent: {e.parent_id or '-'}   retrieved: {e.retrieved}   helped: {e.helped}   hurt: {e.hurt}"
+        f"   status: {e.status}",
         escape(
             f"provenance: task={e.provenance.task or '-'} model={e.provenance.model or '-'} "
             f"actor={e.provenance.actor or '-'} "
@@ -159,6 +269,7 @@ class ItemProgress:
         self.seen: dict[str, int] = {}
 
     def __call__(self, item: ItemRecord) -> None:
+        start_stage(self.bar, self.task_id)
         self.right[item.mode] = self.right.get(item.mode, 0) + item.correct
         self.seen[item.mode] = self.seen.get(item.mode, 0) + 1
         acc = "  ".join(f"{m} {self.right[m] / self.seen[m]:.0%}" for m in self.seen)

@@ -49,10 +49,45 @@ class LibraryBase:
         try:
             yield
             self._conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             # SQLite ends the transaction itself after some errors (disk full...); a failed COMMIT does not.
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                # A read-only file, a full disk, a lock held too long: BEGIN IMMEDIATE can succeed on a file
+                # that then refuses the first write.
+                raise LibraryError(f"cannot write to {self.path}: {e}") from e
             raise
         finally:
             self._depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read in one moment in time: every query in the block sees the file as it was at the block's first
+        read, whatever other processes commit meanwhile (a WAL read transaction). Inside a write transaction
+        the block simply joins it."""
+        if self._depth or self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN DEFERRED")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def check_writable(self) -> None:
+        """Raise LibraryError now if the file cannot be written (read-only file or folder, an immutable file),
+        rather than after an hour of model calls. Writes nothing: the probe write is rolled back."""
+        try:
+            with self.transaction():
+                self._conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+                raise _Probe
+        except _Probe:
+            pass
+
+
+class _Probe(Exception):
+    """Rolls back `check_writable`'s probe write."""

@@ -11,9 +11,10 @@ from dataclasses import replace
 from typing import Any
 
 from flexlearn.errors import LibraryError
-from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Zone
+from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Status, Zone
 from flexlearn.library.base import LibraryBase
 from flexlearn.library.rows import dumps, filters, loads, to_experience
+from flexlearn.library.text import clean_text
 
 MAX_EXAMPLES = 5
 
@@ -46,6 +47,17 @@ class Experiences(LibraryBase):
             return {}
         rows = self._conn.execute(f"SELECT * FROM experiences WHERE id IN ({', '.join('?' * len(ids))})", ids)
         return {r["id"]: to_experience(r) for r in rows}
+
+    def find_retrievable(self, ids: Iterable[str]) -> dict[str, Experience]:
+        """Like `find_many`, but only the entries retrieval may show a model: quarantined ones are left out.
+        Every retriever resolves its hits through this (or filters on `status` itself)."""
+        found = self.find_many(ids)
+        return {id: e for id, e in found.items() if e.status == Status.ACTIVE}
+
+    def quarantined(self) -> builtins.list[Experience]:
+        """The entries waiting for approval (imported without `--trust`), in insertion order."""
+        rows = self._conn.execute("SELECT * FROM experiences WHERE status = ? ORDER BY seq", (str(Status.QUARANTINED),))
+        return [to_experience(r) for r in rows]
 
     def get(self, id: str) -> Experience:
         """The experience with this id; LibraryError if there is none."""
@@ -162,6 +174,8 @@ class Experiences(LibraryBase):
         is taken is an error. Examples beyond `MAX_EXAMPLES` are dropped. The parent, if any, must exist and
         be more general.
         """
+        exp.title, exp.content = clean_text(exp.title), clean_text(exp.content)
+        exp.examples = [clean_text(str(x)) for x in exp.examples]
         with self.transaction():
             if exp.id and self.find(exp.id) is not None:
                 raise LibraryError(f"an experience with id {exp.id!r} already exists in {self.path}")
@@ -169,7 +183,8 @@ class Experiences(LibraryBase):
             self._check_parent(id, exp.level, exp.parent_id)
             self._conn.execute(
                 "INSERT INTO experiences(id, zone, level, title, content, examples, provenance, parent_id,"
-                " retrieved, helped, hurt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " retrieved, helped, hurt, created_at, updated_at, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     id,
                     str(Zone(exp.zone)),
@@ -184,6 +199,7 @@ class Experiences(LibraryBase):
                     exp.hurt,
                     exp.created_at,
                     exp.updated_at,
+                    str(Status(exp.status)),
                 ),
             )
             stored = self.get(id)
@@ -213,8 +229,8 @@ class Experiences(LibraryBase):
             self._conn.execute(
                 "UPDATE experiences SET content = ?, examples = ?, provenance = ?, updated_at = ? WHERE id = ?",
                 (
-                    content,
-                    dumps(list(dict.fromkeys(new_examples))[:MAX_EXAMPLES]),
+                    clean_text(content),
+                    dumps([clean_text(str(x)) for x in dict.fromkeys(new_examples)][:MAX_EXAMPLES]),
                     dumps(replace(before, provenance=provenance).to_dict()["provenance"]),
                     time.time(),
                     target_id,
@@ -265,9 +281,9 @@ class Experiences(LibraryBase):
                 "UPDATE experiences SET title = ?, content = ?, examples = ?, zone = ?, level = ?, parent_id = ?,"
                 " updated_at = ? WHERE id = ?",
                 (
-                    after.title,
-                    after.content,
-                    dumps([str(x) for x in after.examples[:MAX_EXAMPLES]]),
+                    clean_text(after.title),
+                    clean_text(after.content),
+                    dumps([clean_text(str(x)) for x in after.examples[:MAX_EXAMPLES]]),
                     str(after.zone),
                     str(after.level),
                     after.parent_id,
@@ -277,6 +293,20 @@ class Experiences(LibraryBase):
             )
             after = self.get(id)
             self._log(Action.EDIT, id, reason=reason, run_id="", problem_id=None, before=before, after=after)
+        return after
+
+    def approve(self, id: str, *, reason: str = "approved") -> Experience:
+        """Release a quarantined entry to retrieval, and log it (an `approve` event, so anything that catches up
+        by `revision` sees it). Approving an active entry is an error: there is nothing to release."""
+        with self.transaction():
+            before = self.get(id)
+            if before.status != Status.QUARANTINED:
+                raise LibraryError(f"{id!r} is not in quarantine (status {before.status})")
+            self._conn.execute(
+                "UPDATE experiences SET status = ?, updated_at = ? WHERE id = ?", (str(Status.ACTIVE), time.time(), id)
+            )
+            after = self.get(id)
+            self._log(Action.APPROVE, id, reason=reason, run_id="", problem_id=None, before=before, after=after)
         return after
 
     def set_parent(self, id: str, parent_id: str | None) -> Experience:

@@ -81,6 +81,11 @@ def _apply(dest: Library, ev: Event) -> bool:
         if ev.experience_id is None or dest.find(ev.experience_id) is None:
             return False
         dest.delete(ev.experience_id, reason=ev.reason)
+    elif ev.action == Action.APPROVE:
+        # An imported entry replays into quarantine (its snapshot says so) and is released here, as it was.
+        if ev.experience_id is None or dest.find(ev.experience_id) is None:
+            return False
+        dest.approve(ev.experience_id, reason=ev.reason)
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from flexlearn.errors import LibraryError
@@ -12,8 +13,86 @@ from flexlearn.library.base import LibraryBase
 from flexlearn.library.rows import dumps
 
 
+@dataclass
+class RunInfo:
+    """One run as `flex library runs` lists it. `status` is `done` once finished; a run still `running` has not
+    finished: it is in progress in some process, or was interrupted and can be resumed."""
+
+    run_id: str
+    kind: str
+    status: str
+    task: str
+    source: str
+    total: int  # problems the run was started on
+    solved: int
+    unsolved: int
+    failed: int  # failed at the model: retried on resume
+    created_at: float
+    updated_at: float
+
+
 class Runs(LibraryBase):
     """Run records (a mixin of `Library`)."""
+
+    def runs(self, kind: str | None = None) -> list[RunInfo]:
+        """Every run (of one kind), oldest first, with where it stands."""
+        sql = (
+            "SELECT r.*, sum(p.status = 'solved') AS solved, sum(p.status = 'unsolved') AS unsolved,"
+            " sum(p.status = 'failed') AS failed FROM runs r LEFT JOIN run_problems p ON p.run_id = r.run_id"
+        )
+        params: list[str] = []
+        if kind is not None:
+            sql += " WHERE r.kind = ?"
+            params.append(kind)
+        found = []
+        with self.snapshot():
+            for row in self._conn.execute(sql + " GROUP BY r.run_id ORDER BY r.created_at, r.rowid", params):
+                config = json.loads(row["config"])
+                found.append(
+                    RunInfo(
+                        run_id=row["run_id"],
+                        kind=row["kind"],
+                        status=row["status"],
+                        task=str(config.get("task", "")),
+                        source=str(config.get("source", "")),
+                        total=len(config.get("problem_ids", [])),
+                        solved=row["solved"] or 0,
+                        unsolved=row["unsolved"] or 0,
+                        failed=row["failed"] or 0,
+                        created_at=row["created_at"],
+                        updated_at=row["updated_at"],
+                    )
+                )
+        return found
+
+    def resumable_run(self, kind: str, *, task: str, problem_ids: list[str], run_id: str | None = None) -> str:
+        """The run `--resume` continues: `run_id` when given, else the newest unfinished run of `kind` started on
+        the same task and problems (several learners may share a file, each with its own run). LibraryError,
+        saying what to do, when there is none or the given one does not fit."""
+        if run_id is not None:
+            config = self.run_config(run_id)
+            if config is None:
+                raise LibraryError(f"no run {run_id!r} in {self.path}; `flex library runs {self.path}` lists them")
+            if self.run_status(run_id) == "done":
+                raise LibraryError(f"run {run_id} in {self.path} is finished; there is nothing to resume")
+            if config.get("task") != task or config.get("problem_ids") != problem_ids:
+                raise LibraryError(
+                    f"cannot resume run {run_id}: it was started with task {config.get('task')!r} on "
+                    f"{config.get('source')!r}; run with the same task and training file"
+                )
+            return run_id
+        rows = self._conn.execute(
+            "SELECT run_id, config FROM runs WHERE kind = ? AND status != 'done' ORDER BY created_at DESC, rowid DESC",
+            (kind,),
+        )
+        for row in rows:
+            config = json.loads(row["config"])
+            if config.get("task") == task and config.get("problem_ids") == problem_ids:
+                return row["run_id"]
+        raise LibraryError(
+            f"nothing to resume: {self.path} has no unfinished {kind} run of task {task!r} on these problems "
+            f"(`flex library runs {self.path}` lists its runs); drop --resume to start a new run"
+        )
 
     def begin_run(self, run_id: str, *, kind: str, config: dict[str, Any]) -> None:
         """Record a run, or, when it exists already (a resume), just touch its updated_at."""

@@ -88,9 +88,15 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    # Quarantine: imported entries wait here until approved; retrieval reads only 'active' ones.
+    conn.execute("ALTER TABLE experiences ADD COLUMN status TEXT NOT NULL DEFAULT 'active'")
+    conn.execute("CREATE INDEX experiences_status ON experiences(status)")
+
+
 # MIGRATIONS[n] takes a file from schema version n to n + 1 (version 0 is an empty file). A new version
 # appends one function here; the opener applies the missing ones in order, in one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2]
 
 
 def configure(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import re
 
-from flexlearn.experience import Experience, Level, Zone
+from flexlearn.experience import Experience, Level, Status, Zone
 from flexlearn.library.base import LibraryBase
 from flexlearn.library.rows import filters, to_experience
 
@@ -51,7 +51,8 @@ class Search(LibraryBase):
         self, query: str, *, k: int = 10, zone: Zone | str | None = None, level: Level | str | None = None
     ) -> builtins.list[tuple[Experience, float]]:
         """The `k` experiences that best match `query` (BM25 over title, content and examples), best first,
-        each with its score (higher is better). Any text is a valid query; one with no searchable word gives []."""
+        each with its score (higher is better). Any text is a valid query; one with no searchable word gives [].
+        Quarantined entries (imported, not yet approved) are never returned."""
         match = fts_query(query)
         if not match or k <= 0:
             return []
@@ -60,7 +61,7 @@ class Search(LibraryBase):
         rows = self._conn.execute(
             "SELECT e.*, -bm25(experiences_fts, 2.0, 1.0, 0.5) AS score"
             " FROM experiences_fts JOIN experiences e ON e.seq = experiences_fts.rowid"
-            f" WHERE experiences_fts MATCH ?{where} ORDER BY score DESC, e.seq LIMIT ?",
-            [match, *params, k],
+            f" WHERE experiences_fts MATCH ? AND e.status = ?{where} ORDER BY score DESC, e.seq LIMIT ?",
+            [match, str(Status.ACTIVE), *params, k],
         )
         return [(to_experience(r), r["score"]) for r in rows]

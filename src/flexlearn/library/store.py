@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from flexlearn.errors import LibraryError
-from flexlearn.experience import Action, Level, Zone
+from flexlearn.experience import Action, Level, Status, Zone
 from flexlearn.library import schema
 from flexlearn.library.experiences import Experiences
 from flexlearn.library.runs import Runs
@@ -31,13 +31,20 @@ class Library(Experiences, Search, Runs):
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True) -> Library:
-        """Open the library at `path`, creating it (and its folder) unless `create=False`, and bring an older
-        schema up to date."""
+        """Open the library at `path`, creating the file unless `create=False` (its folder must exist), and bring
+        an older schema up to date.
+
+        A file that is refused (not SQLite, another program's database, empty while `create=False`, of a newer
+        schema) is left exactly as it was: nothing is written before it has been recognised as a library.
+        """
         path = Path(path)
         if not path.exists():
             if not create:
                 raise LibraryError(f"no library at {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                raise LibraryError(f"cannot create library {path}: folder {path.parent} does not exist")
+        elif path.is_dir():
+            raise LibraryError(f"{path} is a folder, not a library file")
         try:
             # flexlearn's synchronous API runs the loops on its own thread (flexlearn._sync) while the caller,
             # which opened the library, waits: one thread at a time, so sharing the connection is safe.
@@ -45,6 +52,13 @@ class Library(Experiences, Search, Runs):
         except sqlite3.Error as e:
             raise LibraryError(f"cannot open library {path}: {e}") from e
         try:
+            # Recognise the file before anything writes to it: switching to WAL rewrites the header of a foreign
+            # SQLite file, and migrating writes the schema into whatever it was given.
+            conn.execute(f"PRAGMA busy_timeout = {int(schema.BUSY_TIMEOUT_S * 1000)}")
+            version = schema.stored_version(conn, path)
+            if version == 0 and not create:
+                raise LibraryError(f"{path} is empty, not a flexlearn library")
+            schema.check_readable(version, cls.SCHEMA_VERSION, path)
             schema.configure(conn)
             lib = cls(conn, path)
             lib._migrate()
@@ -88,7 +102,12 @@ class Library(Experiences, Search, Runs):
     # -- summary ------------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counts by zone, level, zone and level, and event action; every key is present even when 0."""
+        """Counts by zone, level, zone and level, and event action; every key is present even when 0. Read in
+        one snapshot, so the counts agree with each other even while another process writes."""
+        with self.snapshot():
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         by_zone_level = {str(z): {str(lv): 0 for lv in Level} for z in Zone}
         for zone, level, n in self._conn.execute("SELECT zone, level, count(*) FROM experiences GROUP BY 1, 2"):
             by_zone_level.setdefault(zone, {})[level] = n
@@ -100,6 +119,9 @@ class Library(Experiences, Search, Runs):
             "by_level": {str(lv): sum(levels.get(str(lv), 0) for levels in by_zone_level.values()) for lv in Level},
             "by_zone_level": by_zone_level,
             "events": events,
+            "quarantined": self._conn.execute(
+                "SELECT count(*) FROM experiences WHERE status = ?", (str(Status.QUARANTINED),)
+            ).fetchone()[0],
             "schema_version": self.SCHEMA_VERSION,
         }
 

@@ -5,6 +5,10 @@
 - agent: actor + critic retries at test time without a library; the critic judges blind (no reference answer);
 - flex: the actor with experience retrieved from the library in its context.
 
+With tools (`EvalConfig.tools`), the actor of agent and flex modes writes Python that runs in the sandbox
+(`agents/tool_actor.py`): agent with tools is the paper's Agent baseline (tools, no library, so never the
+experience tool), flex with tools the paper's FLEX actor. Vanilla and icl stay tool-free baselines.
+
 Every item is recorded (prompt, reply, extracted answer, score, retrieved experience ids, calls, tokens) so a
 report can be rebuilt without calling the model again.
 """
@@ -13,22 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import judge
+from flexlearn.agents.tool_actor import ToolAttempt, act_with_tools
+from flexlearn.agents.tools import ToolSet, make_toolset, parse_tools
 from flexlearn.errors import ConfigError, ModelError
 from flexlearn.experience import Experience
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.stats import bootstrap, wilson
-from flexlearn.models.base import GenerationOptions, Usage
-from flexlearn.records import ItemRecord, Metric, ModeResult
-from flexlearn.retrieval import Retriever, get_retriever, select_guidance
+from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
+from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
+from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
+from flexlearn.sandbox import SandboxLimits
 from flexlearn.tasks.base import MetricTask, Problem, Task
+from flexlearn.tasks.loader import check_question_length
+
+T = TypeVar("T")
 
 
 class Mode(StrEnum):
@@ -44,13 +55,21 @@ class EvalConfig:
     agent_rounds: int = 3
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
     # How flex mode searches the library, by name (`flexlearn.retrieval.retriever_names()`).
-    retriever: str = "bm25"
+    retriever: str = DEFAULT_RETRIEVER
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
     repeats: int = 1
+    # Tools of the agent and flex actors: "python", "experience" (flex only). Empty: one-shot replies.
+    tools: tuple[str, ...] = ()
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
+    # An evaluation whose model cannot be reached must fail, not print a table of zeros: stop when the first
+    # `abort_after_errors` items all failed at the model, and fail a mode in which more than
+    # `max_error_fraction` of the items did (0 and 1.0 turn these off).
+    abort_after_errors: int = 5
+    max_error_fraction: float = 0.5
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -79,6 +98,7 @@ async def _one(
     library: Library | None,
     train: Sequence[Problem],
     retriever: Retriever | None,
+    tools: ToolSet | None = None,
 ) -> ItemRecord:
     guidance: list[Experience] = []
     shots: list[Shot] = []
@@ -95,18 +115,28 @@ async def _one(
         # A distinct seed per sample, so that samples differ wherever the backend honours seeds.
         actor_options = replace(config.actor, seed=(config.actor.seed or 0) + repeat)
     prompt_text = reply = ""
+    retrieved = [e.id for e in guidance]
+    steps: list[ToolStepRecord] = []
     try:
         for rnd in range(config.agent_rounds if mode == Mode.AGENT else 1):
             prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
-            attempt = await act(agents.actor, prompt, actor_options)
-            usage, calls, rounds = usage + attempt.usage, calls + 1, rnd + 1
+            if tools is None:
+                attempt = await act(agents.actor, prompt, actor_options)
+                calls += 1
+            else:
+                attempt = await act_with_tools(agents.actor, prompt, tools=tools, options=actor_options)
+                calls += attempt.calls
+                steps += [ToolStepRecord(round=rnd, **vars(s)) for s in attempt.steps]
+                retrieved += [i for i in attempt.retrieved if i not in retrieved]
+            usage, rounds = usage + attempt.usage, rnd + 1
             prompt_text, reply = attempt.prompt_text, attempt.text
             if mode != Mode.AGENT or rnd == config.agent_rounds - 1:
                 break
             verdict = await judge(
                 agents.critic,
                 question=task.render(problem),
-                attempt=attempt.text,
+                # With tools the critic reads the code and its output too, not only the final reply.
+                attempt=attempt.transcript() if isinstance(attempt, ToolAttempt) else attempt.text,
                 extracted=task.extract_answer(attempt.text),
                 options=config.critic,
                 meter=agents.meter,
@@ -129,7 +159,7 @@ async def _one(
         extracted=score.extracted,
         correct=score.correct and error is None,
         score=score.value if error is None else 0.0,
-        retrieved=[e.id for e in guidance],
+        retrieved=retrieved,
         calls=calls,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
@@ -137,7 +167,67 @@ async def _one(
         error=error,
         repeat=repeat,
         score_data=score.data if error is None else {},
+        tool_calls=len(steps),
+        steps=steps,
     )
+
+
+def check_modes(modes: Sequence[Mode], *, library: Library | None, train: Sequence[Problem] | bool) -> None:
+    """ConfigError when a mode lacks what it needs; LibraryError when flex mode's library cannot take the
+    usage counters it will write. Cheap, and called before any model call (the CLI calls it before it even
+    builds the models)."""
+    if Mode.FLEX in modes and library is None:
+        raise ConfigError("mode 'flex' needs an experience library: pass --library")
+    if Mode.ICL in modes and not train:
+        raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
+    if Mode.FLEX in modes and library is not None:
+        library.check_writable()
+
+
+class _Outage:
+    """Watches items as they finish: raises ModelError when the model looks unreachable (the first
+    `abort_after` items all failed), so a dead endpoint costs seconds, not a whole test set."""
+
+    def __init__(self, abort_after: int) -> None:
+        self.abort_after = abort_after
+        self.failed_from_start = 0
+        self.any_answered = False
+
+    def see(self, item: ItemRecord) -> None:
+        if item.error is None:
+            self.any_answered = True
+            return
+        self.failed_from_start += not self.any_answered
+        if not self.any_answered and self.abort_after and self.failed_from_start >= self.abort_after:
+            raise ModelError(
+                f"the first {self.failed_from_start} items all failed at the model, so it looks unreachable; "
+                f"last error: {item.error}"
+            )
+
+
+def check_errors(result: ModeResult, max_fraction: float) -> None:
+    """ModelError when more than `max_fraction` of a mode's items failed at the model: its accuracy would
+    measure the outage, not the model."""
+    samples = result.samples or result.n
+    if samples and max_fraction < 1.0 and result.errors > max_fraction * samples:
+        last = next((i.error for i in reversed(result.items) if i.error), "")
+        raise ModelError(
+            f"{result.errors} of {samples} {result.mode} items failed at the model (more than "
+            f"{max_fraction:.0%}), so the results would be meaningless; last error: {last}"
+        )
+
+
+async def _gather_or_cancel(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like `asyncio.gather`, but the first exception cancels the jobs still running instead of letting them
+    spend calls on a run that has already failed."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def evaluate(
@@ -152,14 +242,21 @@ async def evaluate(
     on_item: Callable[[ItemRecord], None] | None = None,
 ) -> list[ModeResult]:
     config = config or EvalConfig()
-    if Mode.FLEX in modes and library is None:
-        raise ConfigError("mode 'flex' needs an experience library: pass --library")
-    if Mode.ICL in modes and not train:
-        raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
+    check_modes(modes, library=library, train=train)
     # Resolved once, so an unknown name fails before any model call.
     retriever = get_retriever(config.retriever, library) if library is not None and Mode.FLEX in modes else None
+    tool_names = parse_tools(config.tools)
+    if tool_names:
+        check_tool_model(agents.actor)
+    toolsets = {
+        Mode.AGENT: make_toolset([n for n in tool_names if n != "experience"], limits=config.sandbox),
+        Mode.FLEX: make_toolset(tool_names, library=library, retriever=retriever, limits=config.sandbox)
+        if Mode.FLEX in modes
+        else None,
+    }
     semaphore = asyncio.Semaphore(max(1, config.concurrency))
     repeats = max(1, config.repeats)
+    outage = _Outage(config.abort_after_errors)
     results = []
     for mode in modes:
         started = time.monotonic()
@@ -176,15 +273,24 @@ async def evaluate(
                     library=library,
                     train=train,
                     retriever=retriever,
+                    tools=toolsets.get(mode),
                 )
             if on_item:
                 on_item(record)
+            outage.see(record)
             return record
 
-        items = list(await asyncio.gather(*(run(p, r) for p in problems for r in range(repeats))))
+        items = await _gather_or_cancel([run(p, r) for p in problems for r in range(repeats)])
         if library is not None and mode == Mode.FLEX:
-            library.record_retrieval([i for item in items for i in item.retrieved])
-        results.append(summarise(str(mode), task, problems, items, time.monotonic() - started, repeats, config.seed))
+            # What was shown, and whether the answer it was shown for was right: the helped/hurt counters.
+            with library.transaction():
+                library.record_retrieval([i for item in items for i in item.retrieved])
+                for item in items:
+                    if item.error is None and item.retrieved:
+                        library.record_outcome(item.retrieved, helped=item.correct)
+        result = summarise(str(mode), task, problems, items, time.monotonic() - started, repeats, config.seed)
+        check_errors(result, config.max_error_fraction)
+        results.append(result)
     return results
 
 
@@ -219,6 +325,7 @@ def summarise(
         completion_tokens=sum(i.completion_tokens for i in items),
         seconds=seconds,
         errors=sum(i.error is not None for i in items),
+        tool_calls=sum(i.tool_calls for i in items),
         items=items,
         samples=len(items),
         repeats=repeats,
@@ -239,6 +346,13 @@ def task_metric(
     return Metric(name=task.metric, value=values[task.metric], ci_low=low, ci_high=high, values=values)
 
 
+def check_tool_model(model: ChatModel) -> None:
+    """Tools are a conversation of replies and outputs: a base model, which only continues a text, cannot hold
+    one. Checked before any model call."""
+    if model.prompt_kind == PromptKind.COMPLETION:
+        raise ConfigError(f"--tools needs a chat model; {model.name} is a completion (base) model")
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -249,6 +363,14 @@ class Solution:
     answer: str | None
     guidance: list[Experience]
     usage: Usage
+    # The tool runs that led to the reply (with `tools`), and the experience ids the experience tool showed.
+    steps: list[ToolStepRecord] = field(default_factory=list)
+    searched: list[str] = field(default_factory=list)
+    correct: bool | None = None  # scored when the answer was known
+
+    @property
+    def tool_calls(self) -> int:
+        return len(self.steps)
 
 
 async def solve(
@@ -259,14 +381,37 @@ async def solve(
     library: Library | None,
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
     options: GenerationOptions | None = None,
-    retriever: str = "bm25",
+    retriever: str = DEFAULT_RETRIEVER,
+    tools: Sequence[str] = (),
+    answer: str | None = None,
 ) -> Solution:
-    """Answer one question with guidance retrieved from the library by the retriever named `retriever`."""
-    problem = Problem(id="question", question=question, answer="")
+    """Answer one question with guidance retrieved from the library by the retriever named `retriever`, and with
+    `tools` ("python", "experience") when given. With a known `answer` the reply is scored, and the entries shown
+    are counted as having helped or hurt."""
+    check_question_length(question)
+    problem = Problem(id="question", question=question, answer=answer or "")
     guidance: list[Experience] = []
-    if library is not None:
-        guidance = select_guidance(get_retriever(retriever, library), library, question, budget_tokens=budget_tokens)
-    attempt = await act(agents.actor, actor_prompt(task, problem, guidance=guidance), options)
-    if library is not None and guidance:
-        library.record_retrieval([e.id for e in guidance])
-    return Solution(attempt.text, task.extract_answer(attempt.text), guidance, attempt.usage)
+    search = get_retriever(retriever, library) if library is not None else None
+    toolset = make_toolset(tools, library=library, retriever=search)
+    if toolset is not None:
+        check_tool_model(agents.actor)
+    if library is not None and search is not None:
+        guidance = select_guidance(search, library, question, budget_tokens=budget_tokens)
+    prompt = actor_prompt(task, problem, guidance=guidance)
+    steps: list[ToolStepRecord] = []
+    searched: list[str] = []
+    if toolset is None:
+        attempt = await act(agents.actor, prompt, options)
+    else:
+        attempt = await act_with_tools(agents.actor, prompt, tools=toolset, options=options)
+        steps, searched = [ToolStepRecord(**vars(s)) for s in attempt.steps], attempt.retrieved
+    shown = list(dict.fromkeys([e.id for e in guidance] + searched))
+    correct = task.score(attempt.text, problem).correct if answer is not None else None
+    if library is not None and shown:
+        with library.transaction():
+            library.record_retrieval(shown)
+            if correct is not None:
+                library.record_outcome(shown, helped=correct)
+    solution = Solution(attempt.text, task.extract_answer(attempt.text), guidance, attempt.usage, steps, searched)
+    solution.correct = correct
+    return solution

@@ -1,21 +1,27 @@
 """Forward exploration of one problem: up to R rollouts x T rounds of actor <-> critic.
 
 Each rollout starts afresh; within a rollout the actor retries with the critic's feedback on its earlier
-attempts. The task's scorer gives the verdict (the critic never grades when a reference exists). Exploration
-stops at the first verified success unless asked to run every rollout.
+attempts. The task's scorer gives the verdict (the critic never grades when a reference exists). The critic's
+feedback is checked span by span with the same scorer, so it never hands the answer back in any form the scorer
+would accept (`agents/leaks.py`). Exploration stops at the first verified success unless asked to run every
+rollout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import critique
+from flexlearn.agents.leaks import redact
+from flexlearn.agents.tool_actor import act_with_tools
+from flexlearn.agents.tools import ToolSet
 from flexlearn.experience import Experience
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter
-from flexlearn.tasks.base import Problem, Task
+from flexlearn.tasks.base import Problem, Task, critic_reference
 from flexlearn.trajectory import StepRecord, Trajectory
 
 
@@ -27,6 +33,10 @@ class ExploreConfig:
     # Worked training examples in the actor's prompt while exploring. A base model follows examples, not
     # instructions: without a few it rarely solves anything, and the library would hold only warnings.
     shots: int = 0
+    # The critic sees only the verdict, never the reference answer (the feedback cannot leak what it never saw).
+    blind_critic: bool = False
+    # Tools of the actor while exploring ("python", "experience"); empty: one reply per attempt.
+    tools: tuple[str, ...] = ()
     actor: GenerationOptions = field(default_factory=GenerationOptions)
     critic: GenerationOptions = field(default_factory=GenerationOptions)
 
@@ -50,6 +60,7 @@ async def explore(
     guidance: list[Experience] | None = None,
     meter: Meter | None = None,
     pool: Sequence[Problem] = (),
+    tools: ToolSet | None = None,
 ) -> Trajectory:
     """Explore one problem. `pool` is the training set that worked examples are drawn from (`config.shots`)."""
     steps: list[StepRecord] = []
@@ -61,10 +72,17 @@ async def explore(
         shots = worked_shots(task, pool, problem, config.shots, seed=f"{problem.id}/{rollout}") if config.shots else []
         for rnd in range(config.rounds):
             prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
-            attempt = await act(actor, prompt, config.actor)
-            usage, calls = usage + attempt.usage, calls + 1
+            if tools is None:
+                attempt = await act(actor, prompt, config.actor)
+                calls += 1
+                seen = attempt.text
+            else:
+                attempt = await act_with_tools(actor, prompt, tools=tools, options=config.actor)
+                calls += attempt.calls
+                seen = attempt.transcript()  # code and output, so the distiller learns from tool use too
+            usage = usage + attempt.usage
             score = task.score(attempt.text, problem)
-            step = StepRecord(rollout, rnd, attempt.text, score.extracted, score.correct)
+            step = StepRecord(rollout, rnd, seen, score.extracted, score.correct)
             steps.append(step)
             if score.correct:
                 break
@@ -73,15 +91,16 @@ async def explore(
             note = await critique(
                 critic,
                 question=task.render(problem),
-                attempt=attempt.text,
+                attempt=seen,
                 extracted=score.extracted,
-                reference=problem.answer,
+                reference=None if config.blind_critic else critic_reference(task, problem),
                 options=config.critic,
                 meter=meter,
+                leak_check=partial(redact, task, problem),
             )
             usage, calls = usage + note.usage, calls + 1
             step.feedback = f"{note.diagnosis} Next: {note.next_step}"
             feedback.append(Feedback(attempt.text, note.diagnosis, note.next_step))
         if config.stop_on_success and any(s.correct for s in steps):
             break
-    return Trajectory(problem.id, steps, usage, calls)
+    return Trajectory(problem.id, steps, usage, calls, guidance=[e.id for e in guidance or []])

@@ -1,10 +1,13 @@
 """The training run: explore every problem, distil its trajectory, and let the updater fold the candidates into
 the library.
 
-Exploration and distillation run concurrently (up to `concurrency` problems at once). Library writes go through
-one writer that takes finished problems in input order, so a run is deterministic for a deterministic model. Each
-problem's writes and its "done" mark are one transaction: a run killed at any moment resumes (`resume=True`)
-with every accepted experience kept and no problem half-applied.
+Exploration, distillation and the updater's decisions run concurrently (up to `concurrency` problems at once,
+the candidates of one problem decided together), each decision made against the library as it is then. Writes
+go through one writer that takes finished problems in input order and only re-checks and applies: a decision the
+library has since overtaken (an add that now repeats an entry word for word, a merge into or a discard against an
+entry that is gone) is corrected before it is applied, so no two entries share a text and nothing merges into a
+missing entry. Each problem's writes and its "done" mark are one transaction: a run killed at any moment resumes
+(`resume=True`) with every accepted experience kept and no problem half-applied.
 """
 
 from __future__ import annotations
@@ -18,18 +21,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flexlearn.agents.distiller import Candidates, distill
+from flexlearn.agents.tools import make_toolset
 from flexlearn.agents.updater import Decision, decide
-from flexlearn.errors import FlexError, ModelError
-from flexlearn.experience import LEVEL_RANK, Action, Level, Provenance
+from flexlearn.errors import ModelError
+from flexlearn.experience import LEVEL_RANK, Action, Experience, Level, Provenance
 from flexlearn.library.store import Library
+from flexlearn.library.text import clean_text
+from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.models.base import GenerationOptions, Usage
-from flexlearn.retrieval import get_retriever
-from flexlearn.tasks.base import Problem, Task
+from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
+from flexlearn.retrieval.base import Retriever
+from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
 DONE = ("solved", "unsolved")
+# An entry's zone, level and text: two entries never share one.
+TextKey = tuple[str, str, str]
 
 
 @dataclass
@@ -38,11 +47,15 @@ class LearnConfig:
     concurrency: int = 4
     neighbours: int = 5
     # How the updater finds a candidate's neighbours, by name (`flexlearn.retrieval.retriever_names()`).
-    retriever: str = "bm25"
+    retriever: str = DEFAULT_RETRIEVER
     distiller: GenerationOptions = field(default_factory=GenerationOptions)
     updater: GenerationOptions = field(default_factory=GenerationOptions)
     # Stop the run when this many problems in a row fail at the model (an unreachable server, a bad key).
     max_consecutive_failures: int = 5
+    # Explore under the library as it grows (the paper's pi(.|E)): each problem's actor sees what earlier problems
+    # taught, and the verdicts count as helped/hurt for the entries it was shown.
+    explore_with_library: bool = False
+    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
 
 
 @dataclass
@@ -68,9 +81,26 @@ class LearnSummary:
 
 
 @dataclass
+class Decided:
+    """A problem's candidates with the updater's decision for each, made against the library at `revision`."""
+
+    candidates: Candidates
+    decisions: dict[int, Decision]
+    revision: int
+    # Per candidate, the neighbours its decision was made against, as (id, content) in rank order.
+    seen: dict[int, list[tuple[str, str]]]
+
+    @property
+    def order(self) -> list[int]:
+        """Candidates from the most general down, so a parent is stored before its children link to it."""
+        experiences = self.candidates.experiences
+        return sorted(range(len(experiences)), key=lambda i: LEVEL_RANK[experiences[i].level])
+
+
+@dataclass
 class _Outcome:
     trajectory: Trajectory | None
-    candidates: Candidates | None
+    decided: Decided | None
     error: str | None = None
 
 
@@ -79,24 +109,25 @@ def new_run_id() -> str:
 
 
 def _resolve_run(
-    library: Library, task: Task, problems: Sequence[Problem], source: str, resume: bool, models: dict[str, str]
+    library: Library,
+    task: Task,
+    problems: Sequence[Problem],
+    source: str,
+    resume: bool | str,
+    models: dict[str, str],
 ) -> str:
+    """A new run, or the one `resume` continues: a run id, or True for the newest unfinished run of this task on
+    these problems (several learners may share one library, each with its own run)."""
     ids = [p.id for p in problems]
     if not resume:
         run_id = new_run_id()
         config = {"task": task.name, "source": source, "problem_ids": ids, "models": models}
         library.begin_run(run_id, kind="learn", config=config)
         return run_id
-    run_id = library.latest_run("learn")
-    if run_id is None:
-        raise FlexError(f"nothing to resume: {library.path} has no learn run yet (drop --resume)")
-    config = library.run_config(run_id) or {}
-    if config.get("task") != task.name or config.get("problem_ids") != ids:
-        raise FlexError(
-            f"cannot resume run {run_id}: it was started with task {config.get('task')!r} on "
-            f"{config.get('source')!r}; run with the same task and training file, or drop --resume"
-        )
-    library.begin_run(run_id, kind="learn", config=config)
+    run_id = library.resumable_run(
+        "learn", task=task.name, problem_ids=ids, run_id=resume if isinstance(resume, str) else None
+    )
+    library.begin_run(run_id, kind="learn", config=library.run_config(run_id) or {})
     return run_id
 
 
@@ -108,40 +139,53 @@ async def learn(
     library: Library,
     config: LearnConfig | None = None,
     source: str = "",
-    resume: bool = False,
+    resume: bool | str = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> LearnSummary:
     config = config or LearnConfig()
-    get_retriever(config.retriever, library)  # an unknown name fails here, not after the first exploration
+    # An unknown retriever or tool fails here, not after the first exploration.
+    tools = make_toolset(config.explore.tools, library=library, retriever=get_retriever(config.retriever, library))
     started = time.monotonic()
     run_id = _resolve_run(library, task, problems, source, resume, agents.models())
     status = library.problem_status(run_id)
     todo = [p for p in problems if status.get(p.id) not in DONE]
-    summary = LearnSummary(run_id, resume, total=len(problems), skipped=len(problems) - len(todo))
+    summary = LearnSummary(run_id, bool(resume), total=len(problems), skipped=len(problems) - len(todo))
     summary.solved = sum(1 for s in status.values() if s == "solved")
     summary.unsolved = sum(1 for s in status.values() if s == "unsolved")
+    retriever = get_retriever(config.retriever, library)
+    # The texts this run stored, by zone and level: what decisions made before they existed are checked against.
+    written: dict[TextKey, str] = {}
 
     async def work(problem: Problem) -> _Outcome:
         try:
+            guidance: list[Experience] = []
+            if config.explore_with_library:
+                shown = get_retriever(config.retriever, library)
+                guidance = select_guidance(shown, library, task.render(problem), budget_tokens=config.budget_tokens)
             trajectory = await explore(
                 problem,
                 task=task,
                 actor=agents.actor,
                 critic=agents.critic,
                 config=config.explore,
+                guidance=guidance,
                 meter=agents.meter,
                 pool=problems,
+                tools=tools,
             )
             candidates = await distil_trajectory(
                 trajectory,
                 question=task.render(problem),
-                answer=problem.answer,
+                answer=reference_text(task, problem),
                 category=task.name,
                 agents=agents,
                 run_id=run_id,
                 config=config,
             )
-            return _Outcome(trajectory, candidates)
+            decided = await decide_candidates(
+                candidates, library=library, retriever=retriever, agents=agents, config=config
+            )
+            return _Outcome(trajectory, decided)
         except ModelError as exc:
             return _Outcome(None, None, error=str(exc))
 
@@ -175,16 +219,12 @@ async def learn(
             outcome = await job
             absorbed: Absorbed | None = None
             if outcome.error is None:
-                assert outcome.trajectory is not None and outcome.candidates is not None
+                assert outcome.trajectory is not None and outcome.decided is not None
                 try:
-                    # The updater decides before anything is written: a model error here leaves no trace.
-                    absorbed = await absorb(
-                        outcome.trajectory,
-                        outcome.candidates,
-                        library=library,
-                        agents=agents,
-                        config=config,
-                        run_id=run_id,
+                    # Re-decisions happen before anything is written: a model error here leaves no trace.
+                    await recheck(outcome.decided, library=library, retriever=retriever, agents=agents, config=config)
+                    absorbed = apply(
+                        outcome.trajectory, outcome.decided, library=library, run_id=run_id, written=written
                     )
                 except ModelError as exc:
                     outcome.error = str(exc)
@@ -306,23 +346,98 @@ async def absorb(
     config: LearnConfig,
     run_id: str,
 ) -> Absorbed:
-    """Decide every candidate against the library as it stood before this problem, then apply all decisions and
-    the problem's done mark in one transaction."""
-    problem_id = trajectory.problem_id
-    absorbed = Absorbed(run_id, problem_id, solved=trajectory.solved)
-    order = sorted(range(len(candidates.experiences)), key=lambda i: LEVEL_RANK[candidates.experiences[i].level])
+    """Decide every candidate against the library as it stands, then apply all decisions and the problem's done
+    mark in one transaction."""
     retriever = get_retriever(config.retriever, library)
-    decisions: dict[int, Decision] = {}
-    for i in order:
-        candidate = candidates.experiences[i]
-        neighbours = [hit.experience for hit in retriever.neighbours(candidate, k=config.neighbours)]
-        decisions[i] = await decide(agents.updater, candidate, neighbours, options=config.updater, meter=agents.meter)
+    decided = await decide_candidates(candidates, library=library, retriever=retriever, agents=agents, config=config)
+    return apply(trajectory, decided, library=library, run_id=run_id, written={})
 
+
+def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience) -> list[Experience]:
+    # Only entries the candidate may be merged into: the same zone and level.
+    hits = retriever.neighbours(candidate, k=config.neighbours, zone=candidate.zone, level=candidate.level)
+    return [hit.experience for hit in hits]
+
+
+async def decide_candidates(
+    candidates: Candidates, *, library: Library, retriever: Retriever, agents: Agents, config: LearnConfig
+) -> Decided:
+    """The updater's decision for every candidate of one problem, made concurrently. All neighbours are read
+    before the first model call, so every decision saw the library at one revision, the one recorded."""
+    revision = library.revision()
+    experiences = candidates.experiences
+    neighbours = [_neighbours(retriever, config, candidate) for candidate in experiences]
+    replies = await asyncio.gather(
+        *(
+            decide(agents.updater, candidate, near, options=config.updater, meter=agents.meter)
+            for candidate, near in zip(experiences, neighbours, strict=True)
+        )
+    )
+    seen = {i: _identity(near) for i, near in enumerate(neighbours)}
+    return Decided(candidates, dict(enumerate(replies)), revision, seen)
+
+
+def _identity(neighbours: list[Experience]) -> list[tuple[str, str]]:
+    return [(n.id, n.content) for n in neighbours]
+
+
+async def recheck(
+    decided: Decided, *, library: Library, retriever: Retriever, agents: Agents, config: LearnConfig
+) -> None:
+    """Bring decisions made against an older library up to date, in place, as the writer does before applying
+    them: a candidate whose neighbours are no longer the ones its decision saw (an entry added, merged, edited or
+    removed among them) is decided again against the neighbours it has now, which is what a serial writer would
+    have asked. The updater decides exact duplicates and cases without a model call, so most of these are free;
+    the rest are the price of keeping the run's result independent of timing (and of a kill and `--resume`)."""
+    if library.revision() == decided.revision:
+        return
+    experiences = decided.candidates.experiences
+    stale: dict[int, list[Experience]] = {}
+    for i in decided.decisions:
+        near = _neighbours(retriever, config, experiences[i])
+        if _identity(near) != decided.seen[i]:
+            stale[i] = near
+    replies = await asyncio.gather(
+        *(
+            decide(agents.updater, experiences[i], near, options=config.updater, meter=agents.meter)
+            for i, near in stale.items()
+        )
+    )
+    for i, reply in zip(stale, replies, strict=True):
+        # Both calls were paid for: the record's usage counts the first one too.
+        reply.usage = (decided.decisions[i].usage or Usage()) + (reply.usage or Usage())
+        decided.decisions[i] = reply
+        decided.seen[i] = _identity(stale[i])
+
+
+def _text_key(exp: Experience) -> TextKey:
+    return (str(exp.zone), str(exp.level), clean_text(exp.content).strip())
+
+
+def _twin(library: Library, candidate: Experience, written: dict[TextKey, str]) -> str | None:
+    """The id of a stored entry with the candidate's zone, level and text, among those this run wrote and the
+    one its own id would take; None when there is none."""
+    key = _text_key(candidate)
+    for id in (written.get(key), candidate.content_id()):
+        stored = library.find(id) if id else None
+        if stored is not None and _text_key(stored) == key:
+            return stored.id
+    return None
+
+
+def apply(
+    trajectory: Trajectory, decided: Decided, *, library: Library, run_id: str, written: dict[TextKey, str]
+) -> Absorbed:
+    """Apply one problem's decisions, its helped/hurt counts and its done mark in one transaction, and note the
+    texts it stored in `written`. Inside it, a merge whose target is gone (another process deleted it since
+    `recheck`) adds the candidate instead, and an add repeating an entry (one added earlier in this same
+    transaction) is discarded."""
+    problem_id = trajectory.problem_id
+    candidates, decisions = decided.candidates, decided.decisions
+    absorbed = Absorbed(run_id, problem_id, solved=trajectory.solved)
+    order = decided.order
     record = trajectory.to_dict()
     record["distill_error"] = candidates.error
-    record["decisions"] = [
-        {"candidate": i, "action": str(d.action), "target": d.target, "reason": d.reason} for i, d in decisions.items()
-    ]
     usage = candidates.usage
     for d in decisions.values():
         usage = usage + (d.usage or Usage())
@@ -331,17 +446,23 @@ async def absorb(
     with library.transaction():
         for i in order:
             candidate, decision = candidates.experiences[i], decisions[i]
+            if decision.action == Action.MERGE and (decision.target is None or library.find(decision.target) is None):
+                decision = Decision(Action.ADD, f"added: {decision.target} was removed before the merge")
+            twin = _twin(library, candidate, written) if decision.action == Action.ADD else None
+            if twin is not None:
+                decision = Decision(Action.DISCARD, f"discarded: exact duplicate of {twin}", target=twin)
+            decisions[i] = decision
             parent = candidates.parents.get(i)
             if decision.action == Action.ADD:
                 candidate.parent_id = _parent_id(
                     library, candidate.level, resolved.get(parent) if parent is not None else None
                 )
                 stored = library.add(candidate, reason=decision.reason, run_id=run_id, problem_id=problem_id)
-                resolved[i] = stored.id
+                resolved[i] = written[_text_key(stored)] = stored.id
                 absorbed.experience_ids.append(stored.id)
             elif decision.action == Action.MERGE:
                 assert decision.target is not None
-                library.merge(
+                merged = library.merge(
                     decision.target,
                     content=decision.merged_content,
                     examples=None,
@@ -350,13 +471,27 @@ async def absorb(
                     run_id=run_id,
                     problem_id=problem_id,
                 )
+                written[_text_key(merged)] = merged.id
                 resolved[i] = decision.target
                 absorbed.experience_ids.append(decision.target)
             else:
                 library.discard(candidate, reason=decision.reason, run_id=run_id, problem_id=problem_id)
-                if decision.target:
+                if decision.target and library.find(decision.target) is not None:
                     resolved[i] = decision.target
             absorbed.actions[str(decision.action)] += 1
+        record["decisions"] = [
+            {
+                "candidate": i,
+                "action": str(decisions[i].action),
+                "target": decisions[i].target,
+                "reason": decisions[i].reason,
+            }
+            for i in order
+        ]
+        # The entries the actor was shown, counted with the problem's done mark: a resumed run never counts twice.
+        for helped in trajectory.outcomes():
+            library.record_retrieval(trajectory.guidance)
+            library.record_outcome(trajectory.guidance, helped=helped)
         status = "solved" if absorbed.solved else "unsolved"
         library.record_problem(run_id, problem_id, status=status, trajectory=record)
     return absorbed

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
-from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
-from flexlearn.models.http import error_message, parse_retry_after, post, usage_count
+from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage, default_max_tokens
+from flexlearn.models.http import error_message, parse_retry_after, post, redact, usage_count
 
 # Reused rather than copied: the Anthropic error body ({"type": "error", "error": {"message": ...}}) has the
 # same `error.message` shape that helper already reads, and Retry-After parsing is identical.
@@ -93,7 +93,7 @@ class AnthropicModel:
         api_key: str | None,
         base_url: str = ANTHROPIC_BASE_URL,
         timeout: float = 120.0,
-        default_max_tokens: int = 4096,
+        default_max_tokens: int | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.model = model
@@ -106,7 +106,7 @@ class AnthropicModel:
         self._http = http if http is not None else httpx.AsyncClient(timeout=httpx.Timeout(timeout))
 
     def __repr__(self) -> str:
-        return f"AnthropicModel({self.name!r}, base_url={self.base_url!r})"
+        return f"AnthropicModel({self.name!r}, base_url={redact(self.base_url)!r})"
 
     @property
     def prompt_kind(self) -> PromptKind:
@@ -135,7 +135,7 @@ class AnthropicModel:
         ``structured_mode == "none"`` and validating it is left to the caller.
         """
         started = time.perf_counter()
-        data = await self._post(self._body(prompt, options, schema))
+        data = await self._post(self._body(prompt, options, schema, role))
         text, tool_input, usage = self._parse(data)
         if schema is not None and tool_input is not None:
             return Reply(
@@ -146,12 +146,16 @@ class AnthropicModel:
             )
         return Reply(text=text, usage=usage, latency_s=time.perf_counter() - started)
 
-    def _body(self, prompt: Prompt, options: GenerationOptions | None, schema: dict[str, Any] | None) -> dict[str, Any]:
+    def _body(
+        self, prompt: Prompt, options: GenerationOptions | None, schema: dict[str, Any] | None, role: str = "actor"
+    ) -> dict[str, Any]:
         system, messages = anthropic_messages(prompt.messages)
         max_tokens = options.max_tokens if options is not None and options.max_tokens is not None else None
+        if max_tokens is None:
+            max_tokens = self.default_max_tokens or default_max_tokens(role)
         body: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": max_tokens if max_tokens is not None else self.default_max_tokens,
+            "max_tokens": max_tokens,
             "messages": messages,
         }
         if system:

@@ -7,9 +7,12 @@ that matches its `prompt_kind`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+
+from flexlearn.errors import ConfigError
 
 
 class PromptKind(StrEnum):
@@ -58,6 +61,26 @@ class Reply:
     latency_s: float = 0.0
     # How the JSON schema was enforced: json_schema | json_object | prompt | grammar | tool | none.
     structured_mode: str = "none"
+
+
+# The longest reply a remote server is asked for, per role, when the caller sets none: without a cap a base model
+# behind a chat endpoint writes thousands of tokens per answer (minutes each), and a hosted model bills them.
+# The actor gets room for a long worked solution; the others reply in bounded JSON (the distiller's holds several
+# lessons). FLEX_MAX_TOKENS_<ROLE> (e.g. FLEX_MAX_TOKENS_ACTOR=8192) overrides one; `--max-tokens` the actor's.
+DEFAULT_MAX_TOKENS: dict[str, int] = {"actor": 4096, "critic": 1024, "judge": 1024, "distiller": 2048, "updater": 1024}
+_OTHER_ROLE_MAX_TOKENS = 2048
+
+
+def default_max_tokens(role: str) -> int:
+    """The reply cap for `role` against a remote server: FLEX_MAX_TOKENS_<ROLE> when set, else
+    `DEFAULT_MAX_TOKENS` (2048 for a role not listed there)."""
+    name = f"FLEX_MAX_TOKENS_{role.upper()}"
+    value = os.environ.get(name, "").strip()
+    if value:
+        if not value.isdigit() or int(value) <= 0:
+            raise ConfigError(f"{name} must be a positive whole number of tokens, got {value!r}")
+        return int(value)
+    return DEFAULT_MAX_TOKENS.get(role, _OTHER_ROLE_MAX_TOKENS)
 
 
 @dataclass

@@ -3,6 +3,7 @@ reading what a server says back (its error message, how long to wait, token coun
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -10,6 +11,18 @@ from typing import Any
 import httpx
 
 from flexlearn.errors import ModelError, TransientModelError
+
+# user:password@ in a URL, and the value of a query parameter that names a secret (?key=, ?api_key=, ?token=...).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|auth|sig|signature)))=[^&#\s'\"]*"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it removed: user and password, and secret query values.
+    Apply it to anything that names an endpoint before it is printed or stored."""
+    return _SECRET_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1", text))
 
 
 async def post(http: httpx.AsyncClient, name: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -20,11 +33,11 @@ async def post(http: httpx.AsyncClient, name: str, url: str, **kwargs: Any) -> h
     except httpx.TimeoutException as exc:
         raise TransientModelError(f"{name}: timed out ({type(exc).__name__})") from exc
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ModelError(f"{name}: bad URL {url!r}: {exc}") from exc
+        raise ModelError(f"{name}: bad URL {redact(url)!r}: {redact(str(exc))}") from exc
     except httpx.TransportError as exc:
-        raise TransientModelError(f"{name}: connection failed: {exc or type(exc).__name__}") from exc
+        raise TransientModelError(f"{name}: connection failed: {redact(str(exc)) or type(exc).__name__}") from exc
     except httpx.HTTPError as exc:  # e.g. a body that fails to decode: the server's fault, maybe passing
-        raise TransientModelError(f"{name}: request failed: {exc or type(exc).__name__}") from exc
+        raise TransientModelError(f"{name}: request failed: {redact(str(exc)) or type(exc).__name__}") from exc
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:

@@ -74,6 +74,14 @@ FALLBACK_MAX_TOKENS = 256
 # A grammar-constrained reply cut by max_tokens is broken JSON. When a schema bounds its strings (maxLength) and
 # arrays (maxItems), the reply budget is raised to what the schema can need, up to this cap.
 SCHEMA_MAX_TOKENS_CAP = 768
+CHAT_SCHEMA_MAX_TOKENS_CAP = 2048  # several lessons of a few sentences each, untightened
+
+
+class _Default:
+    """Marks an argument left to the model's kind."""
+
+
+_DEFAULT = _Default()
 _CHARS_PER_TOKEN = 2  # conservative: English prose runs ~3 chars/token with this tokenizer, digits 1
 # The grammar given to llama.cpp is tighter than the caller's schema: every string at most this many characters
 # and every array at most this many items (never below the schema's own minLength / minItems). A reply that
@@ -171,6 +179,36 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+_LOG_CALLBACK: Any = None  # the ctypes callback must outlive every call llama.cpp makes to it
+
+
+def _quiet_llama_logs() -> None:
+    """Route llama.cpp's own log lines to the `flexlearn.llama` logger at debug level, and to stderr only when
+    FLEX_VERBOSE is set (`flex --verbose`). `verbose=False` is not enough: llama-cpp-python maps llama.cpp's log
+    levels off by one, so warnings such as "llama_kv_cache_iswa: using full-size SWA cache" reach stderr anyway."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+    import sys
+
+    import llama_cpp
+
+    verbose = os.environ.get("FLEX_VERBOSE", "").strip() not in ("", "0")
+    llama_log = logging.getLogger("flexlearn.llama")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        line = text.decode("utf-8", errors="replace")
+        if verbose:
+            sys.stderr.write(line)
+        else:
+            llama_log.debug("%s", line.rstrip("\n"))
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _LOG_CALLBACK = callback
+
+
 def _load(path: str, n_ctx: int, n_threads: int) -> Any:
     """Load (or reuse) a model. Runs on the worker thread."""
     key = (path, n_ctx, n_threads, _slot())
@@ -179,6 +217,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> Any:
         if llm is None:
             from llama_cpp import Llama
 
+            _quiet_llama_logs()
             t0 = time.perf_counter()
             llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
             log.debug("local model %s loaded in %.2fs", path, time.perf_counter() - t0)
@@ -193,6 +232,7 @@ def _grammar(schema: dict[str, Any]) -> Any:
     if grammar is None:
         from llama_cpp import LlamaGrammar
 
+        _quiet_llama_logs()
         grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         _GRAMMARS[key] = grammar
     return grammar
@@ -281,8 +321,8 @@ class LocalModel:
         n_ctx: int | None = None,
         n_threads: int | None = None,
         role_max_tokens: dict[str, int] | None = None,
-        max_string_chars: int | None = DEFAULT_MAX_STRING_CHARS,
-        max_array_items: int | None = DEFAULT_MAX_ARRAY_ITEMS,
+        max_string_chars: int | _Default | None = _DEFAULT,
+        max_array_items: int | _Default | None = _DEFAULT,
     ) -> None:
         _require_llama_cpp()
         self.embedded: EmbeddedModel | None = None
@@ -319,8 +359,15 @@ class LocalModel:
         self.n_ctx = n_ctx if n_ctx is not None else _env_int("FLEX_LOCAL_CTX", default_ctx)
         self.n_threads = n_threads if n_threads is not None else _env_int("FLEX_LOCAL_THREADS", DEFAULT_THREADS)
         self.role_max_tokens = {**(CHAT_ROLE_MAX_TOKENS if chat else ROLE_MAX_TOKENS), **(role_max_tokens or {})}
-        self.max_string_chars = max_string_chars
-        self.max_array_items = max_array_items
+        # A base model under a grammar fills strings to their limit, slowly: tighten its schemas. An instruction
+        # model writes what it means and stops; tightening would cut its lessons and merges mid-sentence.
+        self.max_string_chars = (
+            (None if chat else DEFAULT_MAX_STRING_CHARS) if isinstance(max_string_chars, _Default) else max_string_chars
+        )
+        self.max_array_items = (
+            (None if chat else DEFAULT_MAX_ARRAY_ITEMS) if isinstance(max_array_items, _Default) else max_array_items
+        )
+        self.schema_max_tokens = CHAT_SCHEMA_MAX_TOKENS_CAP if chat else SCHEMA_MAX_TOKENS_CAP
 
     @classmethod
     def from_uri_path(cls, path: str | None) -> LocalModel:
@@ -360,7 +407,7 @@ class LocalModel:
         if schema is not None:
             bound = schema_token_bound(self.grammar_schema(schema))
             if bound is not None:
-                budget = max(budget, min(bound, SCHEMA_MAX_TOKENS_CAP))
+                budget = max(budget, min(bound, self.schema_max_tokens))
         return budget
 
     def grammar_schema(self, schema: dict[str, Any]) -> dict[str, Any]:

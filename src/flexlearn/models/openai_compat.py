@@ -24,8 +24,16 @@ from typing import Any
 import httpx
 
 from flexlearn.errors import ModelError, TransientModelError
-from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage
-from flexlearn.models.http import error_message, parse_retry_after, post, usage_count
+from flexlearn.models.base import (
+    GenerationOptions,
+    Message,
+    Prompt,
+    PromptKind,
+    Reply,
+    Usage,
+    default_max_tokens,
+)
+from flexlearn.models.http import error_message, parse_retry_after, post, redact, usage_count
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 COMPLETION_DEFAULT_MAX_TOKENS = 512
@@ -102,7 +110,8 @@ class OpenAICompatModel:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.prompt_kind = PromptKind(prompt_kind)
-        self.name = f"openai:{model}@{self.base_url}"
+        # The name is printed and stored (runs, provenance, results): never with the URL's credentials.
+        self.name = f"openai:{model}@{redact(self.base_url)}"
         self.timeout = timeout
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
@@ -123,7 +132,7 @@ class OpenAICompatModel:
         """One completion. Raises `TransientModelError` for failures worth retrying, else `ModelError`."""
         started = time.perf_counter()
         if schema is None:
-            text, usage = await self._post(self._body(prompt, options, None, None))
+            text, usage = await self._post(self._body(prompt, options, None, None, role))
             return Reply(text=text, usage=usage, latency_s=time.perf_counter() - started)
 
         key = _cache_key(self.base_url, self.model, self.prompt_kind)
@@ -133,7 +142,7 @@ class OpenAICompatModel:
         rejections: list[str] = []
         for mode in modes:
             try:
-                text, usage = await self._post(self._body(prompt, options, schema, mode))
+                text, usage = await self._post(self._body(prompt, options, schema, mode, role))
             except _Rejected as exc:
                 rejections.append(f"{mode}: {exc}")
                 continue
@@ -153,6 +162,7 @@ class OpenAICompatModel:
         options: GenerationOptions | None,
         schema: dict[str, Any] | None,
         mode: str | None,
+        role: str = "actor",
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model}
         instruction = schema_instruction(schema) if schema is not None and mode == "prompt" else None
@@ -175,8 +185,9 @@ class OpenAICompatModel:
             # /v1/completions stops after 16 tokens unless told otherwise (OpenAI, llama.cpp servers): enough to
             # cut every JSON reply in half.
             max_tokens = COMPLETION_DEFAULT_MAX_TOKENS
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+        if max_tokens is None:
+            max_tokens = default_max_tokens(role)
+        body["max_tokens"] = max_tokens
         if options is not None and options.temperature is not None:
             body["temperature"] = options.temperature
         if options is not None and options.seed is not None:

@@ -20,6 +20,7 @@ import re
 from flexlearn.errors import ConfigError
 from flexlearn.models.anthropic import ANTHROPIC_BASE_URL, AnthropicModel
 from flexlearn.models.base import ChatModel, PromptKind
+from flexlearn.models.http import redact
 from flexlearn.models.openai_compat import OpenAICompatModel
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -42,19 +43,26 @@ def api_key_from_env(provider_var: str = "OPENAI_API_KEY") -> str | None:
     return None
 
 
-def _prompt_kind(explicit: PromptKind | None) -> PromptKind | None:
-    if explicit is not None:
-        return PromptKind(explicit)
-    value = os.environ.get("FLEX_PROMPT_KIND", "").strip().lower()
-    if not value:
+def parse_prompt_kind(value: PromptKind | str | None, where: str = "the prompt kind") -> PromptKind | None:
+    """`value` as a PromptKind (None or empty: None); ConfigError naming `where` for anything else."""
+    if value is None or isinstance(value, PromptKind):
+        return value
+    text = value.strip().lower()
+    if not text:
         return None
     try:
-        return PromptKind(value)
+        return PromptKind(text)
     except ValueError:
-        raise ConfigError(f"FLEX_PROMPT_KIND must be 'chat' or 'completion', got {value!r}") from None
+        raise ConfigError(f"{where} must be 'chat' or 'completion', got {value!r}") from None
 
 
-def from_uri(uri: str | None, *, prompt_kind: PromptKind | None = None, timeout: float = 120.0) -> ChatModel:
+def _prompt_kind(explicit: PromptKind | str | None) -> PromptKind | None:
+    if explicit is not None:
+        return parse_prompt_kind(explicit, "--prompt-kind (or FLEX_PROMPT_KIND)")
+    return parse_prompt_kind(os.environ.get("FLEX_PROMPT_KIND", ""), "FLEX_PROMPT_KIND")
+
+
+def from_uri(uri: str | None, *, prompt_kind: PromptKind | str | None = None, timeout: float = 120.0) -> ChatModel:
     """Build the model a URI names (see the module doc for the grammar). Raises `ConfigError` for a bad URI.
 
     `uri=None` reads FLEX_MODEL, and falls back to ``local``. `prompt_kind=None` reads FLEX_PROMPT_KIND, and
@@ -100,35 +108,37 @@ def from_uri(uri: str | None, *, prompt_kind: PromptKind | None = None, timeout:
         model, base_url = _model_and_base_url(uri, sep, rest, ANTHROPIC_BASE_URL)
         if kind is not None and kind is not PromptKind.CHAT:
             raise ConfigError(
-                f"model URI {uri!r}: the Anthropic API serves chat prompts only, but prompt kind {kind.value!r} "
-                "was asked for (by the caller or FLEX_PROMPT_KIND)"
+                f"model URI {redact(uri)!r}: the Anthropic API serves chat prompts only, but prompt kind "
+                f"{kind.value!r} was asked for (by the caller or FLEX_PROMPT_KIND)"
             )
         api_key = api_key_from_env("ANTHROPIC_API_KEY")
         # The official endpoint always needs a key, so say so now rather than as an HTTP 401 mid-run. A gateway
         # named with @BASE_URL may add its own credentials, so there a missing key is allowed.
         if api_key is None and base_url == ANTHROPIC_BASE_URL:
             raise ConfigError(
-                f"model URI {uri!r} needs an API key: set ANTHROPIC_API_KEY (or FLEX_API_KEY) to your Anthropic API key"
+                f"model URI {redact(uri)!r} needs an API key: set ANTHROPIC_API_KEY (or FLEX_API_KEY) to your "
+                "Anthropic API key"
             )
         return AnthropicModel(model, api_key=api_key, base_url=base_url, timeout=timeout)
 
-    raise ConfigError(f"unknown model URI {uri!r}; {_EXAMPLES}")
+    raise ConfigError(f"unknown model URI {redact(uri)!r}; {_EXAMPLES}")
 
 
 def _model_and_base_url(uri: str, sep: str, rest: str, default_base_url: str) -> tuple[str, str]:
     """Split ``MODEL[@BASE_URL]`` (the part after the scheme), shared by the openai and anthropic schemes."""
     if not sep or not rest.strip() or rest.strip().startswith("@"):
-        raise ConfigError(f"model URI {uri!r} names no model; {_EXAMPLES}")
+        raise ConfigError(f"model URI {redact(uri)!r} names no model; {_EXAMPLES}")
     rest = rest.strip()
     match = _MODEL_AT_URL.match(rest)
     if match:
         model, base_url = match.group("model"), match.group("url").rstrip("/")
     elif "@" in rest:
         raise ConfigError(
-            f"model URI {uri!r}: the part after '@' must be a base URL starting with http:// or https://; {_EXAMPLES}"
+            f"model URI {redact(uri)!r}: the part after '@' must be a base URL starting with http:// or https://; "
+            f"{_EXAMPLES}"
         )
     else:
         model, base_url = rest, default_base_url
     if not model.strip() or any(c.isspace() for c in model):
-        raise ConfigError(f"model URI {uri!r} has an empty or malformed model name; {_EXAMPLES}")
+        raise ConfigError(f"model URI {redact(uri)!r} has an empty or malformed model name; {_EXAMPLES}")
     return model, base_url

@@ -135,3 +135,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric_from
 def mode_color(mode: str) -> str:
     """Flex modes in the accent colour, the baselines in grey."""
     return FLEX_COLOR if mode.lower().startswith("flex") else OTHER_COLOR
+
+
+def path_html(path: str) -> str:
+    """A file path, escaped, that a browser may break after a separator but never inside a name."""
+    return "<wbr>".join(esc(part) for part in re.split(r"(?<=[/\\])", path))

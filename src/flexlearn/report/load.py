@@ -46,13 +46,50 @@ class Run:
         model = next((f.model for f in sources if f.model), None)
         return task, model
 
+    def dataset(self) -> str | None:
+        """The data set's name, from the test file: its name, or its folder's when the name says only "test"
+        (the demo's `.../demo/word_facts/test.jsonl` is word_facts)."""
+        files = (self.results, self.scaling, self.inherit)
+        # Scaling and inherit files carry `test` as an extra field, when they carry it.
+        test = next((t for f in files if f is not None and (t := getattr(f, "test", None))), None)
+        if not test:
+            return None
+        path = Path(test)
+        generic = path.stem.lower() in {"test", "tests", "eval", "dev", "val", "valid", "validation", "heldout"}
+        return path.parent.name if generic and path.parent.name else path.stem
+
+
+RECORD_FILES = (RESULTS, SCALING, INHERIT)
+# How deep under a folder to look for a run: a demo's folder keeps its evaluation in eval/, and the folder
+# that holds the demo's runs adds one level more.
+SEARCH_DEPTH = 2
+
+
+def locate_run(folder: Path) -> tuple[Path, int]:
+    """The run directory in `folder`: `folder` itself when it holds results.json, scaling.json or inherit.json,
+    else the shallowest folder below it that does (the newest of several), with how many runs were found.
+    Raises InputError when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("no such run directory", path=str(folder))
+    level = [folder]
+    for _ in range(SEARCH_DEPTH + 1):
+        found = [d for d in level if any((d / name).is_file() for name in RECORD_FILES)]
+        if found:
+            newest = max(found, key=lambda d: max((d / n).stat().st_mtime for n in RECORD_FILES if (d / n).is_file()))
+            return newest, len(found)
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+    raise InputError(
+        f"nothing to report: no {RESULTS}, {SCALING} or {INHERIT} in this folder or the {SEARCH_DEPTH} levels below "
+        "(flex demo, flex eval --out, flex scaling and flex inherit --out write them)",
+        path=str(folder),
+    )
+
 
 def load_run(run_dir: Path) -> Run:
-    """Read and validate a run directory. Raises InputError naming the directory when it holds none of
-    results.json, scaling.json and inherit.json, and naming the file when one is malformed."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError("no such run directory", path=str(run_dir))
+    """Read and validate a run directory, or the run `locate_run` finds inside the folder given. Raises
+    InputError naming the folder when it holds no run, and naming the file when one is malformed."""
+    run_dir, _ = locate_run(Path(run_dir))
     run = Run(
         directory=run_dir,
         results=_load_json(run_dir / RESULTS, Results),
@@ -61,10 +98,6 @@ def load_run(run_dir: Path) -> Run:
         scaling=_load_json(run_dir / SCALING, Scaling),
         inherit=_load_json(run_dir / INHERIT, Inherit),
     )
-    if run.results is None and run.scaling is None and run.inherit is None:
-        raise InputError(
-            f"nothing to report: none of {RESULTS}, {SCALING} or {INHERIT} is in this directory", path=str(run_dir)
-        )
     return run
 
 

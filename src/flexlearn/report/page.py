@@ -65,7 +65,7 @@ def render_report(run_dir: Path, *, max_problems: int = MAX_PROBLEMS) -> str:
         sections.append(("items", "Per-item results"))
         parts.append(drill)
 
-    title = " · ".join(t for t in run.task_and_model() if t)
+    title = " · ".join(t for t in (run.dataset(), *run.task_and_model()) if t)
     script = static("report.js")
     # Nothing may load from anywhere: the policy also stops anything that slipped past escaping from running.
     csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src '{script_hash(script)}'"

@@ -3,17 +3,18 @@ budget."""
 
 from __future__ import annotations
 
-from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Zone
+from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Status, Zone
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.retrieval.base import Retriever
 
 
 def _ancestors(library: Library, exp: Experience) -> list[Experience]:
-    """The parent, grandparent... of `exp`, nearest first. Parents are strictly more general, so this ends."""
+    """The parent, grandparent... of `exp`, nearest first, up to the first one that is missing or quarantined
+    (never shown to a model). Parents are strictly more general, so this ends."""
     chain: list[Experience] = []
     parent_id = exp.parent_id
-    while parent_id is not None and (parent := library.find(parent_id)) is not None:
+    while parent_id is not None and (parent := library.find_retrievable([parent_id]).get(parent_id)) is not None:
         chain.append(parent)
         parent_id = parent.parent_id
     return chain
@@ -29,8 +30,9 @@ def select_guidance(
 ) -> list[Experience]:
     """The experiences to show the actor for `query`, at most `budget_tokens` in all (by `approx_tokens`).
 
-    Up to `per_level` hits are searched in each zone and level; a hit case brings its pattern and principle
-    along (read from `library`), since a case is read best with the lesson it illustrates. The budget is
+    Up to `per_level` hits are searched in each zone and level; a hit brings its ancestors along (a case its
+    pattern and principle, a pattern its principle; read from `library`), since a concrete entry is read best
+    with the lesson it illustrates. The budget is
     filled round by round: every zone and level's best hit first (shortest first), then the ancestors those
     hits brought, then every list's second hit, and so on, so that no single zone or level can crowd out the
     others. An entry that does not fit is skipped, not cut. The result reads from general to concrete:
@@ -47,11 +49,14 @@ def select_guidance(
         # case must not leave no room for the short lessons of the other zones and levels.
         round_hits = sorted((h[rank].experience for h in hits if rank < len(h)), key=Experience.approx_tokens)
         queue += round_hits
-        queue += [a for exp in round_hits if exp.level == Level.CASE for a in _ancestors(library, exp)]
+        # A hit at any level brings the more general lessons above it, principles first.
+        queue += [a for exp in round_hits for a in reversed(_ancestors(library, exp))]
 
     chosen: dict[str, Experience] = {}
     used = 0
     for exp in queue:
+        if exp.status != Status.ACTIVE:
+            continue  # a retriever that does not filter quarantine itself must not leak an entry into a prompt
         cost = exp.approx_tokens()
         if exp.id not in chosen and used + cost <= budget_tokens:
             chosen[exp.id] = exp

@@ -74,3 +74,18 @@ class MetricTask(Task, Protocol):
     metric: str
 
     def aggregate(self, items: Sequence[tuple[Problem, Score]]) -> dict[str, float]: ...
+
+
+def critic_reference(task: Task, problem: Problem) -> str | None:
+    """What the exploring critic may see of the reference answer: `problem.answer`, unless the task defines
+    `critic_reference(problem)` (e.g. to return None where the reference is a blob the critic would only parrot,
+    or where no span check could catch it being passed on)."""
+    own = getattr(task, "critic_reference", None)
+    return own(problem) if callable(own) else problem.answer
+
+
+def reference_text(task: Task, problem: Problem) -> str:
+    """The reference as a reader should see it: the worked solution the loader kept (`meta["solution"]`, e.g.
+    GSM8k's without its calculator annotations) ending the way the task wants, else the answer as given."""
+    solution = str(problem.meta.get("solution", "")).strip()
+    return f"{solution}\n{task.format_answer(problem)}" if solution else problem.answer

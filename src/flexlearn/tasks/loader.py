@@ -4,15 +4,46 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flexlearn.errors import InputError
+from flexlearn.errors import ConfigError, InputError
 from flexlearn.tasks.base import Problem
 
 # A field that identifies the record; used as Problem.id when present.
 _ID_KEY = "id"
+
+# The longest question accepted, in characters (about 12,500 tokens): every call about a problem carries its
+# question, so one runaway record would be sent whole in every prompt. FLEX_MAX_QUESTION_CHARS changes it.
+DEFAULT_MAX_QUESTION_CHARS = 50_000
+
+
+def max_question_chars() -> int:
+    """The cap on a question's length: FLEX_MAX_QUESTION_CHARS when set, else `DEFAULT_MAX_QUESTION_CHARS`."""
+    value = os.environ.get("FLEX_MAX_QUESTION_CHARS", "").strip()
+    if not value:
+        return DEFAULT_MAX_QUESTION_CHARS
+    try:
+        cap = int(value)
+    except ValueError:
+        cap = 0
+    if cap <= 0:
+        raise ConfigError(f"FLEX_MAX_QUESTION_CHARS must be a positive whole number of characters, got {value!r}")
+    return cap
+
+
+def check_question_length(question: str, *, path: str | None = None, line: int | None = None) -> None:
+    """InputError when `question` is longer than `max_question_chars()`, saying how to allow it."""
+    cap = max_question_chars()
+    if len(question) > cap:
+        raise InputError(
+            f"the question is {len(question):,} characters, over the limit of {cap:,} "
+            "(set FLEX_MAX_QUESTION_CHARS to allow longer questions)",
+            path=path,
+            line=line,
+        )
 
 
 def read_jsonl(path: str | Path, *, required: Sequence[str] = ("question", "answer")) -> list[dict[str, Any]]:
@@ -57,6 +88,7 @@ def load_problems(
     first_line_of: dict[str, int] = {}
     for line, record in read_records(path):
         question_used, question = field_text(record, question_keys, path, line)
+        check_question_length(question, path=str(path), line=line)
         meta = {key: value for key, value in record.items() if key not in (question_used, answer_key, _ID_KEY)}
         if accept_lists and isinstance(record.get(answer_key), list):
             accepted = _accepted_answers(record[answer_key], answer_key, path, line)
@@ -109,12 +141,27 @@ def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=where, line=line) from None
+        except RecursionError:
+            raise InputError("JSON nested too deeply", path=where, line=line) from None
+        if "\\u" in text.lower() and not _encodable(value):
+            # A lone surrogate escape ("\ud800") parses, then fails in the HTTP client at the first model call.
+            raise InputError(
+                "holds an invalid Unicode escape (a lone surrogate such as \\ud800)", path=where, line=line
+            )
         if not isinstance(value, dict):
             raise InputError(f"expected a JSON object, got {_json_type(value)}", path=where, line=line)
         records.append((line, value))
     if not records:
         raise InputError("no records: the file is empty or holds only blank lines", path=where)
     return records
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def field_text(record: dict[str, Any], keys: Sequence[str], path: str | Path, line: int) -> tuple[str, str]:

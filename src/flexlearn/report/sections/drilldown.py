@@ -17,6 +17,7 @@ MAX_PROBLEMS = 500
 QUESTION_CHARS = 2000
 PROMPT_CHARS = 2000
 REPLY_CHARS = 3000
+STEP_CHARS = 1500
 
 
 @dataclass
@@ -142,8 +143,23 @@ def _attempt(a: ItemRecord, label: str) -> str:
         dumped = json.dumps(a.score_data, indent=2, ensure_ascii=False)
         data = f"<details><summary>Score data</summary><pre>{esc(dumped)}</pre></details>"
     return (
-        f'<div class="attempt"><h4>{esc(label)} {_mark([a])}</h4>{error}'
+        f'<div class="attempt"><h4>{esc(label)} {_mark([a])}</h4>{error}{_tool_steps(a)}'
         f'<div class="label">Reply</div>{pre(a.reply, REPLY_CHARS, "reply")}'
         f"<details><summary>Prompt ({len(a.prompt):,} characters)</summary>{pre(a.prompt, PROMPT_CHARS)}"
         f"</details>{data}</div>"
     )
+
+
+def _tool_steps(a: ItemRecord) -> str:
+    """Each tool run of a tool-using actor, in order: the code it wrote and the output it saw next."""
+    if not a.steps:
+        return ""
+    rounds = len({s.round for s in a.steps}) > 1
+    parts = []
+    for i, step in enumerate(a.steps, 1):
+        where = f", round {step.round + 1}" if rounds else ""
+        parts.append(
+            f'<div class="label">Step {i}: {esc(step.kind)}{where} ({step.seconds:.1f} s)</div>'
+            f"{pre(step.input, STEP_CHARS)}{pre(step.observation, STEP_CHARS)}"
+        )
+    return f"<details open><summary>Tool steps ({len(a.steps)})</summary>{''.join(parts)}</details>"

@@ -1,4 +1,4 @@
-"""The library section: composition by zone and level, then the experiences, most retrieved first.
+"""The library section: composition by zone and level, then the experiences, most useful first.
 
 It also decides which experiences get an anchor on the page, which the drill-down's links then point to."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from flexlearn.records import LIBRARY, ExperienceView, LibrarySnapshot
 from flexlearn.report import svg
-from flexlearn.report.format import LEVELS, ZONES, anchor, clip, integer, one_line, table
+from flexlearn.report.format import LEVELS, ZONES, anchor, clip, integer, one_line, path_html, table
 from flexlearn.report.load import Run
 from flexlearn.report.svg import esc
 
@@ -85,7 +85,7 @@ def _composition_part(snapshot: LibrarySnapshot, path: str | None) -> str:
     composition = table(["Zone", *map(esc, levels), "Total"], rows, css="composition")
     chart = svg.composition_chart(counts, chart_id="chart-library", title="Library composition by zone and level")
     events = ", ".join(f"{esc(k)} {integer(v)}" for k, v in snapshot.stats.events.items() if v)
-    where = f"{esc(path)}. " if path else ""
+    where = f"{path_html(path)}. " if path else ""
     return (
         f'<p class="note">{where}Golden entries record what worked; warning entries what failed and why. '
         f"Levels run from general principles to concrete cases.</p>"
@@ -113,12 +113,19 @@ def _retrieved_list(snapshot: LibrarySnapshot | None, in_run: Counter[str], show
     def count(e: ExperienceView) -> int:
         return in_run[e.id] if use_run else e.retrieved
 
+    # Once the helped/hurt counters have counted anything, rank by what an entry did (helped - hurt), then by
+    # retrievals; before that, retrievals alone.
+    useful = any(e.helped or e.hurt for e in exps)
+
+    def net(e: ExperienceView) -> int:
+        return e.helped - e.hurt if useful else 0
+
     zone_rank = {z: i for i, z in enumerate(ZONES)}
     level_rank = {lv: i for i, lv in enumerate(LEVELS)}
-    # Most retrieved first (ties by zone, level, title) so that, under the cap, the linked ones are the listed ones.
+    # Best first (ties by zone, level, title) so that, under the cap, the linked ones are the listed ones.
     ordered = sorted(
         exps,
-        key=lambda e: (-count(e), zone_rank.get(e.zone, 9), level_rank.get(e.level, 9), e.title, e.id),
+        key=lambda e: (-net(e), -count(e), zone_rank.get(e.zone, 9), level_rank.get(e.level, 9), e.title, e.id),
     )
     # A snapshot should not repeat an id, but if one does, list it once: ids are anchors and must be unique.
     ordered = list({e.id: e for e in ordered}.values())
@@ -126,10 +133,16 @@ def _retrieved_list(snapshot: LibrarySnapshot | None, in_run: Counter[str], show
     for e in listed:
         shown.anchors[e.id] = anchor("exp", e.id)
         shown.by_id[e.id] = e
-    top = [e for e in listed[:TOP_RETRIEVED] if count(e) > 0]
+    top = [e for e in listed[:TOP_RETRIEVED] if count(e) > 0 or net(e) > 0]
     rest = listed[len(top) :]
     cards = "".join(_experience_card(e, in_run, shown) for e in top)
-    out = [f'<h3>Most retrieved experiences</h3><p class="note">Top {len(top)}, retrievals {source}.</p>']
+    if useful:
+        heading = "Most useful experiences"
+        note = f"Top {len(top)} by helped minus hurt, then by retrievals {source}."
+    else:
+        heading = "Most retrieved experiences"
+        note = f"Top {len(top)}, retrievals {source}; no experience has helped or hurt an answer yet."
+    out = [f'<h3>{heading}</h3><p class="note">{note}</p>']
     out.append(cards or '<p class="muted">No experience was retrieved.</p>')
     if rest:
         more = "".join(_experience_card(e, in_run, shown) for e in rest)

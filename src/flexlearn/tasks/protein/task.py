@@ -124,6 +124,12 @@ class ProteinTask:
         value = min(1.0, max(0.0, (rho + 1.0) / 2.0))
         return Score(correct=correct, value=value, extracted=extracted, detail=detail, data=data)
 
+    def critic_reference(self, problem: Problem) -> str | None:
+        """None: the reference is every mutant's measured score, which a critic could only pass on (no span check
+        can tell a hint about one mutant's rank from the answer). The critic works from the verdict and the
+        batch's Spearman instead."""
+        return None
+
     def format_answer(self, problem: Problem) -> str:
         """The measured scores as a correct reply would give them: one `A42G: 0.73` line per mutant, the scores
         turned into ranks scaled to [0, 1] (order kept, ties shared; see `metric.scaled_ranks`)."""

@@ -1,0 +1,342 @@
+"""Does learning help? Learn on a GSM8k training slice, evaluate a disjoint test slice in the paper's four modes, and
+print ONE JSON object: each mode's accuracy, the paired difference flex minus each baseline with a paired bootstrap
+95% interval, the library's composition, and calls, tokens and seconds per phase.
+
+    python benchmarks/efficacy.py                                  # local:qwen2.5-coder-1.5b, 40 train, 100 test
+    python benchmarks/efficacy.py --train-n 10 --test-n 20         # smaller
+    python benchmarks/efficacy.py --model openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --concurrency 8
+
+Every finished item is cached in the work folder (`--work`), and learning resumes through the library's own run
+ledger, so an interrupted run picks up where it stopped: run the same command again. A cached item is reused only
+while its fingerprint holds (model, mode, the prompt files the mode reads, the evaluation settings and, for flex,
+the library's content); change one and that mode is evaluated afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flexlearn
+from flexlearn.models import Meter
+from flexlearn.tasks import Problem, get_task
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "gsm8k"
+PROMPTS = Path(flexlearn.__file__).resolve().parent / "prompts"
+MODES = ("vanilla", "icl", "agent", "flex")
+# The prompt files each mode's calls read; a change to one invalidates that mode's cached items.
+MODE_PROMPTS = {
+    "vanilla": ("actor_system", "actor_user"),
+    "icl": ("actor_system", "actor_user"),
+    "agent": ("actor_system", "actor_user", "judge_system", "judge_user"),
+    "flex": ("actor_system", "actor_user"),
+}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def _sha(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _prompt_text(names: Sequence[str]) -> list[str]:
+    return [(PROMPTS / f"{name}.txt").read_text() if (PROMPTS / f"{name}.txt").exists() else "" for name in names]
+
+
+def library_fingerprint(library: flexlearn.Library) -> str:
+    """The library's content: what flex mode can retrieve."""
+    entries = sorted((e.id, e.zone, e.level, e.title, e.content, e.parent_id or "") for e in library.list())
+    return _sha(entries)
+
+
+class Cache:
+    """Finished items, one JSON line each, appended and flushed as they finish."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                self.items[(item["key"], item["problem_id"])] = item
+
+    def get(self, key: str, problem_id: str) -> dict[str, Any] | None:
+        return self.items.get((key, problem_id))
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.items[(item["key"], item["problem_id"])] = item
+        with self.path.open("a") as f:
+            f.write(json.dumps(item) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class Phases:
+    """Calls, tokens and seconds per phase, summed over every invocation (a resumed run adds to them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def add(self, phase: str, *, seconds: float, calls: int, prompt_tokens: int, completion_tokens: int) -> None:
+        row = self.data.setdefault(phase, {"seconds": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        row["seconds"] += seconds
+        row["calls"] += calls
+        row["prompt_tokens"] += prompt_tokens
+        row["completion_tokens"] += completion_tokens
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+
+def _meter_totals(meter: Any) -> tuple[int, int, int]:
+    snapshot = meter.snapshot()
+    rows = snapshot.values() if isinstance(snapshot, dict) else snapshot
+    calls = prompt = completion = 0
+    for row in rows:
+        calls += int(row.get("calls", 0))
+        prompt += int(row.get("prompt_tokens", 0))
+        completion += int(row.get("completion_tokens", 0))
+    return calls, prompt, completion
+
+
+def paired(a: Sequence[bool], b: Sequence[bool], *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over paired items, with a percentile bootstrap 95% interval (resampling items)."""
+    diffs = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    if n == 0:
+        return {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "wins": 0, "losses": 0, "n": 0}
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {
+        "diff": sum(diffs) / n,
+        "ci_low": means[int(0.025 * (resamples - 1))],
+        "ci_high": means[int(0.975 * (resamples - 1)) + 1 if resamples > 1 else 0],
+        "wins": sum(d > 0 for d in diffs),
+        "losses": sum(d < 0 for d in diffs),
+        "n": n,
+    }
+
+
+def composition(library: flexlearn.Library) -> dict[str, Any]:
+    entries = library.list()
+    by: dict[str, int] = {}
+    for e in entries:
+        by[f"{e.zone}/{e.level}"] = by.get(f"{e.zone}/{e.level}", 0) + 1
+    linked = sum(1 for e in entries if e.parent_id)
+    return {"total": len(entries), "by_zone_level": dict(sorted(by.items())), "with_parent": linked}
+
+
+def load(path: Path, n: int) -> list[Problem]:
+    problems = get_task("gsm8k").load(path)
+    if n > len(problems):
+        sys.exit(f"{path} holds {len(problems)} problems, fewer than the {n} asked for")
+    return problems[:n]
+
+
+def _connect(args: argparse.Namespace, meter: Meter) -> flexlearn.Agents:
+    model = flexlearn.connect(args.model, concurrency=args.concurrency, meter=meter, timeout=args.timeout)
+    return flexlearn.Agents(actor=model, meter=meter)
+
+
+async def learn_phase(
+    args: argparse.Namespace, train: list[Problem], library: flexlearn.Library, phases: Phases
+) -> dict:
+    latest = library.latest_run("learn")
+    if latest is not None and library.run_status(latest) == "done":
+        return {"run_id": latest, "skipped": "learned in an earlier invocation"}
+    meter = Meter()
+    agents = _connect(args, meter)
+    started = time.monotonic()
+
+    def progress(p: Any) -> None:
+        print(f"learn {p.done}/{p.total} solved {p.solved} failed {p.failed}", file=sys.stderr, flush=True)
+
+    try:
+        summary = await flexlearn.alearn(
+            train,
+            task="gsm8k",
+            agents=agents,
+            library=library,
+            concurrency=args.concurrency,
+            resume=latest is not None,
+            explore_with_library=not args.explore_blind,
+            on_progress=progress,
+        )
+    finally:
+        await agents.aclose()
+    calls, prompt, completion = _meter_totals(meter)
+    phases.add(
+        "learn", seconds=time.monotonic() - started, calls=calls, prompt_tokens=prompt, completion_tokens=completion
+    )
+    return {"run_id": summary.run_id, "solved": summary.solved, "unsolved": summary.unsolved, "failed": summary.failed}
+
+
+# The evaluation settings each mode's items depend on (the cache key); the rest of `EVAL` applies to all.
+EVAL = {"icl_k": 3, "agent_rounds": 2, "budget_tokens": 1500, "retriever": "bm25"}
+MODE_SETTINGS = {"vanilla": (), "icl": ("icl_k",), "agent": ("agent_rounds",), "flex": ("budget_tokens", "retriever")}
+
+
+async def eval_phase(
+    args: argparse.Namespace,
+    mode: str,
+    test: list[Problem],
+    train: list[Problem],
+    library: flexlearn.Library | None,
+    cache: Cache,
+    phases: Phases,
+) -> list[dict[str, Any]]:
+    task = get_task("gsm8k")
+    key = _sha(
+        args.model,
+        mode,
+        _prompt_text(MODE_PROMPTS[mode]),
+        task.answer_format,
+        {name: EVAL[name] for name in MODE_SETTINGS[mode]},
+        library_fingerprint(library) if mode == "flex" and library is not None else "",
+        [p.id for p in train] if mode == "icl" else [],
+    )
+    todo = [p for p in test if cache.get(key, p.id) is None]
+    if todo:
+        meter = Meter()
+        agents = _connect(args, meter)
+        started = time.monotonic()
+        done = [0]
+
+        def on_item(item: Any) -> None:
+            if item.error is None:
+                cache.put(
+                    {
+                        "key": key,
+                        "mode": mode,
+                        "problem_id": item.problem_id,
+                        "correct": bool(item.correct),
+                        "extracted": item.extracted,
+                        "calls": item.calls,
+                        "prompt_tokens": item.prompt_tokens,
+                        "completion_tokens": item.completion_tokens,
+                        "retrieved": list(item.retrieved),
+                    }
+                )
+            done[0] += 1
+            print(f"{mode} {done[0]}/{len(todo)}", file=sys.stderr, flush=True)
+
+        try:
+            await flexlearn.aevaluate(
+                todo,
+                task=task,
+                modes=[mode],
+                agents=agents,
+                library=library if mode == "flex" else None,
+                train=train,
+                concurrency=args.concurrency,
+                on_item=on_item,
+                **EVAL,
+            )
+        finally:
+            await agents.aclose()
+        calls, prompt, completion = _meter_totals(meter)
+        phases.add(
+            f"eval:{mode}",
+            seconds=time.monotonic() - started,
+            calls=calls,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+        )
+    items = [cache.get(key, p.id) for p in test]
+    return [i for i in items if i is not None]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    work = args.work or HERE / ".efficacy" / _slug(args.model)
+    work.mkdir(parents=True, exist_ok=True)
+    train = load(args.train, args.train_n)
+    test = load(args.test, args.test_n)
+    if {p.question for p in train} & {p.question for p in test}:
+        sys.exit("the training and test slices share a question; give disjoint files")
+    cache = Cache(work / "items.jsonl")
+    phases = Phases(work / "phases.json")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    library = flexlearn.Library.open(work / f"train{args.train_n}.flexlib")
+    try:
+        learned = await learn_phase(args, train, library, phases) if "flex" in modes else {}
+        if "flex" in modes:
+            print(f"library: {composition(library)}", file=sys.stderr, flush=True)
+        results: dict[str, list[dict[str, Any]]] = {}
+        for mode in modes:
+            results[mode] = await eval_phase(args, mode, test, train, library, cache, phases)
+        out: dict[str, Any] = {
+            "model": args.model,
+            "train": {"file": str(args.train), "n": len(train)},
+            "test": {"file": str(args.test), "n": len(test)},
+            "learn": learned,
+            "modes": {},
+            "paired": {},
+            "library": composition(library),
+            "phases": phases.data,
+        }
+        for mode, items in results.items():
+            n = len(items)
+            correct = sum(i["correct"] for i in items)
+            out["modes"][mode] = {
+                "accuracy": correct / n if n else 0.0,
+                "correct": correct,
+                "n": n,
+                "calls_per_item": sum(i["calls"] for i in items) / n if n else 0.0,
+                "prompt_tokens_per_item": sum(i["prompt_tokens"] for i in items) / n if n else 0.0,
+                "completion_tokens_per_item": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
+            }
+        if "flex" in results:
+            flex = {i["problem_id"]: i["correct"] for i in results["flex"]}
+            for mode, items in results.items():
+                if mode == "flex":
+                    continue
+                base = {i["problem_id"]: i["correct"] for i in items}
+                ids = [p.id for p in test if p.id in flex and p.id in base]
+                out["paired"][f"flex-{mode}"] = paired([flex[i] for i in ids], [base[i] for i in ids])
+        return out
+    finally:
+        library.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="local:qwen2.5-coder-1.5b")
+    parser.add_argument("--train", type=Path, default=DATA / "train.jsonl")
+    parser.add_argument("--test", type=Path, default=DATA / "test.jsonl")
+    parser.add_argument("--train-n", type=int, default=40)
+    parser.add_argument("--test-n", type=int, default=100)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--work", type=Path, default=None, help="cache folder [default: benchmarks/.efficacy/MODEL]")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--explore-blind", action="store_true", help="explore without the library (default: under it, as it grows)"
+    )
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Learning throughput against a fixed-latency OpenAI-compatible server, as a fraction of the bound. Prints JSON.
+
+    python benchmarks/throughput.py --concurrency 1,8,32,64 --problems 128 --latency 0.2
+
+The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, no network): every reply takes
+`--latency` seconds and plays the four FLEX roles from a script. A client that keeps `concurrency` requests in
+flight at all times achieves concurrency / latency requests per second: the bound. For each concurrency the
+benchmark learns the problems into a fresh library and reports the requests the server answered per second of
+the run, that rate over the bound, and the entries left with the same zone, level and text as another
+(`duplicates`, which must be 0).
+
+The script: problem n is solved once the actor's prompt carries n mod 5 rounds of the critic's feedback, so
+problems take 1 to 5 actor rounds; the distiller writes a principle, a pattern and a case for each verdict seen;
+the updater merges a pattern into a neighbour of its operation, discards a principle that has a neighbour, and
+adds the rest (cases and exact copies are decided without a call). About 8 requests a problem, 3 to 11 of them
+one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+OPS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
+_QUESTION = re.compile(r"What is the (sum|product|difference) of (\d+) and (\d+)\?")
+_ROLES = {
+    "careful problem solver": "actor",
+    "You are a critic": "critic",
+    "You distil experience": "distiller",
+    "You maintain an experience library": "updater",
+}
+
+
+# -- the scripted server ------------------------------------------------------------------------------------
+
+
+def _actor(user: str) -> str:
+    match = _QUESTION.search(user.split("Problem:")[-1])
+    if match is None:
+        return "Final answer: \\boxed{0}"
+    kind, a, b = match.group(1), int(match.group(2)), int(match.group(3))
+    right = OPS[kind](a, b)
+    rounds_of_feedback = user.count("\nAttempt ")
+    answer = right if rounds_of_feedback >= a % 5 else right + 1
+    return f"The {kind} of {a} and {b} is {answer}. Final answer: \\boxed{{{answer}}}"
+
+
+def _distiller(user: str) -> str:
+    match = _QUESTION.search(user)
+    kind, a, b = (match.group(1), match.group(2), match.group(3)) if match else ("sum", "0", "0")
+    out = []
+    for verdict, zone, how in (("CORRECT", "golden", "computed"), ("WRONG", "warning", "guessed")):
+        if verdict in user:
+            out += [
+                {"zone": zone, "level": "principle", "title": "arithmetic", "content": f"A {kind} {how} right."},
+                {"zone": zone, "level": "pattern", "title": f"{kind}", "content": f"A {kind} of two numbers {how}."},
+                {"zone": zone, "level": "case", "title": f"{kind} {a} {b}", "content": f"{kind} of {a} and {b} {how}."},
+            ]
+    return json.dumps({"experiences": out})
+
+
+def _updater(user: str) -> str:
+    header = re.search(r"Candidate \((\w+) (\w+),", user)
+    zone, level = header.groups() if header else ("golden", "case")
+    same = re.search(rf"^\[([\w-]+)\] \({zone} {level}, ([^)]*)\)", user, flags=re.MULTILINE)
+    if same is not None and level == "pattern":
+        merged = f"{same.group(2)} of two numbers ({zone}): write both, combine them, check the result."
+        return json.dumps({"action": "merge", "target": same.group(1), "merged_content": merged, "reason": "same"})
+    if same is not None and level == "principle":
+        return json.dumps({"action": "discard", "target": same.group(1), "reason": "covered"})
+    return json.dumps({"action": "add", "reason": "new"})
+
+
+def reply(body: dict) -> str:
+    messages = body.get("messages", [])
+    system = messages[0]["content"] if messages else ""
+    user = "\n".join(m["content"] for m in messages[1:])
+    role = next((r for marker, r in _ROLES.items() if marker in system), "actor")
+    if role == "critic":
+        return json.dumps({"diagnosis": "Off by one.", "next_step": "Recompute it digit by digit."})
+    return {"actor": _actor, "distiller": _distiller, "updater": _updater}[role](user)
+
+
+async def _serve(latency: float) -> None:
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                raw = await reader.readexactly(int(headers.get("content-length", 0)))
+                if lines[0].startswith("GET /served"):
+                    payload = json.dumps({"served": served}).encode()
+                else:
+                    await asyncio.sleep(latency)
+                    served += 1
+                    text = reply(json.loads(raw))
+                    message = {"role": "assistant", "content": text}
+                    usage = {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4}
+                    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                    payload = json.dumps({"object": "chat.completion", "choices": [choice], "usage": usage}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+# -- the benchmark ------------------------------------------------------------------------------------------
+
+
+def _served(port: int) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/served", timeout=10) as response:
+        return int(json.load(response)["served"])
+
+
+def _duplicates(library_path: Path) -> int:
+    from flexlearn.library.store import Library
+
+    with Library.open(library_path, create=False) as lib:
+        texts = Counter((str(e.zone), str(e.level), e.content.strip()) for e in lib.list())
+    return sum(n - 1 for n in texts.values())
+
+
+async def _learn(port: int, train: Path, library_path: Path, concurrency: int) -> dict[str, object]:
+    import flexlearn
+    from flexlearn.library.store import Library
+
+    model = flexlearn.connect(f"openai:scripted@http://127.0.0.1:{port}/v1", concurrency=concurrency)
+    with Library.open(library_path) as lib:
+        start = time.perf_counter()
+        summary = await flexlearn.alearn(
+            train, task="math", agents=model, library=lib, concurrency=concurrency, rollouts=1, rounds=5
+        )
+        seconds = time.perf_counter() - start
+    await model.aclose()
+    return {"seconds": seconds, "solved": summary.solved, "failed": summary.failed, "actions": summary.actions}
+
+
+def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
+    train = folder / "train.jsonl"
+    kinds = list(OPS)
+    lines = []
+    for n in range(problems):
+        kind, a, b = kinds[n % 3], 10 + n, 3 + (7 * n) % 50
+        lines.append(json.dumps({"question": f"What is the {kind} of {a} and {b}?", "answer": str(OPS[kind](a, b))}))
+    train.write_text("\n".join(lines) + "\n")
+    library_path = folder / f"c{concurrency}.flexlib"
+    before = _served(port)
+    run = asyncio.run(_learn(port, train, library_path, concurrency))
+    requests = _served(port) - before
+    seconds = float(run.pop("seconds"))  # type: ignore[arg-type]
+    rate = requests / seconds
+    bound = concurrency / latency
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "requests_per_problem": round(requests / problems, 1),
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(rate, 1),
+        "bound_per_s": round(bound, 1),
+        "fraction_of_bound": round(rate / bound, 3),
+        "duplicates": _duplicates(library_path),
+        **run,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated concurrencies")
+    parser.add_argument("--problems", type=int, default=128)
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per reply")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.latency))
+        return
+    # The server gets its own process, so its work does not slow the client it measures.
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with tempfile.TemporaryDirectory() as folder:
+            runs = [bench(port, Path(folder), args.problems, args.latency, int(c)) for c in args.concurrency.split(",")]
+    finally:
+        server.terminate()
+        server.wait()
+    print(json.dumps({"problems": args.problems, "latency_s": args.latency, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

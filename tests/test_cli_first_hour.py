@@ -1,0 +1,143 @@
+"""What a new user meets first: help that reads at 80 columns, exports by extension, a notice instead of a
+surprise (solve without a library, an inferred task), `flex report` on any folder a command wrote, and no
+third-party log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from flexlearn.cli import app
+from flexlearn.cli.common import resolve_task
+from flexlearn.errors import ConfigError
+from flexlearn.experience import Experience, Level, Provenance, Zone
+from flexlearn.library.store import Library
+from tests.report.runs import write_all
+from tests.support.cli import flex, model_uri
+from tests.support.fake_openai import FakeOpenAI
+
+runner = CliRunner()
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def _help(path: tuple[str, ...]) -> str:
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=lambda p: " ".join(p) or "flex")
+def test_help_reads_at_80_columns_with_an_example(path: tuple[str, ...]) -> None:
+    text = _help(path)
+    too_long = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_long, too_long
+    assert "Examples:" in text and "  flex " in text.split("Examples:", 1)[1]
+    assert "<bool>" not in text
+    usage = text.splitlines()[0]
+    assert "{" not in usage, usage
+
+
+@pytest.mark.parametrize("path", [p for p, c in COMMANDS if not getattr(c, "commands", None)], ids=" ".join)
+def test_help_shows_every_default(path: tuple[str, ...]) -> None:
+    command = dict(COMMANDS)[path]
+    ctx = typer.main.get_command(app).make_context("flex", [*path, "--help"], resilient_parsing=True)
+    for param in command.params:
+        if param.param_type_name != "option" or param.required or param.is_flag or param.name == "help":
+            continue
+        record = param.get_help_record(ctx)
+        assert record is not None and "default" in record[1].lower(), (path, param.name, record)
+    text = _help(path)
+    if any(p.envvar == "FLEX_MODEL" for p in command.params):
+        assert "default: local" in " ".join(text.split())
+
+
+def _library(path: Path) -> Path:
+    with Library.open(path) as lib:
+        lib.add(
+            Experience(Zone.GOLDEN, Level.CASE, "Plural of mouse", "mice", provenance=Provenance(task="exact")),
+            reason="seeded",
+        )
+    return path
+
+
+@pytest.fixture()
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_export_format_follows_the_extension_and_files_get_the_usual_mode(tmp_path: Path, umask_022: None) -> None:
+    lib = _library(tmp_path / "lib.flexlib")
+    as_json = tmp_path / "out.json"
+    as_md = tmp_path / "out.md"
+    assert runner.invoke(app, ["library", "export", str(lib), str(as_json)]).exit_code == 0
+    assert runner.invoke(app, ["library", "export", str(lib), str(as_md)]).exit_code == 0
+    assert as_json.read_text(encoding="utf-8").lstrip().startswith("{")
+    assert as_md.read_text(encoding="utf-8").lstrip().startswith("#")
+    for path in (as_json, as_md):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_export_refuses_an_extension_it_cannot_honour(tmp_path: Path) -> None:
+    lib = _library(tmp_path / "lib.flexlib")
+    result = runner.invoke(app, ["library", "export", str(lib), str(tmp_path / "out.txt")])
+    assert result.exit_code == 2
+    assert ".json" in result.output and ".md" in result.output
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_solve_without_a_library_says_so(scripted_server: FakeOpenAI) -> None:
+    shown = flex("solve", "--task", "math", "--model", model_uri(scripted_server), "What is 2+2?")
+    assert "no --library" in shown.stderr and "without guidance" in shown.stderr
+
+
+def test_task_is_inferred_from_the_library_with_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lib = _library(tmp_path / "lib.flexlib")
+    assert resolve_task(None, lib).name == "exact"
+    assert "task: exact" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--task is required"):
+        resolve_task(None, None)
+    with pytest.raises(ConfigError, match="--task is required"):
+        resolve_task(None, tmp_path / "missing.flexlib")
+
+
+def test_report_finds_the_run_inside_a_demo_folder(tmp_path: Path) -> None:
+    runs = asyncio.run(write_all(tmp_path / "fixtures"))
+    demo_run = tmp_path / "flex-demo" / "run-20250101-120000"
+    shutil.copytree(runs["full"], demo_run / "eval")
+    (demo_run / "library.flexlib").write_bytes(b"")
+    result = runner.invoke(app, ["report", str(demo_run)])
+    assert result.exit_code == 0, result.output
+    assert (demo_run / "report.html").is_file()
+    # The folder holding the demo's runs works too: the newest run is reported, with a notice.
+    result = runner.invoke(app, ["report", str(tmp_path / "flex-demo")])
+    assert result.exit_code == 0, result.output
+    assert "reporting on" in result.output and str(demo_run / "eval") in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_the_local_model_prints_no_third_party_log_line() -> None:
+    pytest.importorskip("llama_cpp")
+    shown = flex("solve", "--task", "exact", "--model", "local", "--max-tokens", "8", "Q: plural of mouse?")
+    assert "no --library" in shown.stderr
+    others = [line for line in shown.stderr.splitlines() if "no --library" not in line and line.strip()]
+    assert not [line for line in others if "llama" in line or "ggml" in line or "http" in line], others

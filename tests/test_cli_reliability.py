@@ -1,0 +1,209 @@
+"""The `flex` CLI under failure, through a real subprocess: an unreachable or failing model, arguments and files
+that are wrong, signals, credentials in URLs, logs without a terminal. Each ends in a one-line message (never a
+traceback), before any model call where it can, and changes no file it refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flexlearn.library.store import Library
+from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
+from tests.support.fake_openai import FakeOpenAI, FakeResponse
+from tests.support.scripted_flex import ScriptedFlex
+
+
+def refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert message in " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_eval_against_a_failing_model_exits_non_zero_with_a_message(tmp_path: Path) -> None:
+    test = write_set(tmp_path / "test.jsonl", TEST * 4)
+    with FakeOpenAI(lambda request: FakeResponse(400, json={"error": {"message": "no such model"}})) as server:
+        proc = flex(
+            "eval",
+            "--task",
+            "math",
+            "--test",
+            str(test),
+            "--modes",
+            "vanilla",
+            "--model",
+            model_uri(server),
+            check=False,
+        )
+        refused(proc, "all failed at the model, so it looks unreachable")
+        assert len(server.requests) < 12
+
+
+def test_eval_checks_its_arguments_before_any_model_call(tmp_path: Path) -> None:
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me")
+    with FakeOpenAI(ScriptedFlex()) as server:
+        base = ("eval", "--task", "math", "--test", str(test), "--model", model_uri(server))
+        refused(flex(*base, "--modes", "vanilla", "--out", str(taken), check=False), "is a file; give a folder")
+        refused(flex(*base, "--modes", "flex", check=False), "mode 'flex' needs an experience library")
+        refused(flex(*base, "--modes", "icl", check=False), "mode 'icl' needs training examples")
+        refused(
+            flex(*base, "--modes", "vanilla", "--prompt-kind", "bogus", check=False), "must be 'chat' or 'completion'"
+        )
+        refused(
+            flex(*base, "--modes", "vanilla", env_extra={"FLEX_PROMPT_KIND": "bogus"}, check=False),
+            "must be 'chat' or 'completion'",
+        )
+        assert server.requests == []
+    assert taken.read_text() == "keep me"
+
+
+def test_refused_library_commands_change_nothing_on_disk(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.flexlib"
+    empty.touch()
+    refused(flex("library", "stats", str(empty), check=False), "empty, not a flexlearn library")
+    assert empty.read_bytes() == b""
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for source in (bad, tmp_path / "missing.json"):
+        proc = flex("library", "import", str(tmp_path / "new.flexlib"), str(source), check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    wrong_shape = tmp_path / "shape.json"
+    wrong_shape.write_text(json.dumps({"format": "flexlearn.library", "version": 1, "experiences": [{"zone": 1}]}))
+    proc = flex("library", "import", str(tmp_path / "new.flexlib"), str(wrong_shape), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    refused(
+        flex("library", "import", str(tmp_path / "no" / "such" / "lib.flexlib"), str(wrong_shape), check=False),
+        "such does not exist",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "empty.flexlib", "shape.json"]
+
+
+def test_import_quarantines_and_review_approves(tmp_path: Path) -> None:
+    export = tmp_path / "shared.json"
+    entry = {"id": "E1", "zone": "golden", "level": "pattern", "title": "t", "content": "Add the numbers."}
+    export.write_text(json.dumps({"format": "flexlearn.library", "version": 1, "experiences": [entry]}))
+    lib = tmp_path / "lib.flexlib"
+    proc = flex("library", "import", str(lib), str(export))
+    assert "1 entries are in quarantine" in proc.stdout
+    assert "E1" in flex("library", "review", str(lib)).stdout
+    assert flex("library", "search", str(lib), "numbers").stdout.strip() == "no match"
+    flex("library", "review", str(lib), "--approve", "all")
+    assert "E1" in flex("library", "search", str(lib), "numbers").stdout
+
+
+def test_sigterm_stops_learn_like_ctrl_c_and_says_how_to_resume(tmp_path: Path) -> None:
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    lib = tmp_path / "lib.flexlib"
+    scripted = ScriptedFlex()
+    with FakeOpenAI(lambda request: _slow(scripted, request)) as server:
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("FLEX_MODEL", None)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flexlearn",
+                "learn",
+                "--task",
+                "math",
+                "--train",
+                str(train),
+                "--library",
+                str(lib),
+                "--model",
+                model_uri(server),
+                "--concurrency",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated (SIGTERM)" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    with Library.open(lib, create=False) as opened:
+        assert [r.status for r in opened.runs()] == ["running"]
+
+
+def _slow(scripted: ScriptedFlex, request):  # type: ignore[no-untyped-def]
+    time.sleep(0.3)
+    return scripted(request)
+
+
+def test_credentials_in_the_model_url_appear_nowhere(tmp_path: Path) -> None:
+    train = write_set(tmp_path / "train.jsonl", TRAIN[:2])
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    lib = tmp_path / "lib.flexlib"
+    out = tmp_path / "run"
+    with FakeOpenAI(ScriptedFlex()) as server:
+        uri = model_uri(server).replace("http://", "http://user:SECRETKEY@")
+        learned = flex(
+            "learn",
+            "--task",
+            "math",
+            "--train",
+            str(train),
+            "--library",
+            str(lib),
+            "--model",
+            uri,
+            "--rollouts",
+            "1",
+            "--rounds",
+            "1",
+        )
+        evaluated = flex(
+            "eval",
+            "--task",
+            "math",
+            "--test",
+            str(test),
+            "--library",
+            str(lib),
+            "--modes",
+            "vanilla,flex",
+            "--model",
+            uri,
+            "--out",
+            str(out),
+        )
+        flex("library", "export", str(lib), str(tmp_path / "export.json"))
+    texts = [learned.stdout, learned.stderr, evaluated.stdout, evaluated.stderr, lib.read_bytes().decode("latin-1")]
+    texts += [p.read_text() for p in [*out.iterdir(), tmp_path / "export.json"]]
+    assert all("SECRETKEY" not in text for text in texts)
+
+
+def test_without_a_terminal_progress_is_printed_as_plain_lines(tmp_path: Path) -> None:
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    with FakeOpenAI(lambda request: _slow(ScriptedFlex(), request)) as server:
+        proc = flex(
+            "eval",
+            "--task",
+            "math",
+            "--test",
+            str(test),
+            "--modes",
+            "vanilla",
+            "--model",
+            model_uri(server),
+            "--concurrency",
+            "1",
+            env_extra={"FLEX_PROGRESS_INTERVAL": "0.1"},
+        )
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eval ")]
+    assert len(lines) >= 3, proc.stderr
+    assert lines[-1].startswith("eval 3/3 (100%)  elapsed ") and "tok" in lines[-1]
+    assert any("left ~" in line for line in lines)
