@@ -116,3 +116,10 @@ async def test_the_real_qwen_05b_assembles_verifies_and_chats() -> None:
     prompt = Prompt(messages=[Message("user", "What is 2 + 3? Reply with the number only.")])
     reply = await model.generate(prompt, role="actor", options=GenerationOptions(max_tokens=8))
     assert "5" in reply.text and reply.usage.completion_tokens > 0
+
+
+def test_instruction_models_are_told_apart_by_uri() -> None:
+    from flexlearn.models.embedded import is_embedded_instruct
+
+    assert is_embedded_instruct("local:qwen2.5-coder-1.5b") and is_embedded_instruct("local:Qwen2.5-Coder-0.5B")
+    assert not any(is_embedded_instruct(u) for u in ("local", "local:gemma3-270m", "local:/x.gguf", "openai:m", None))

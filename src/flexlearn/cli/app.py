@@ -61,6 +61,7 @@ from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
+from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
 from flexlearn.tasks.loader import check_question_length
@@ -478,13 +479,19 @@ def solve_cmd(
         "flex demo                              # offline, the embedded Gemma 3 270M",
         "flex demo --task gsm8k --model openai:gpt-4o-mini",
         "flex demo --train-size 8 --test-size 10   # a quicker look",
+        "flex demo --model local:qwen2.5-coder-1.5b   # an instruction model, offline",
     ),
 )
 @handle_errors
 def demo_cmd(
     task: Annotated[
-        str, typer.Option("--task", "-t", help="Shipped slice: word_facts (default) or gsm8k.")
-    ] = "word_facts",
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Shipped slice: word_facts or gsm8k. Default: word_facts; gsm8k for an embedded instruction model.",
+        ),
+    ] = None,
     model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     distiller_model: DistillerModelOpt = None,
@@ -507,7 +514,12 @@ def demo_cmd(
 ) -> None:
     """Learn on a small shipped training slice, evaluate a held-out slice in all four modes, show the results.
 
-    Runs offline on the embedded Gemma 3 270M when no model is given."""
+    Runs offline on the embedded Gemma 3 270M when no model is given. With an embedded instruction model
+    (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn, 10 to test."""
+    instruct = is_embedded_instruct(model)
+    task = task or ("gsm8k" if instruct else "word_facts")
+    if instruct:
+        train_size, test_size = train_size or 8, test_size or 10
     demo = plan(
         task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
     )

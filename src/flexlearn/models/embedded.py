@@ -87,6 +87,13 @@ def lookup(name: str) -> EmbeddedModel | None:
     return EMBEDDED.get(name.strip().lower())
 
 
+def is_embedded_instruct(uri: str | None) -> bool:
+    """Whether a model URI names one of the embedded instruction (chat) models, e.g. `local:qwen2.5-coder-1.5b`."""
+    scheme, _, name = (uri or "").partition(":")
+    model = lookup(name) if scheme.strip() == "local" and name else None
+    return model is not None and model.prompt_kind == PromptKind.CHAT
+
+
 def cache_dir() -> Path:
     explicit = os.environ.get("FLEX_CACHE_DIR", "").strip()
     if explicit:

@@ -23,6 +23,8 @@ Design notes (measured on a 2-core machine, see docs/local-model-measurements.md
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import importlib.util
 import json
 import logging
@@ -105,6 +107,19 @@ _WORKER = threading.local()
 _SLOTS = iter(range(1 << 30))
 _DEFAULT_ANNOUNCED = False
 _DEFAULT_PATH: str | None = None
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the cached models while the interpreter is whole: left to `Llama.__del__` at shutdown, they find
+    llama.cpp's bindings already torn down and print a traceback on the way out."""
+    with _LOAD_LOCK:
+        models = list(_MODELS.values())
+        _MODELS.clear()
+        _GRAMMARS.clear()
+    for llm in models:
+        with contextlib.suppress(Exception):
+            llm.close()
 
 
 def _name_worker() -> None:

@@ -18,20 +18,28 @@ filtered search ranks by statistics of its own zone and level.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import tantivy
 
 from flexlearn.atomic import write_atomic
 from flexlearn.experience import Level, Status, Zone
+from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25
 
-FORMAT = 1
+log = logging.getLogger(__name__)
+
+# 2: the note counts documents and tokens (the statistics the overlay scores with).
+FORMAT = 2
 META_FILE = "flexlearn.json"
 # tantivy's per-thread indexing heap: small for a catch-up of a few entries, larger for a rebuild.
 _CATCH_UP_HEAP = 20_000_000
@@ -42,6 +50,10 @@ _BATCH = 500
 _REBUILD_SHARE = 0.25
 # How long to wait for another process that holds the index's writer lock before giving up on the index.
 LOCK_WAIT_S = 2.0
+# Changed entries the overlay collects before a background commit; past `OVERLAY_MAX` (commits kept failing, say,
+# because another process holds the lock) a search waits for a commit rather than score a big overlay.
+COMMIT_EVERY = 128
+OVERLAY_MAX = 4096
 
 _ANALYZER_NAME = "flex_en"
 # Only what retrieval may show is indexed: quarantined entries join when approved (a logged change).
@@ -79,6 +91,25 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
+def _text(row: Sequence[str]) -> str:
+    # The title twice: the weight FTS5 gives it.
+    _, _, _, title, content, examples = row
+    return "\n".join([title, title, content, *json.loads(examples)])
+
+
+@dataclass
+class _Stats:
+    """What tantivy's BM25 counts, as the note records it: documents added since the last rebuild and their
+    tokens per field. Replaced documents stay counted, as tantivy counts them until it merges them away."""
+
+    docs: int = 0
+    tokens: dict[str, int] = dataclass_field(default_factory=dict)
+
+    def add(self, field: str, length: int) -> None:
+        self.docs += 1
+        self.tokens[field] = self.tokens.get(field, 0) + length
+
+
 def index_dir(library_path: Path) -> Path:
     """Where the index of the library at `library_path` lives."""
     return library_path.with_name(library_path.name + ".index")
@@ -99,15 +130,18 @@ class LibraryIndex:
     def __init__(self, library_path: Path, *, directory: Path | None = None) -> None:
         self.library_path = library_path
         self.directory = index_dir(library_path) if directory is None else directory
-        self._conn = sqlite3.connect(
-            f"{library_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn = self._connect()
         self._lock = threading.RLock()
+        # Held by whoever writes the index files (a catch-up or the background commit): one at a time.
+        self._commit_lock = threading.Lock()
+        self._committer: threading.Thread | None = None
         self._schema = _schema()
         self._analyzer = _analyzer()
-        self.revision = -1  # the revision `_searcher` reflects; -1 before the first sync
-        self._field_docs: dict[str, int] = {}  # documents per field at `revision`
+        self.revision = -1  # the revision searches reflect (`_searcher` and `_overlay`); -1 before the first sync
+        self._committed = -1  # the revision `_searcher` reflects
+        self._overlay = Overlay()
+        self._stats = _Stats()
+        self._field_docs: dict[str, int] = {}  # documents per field at `_committed`
         self._index = self._open()
         self._searcher = self._index.searcher()
 
@@ -125,39 +159,54 @@ class LibraryIndex:
         index.register_tokenizer(_ANALYZER_NAME, self._analyzer)
         return index
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"{self.library_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
     def close(self) -> None:
         """Close the read connection. The index files stay for the next process."""
         self._conn.close()
 
     # -- the file's side ----------------------------------------------------------------------------------
 
-    def _stamp(self, revision: int) -> float | None:
+    def _stamp(self, revision: int, conn: sqlite3.Connection | None = None) -> float | None:
         # What identifies the event at `revision`, so an index built from another file at the same revision
         # (a library deleted and made again) is not taken for current.
-        row = self._conn.execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
+        conn = self._conn if conn is None else conn
+        row = conn.execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
         return None if row is None else row[0]
 
     def _file_revision(self) -> int:
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
-    def _read_meta(self) -> tuple[int, float | None] | None:
+    def _read_meta(self) -> tuple[int, float | None, _Stats] | None:
         try:
             meta = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
                 return None
-            return int(meta["revision"]), meta.get("stamp")
-        except (OSError, ValueError, KeyError, TypeError):
+            stats = _Stats(int(meta["docs"]), {str(k): int(v) for k, v in meta["tokens"].items()})
+            return int(meta["revision"]), meta.get("stamp"), stats
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def _write_meta(self, revision: int) -> None:
-        meta = {"format": FORMAT, "revision": revision, "stamp": self._stamp(revision)}
+    def _write_meta(self, conn: sqlite3.Connection, revision: int, stats: _Stats) -> None:
+        meta = {
+            "format": FORMAT,
+            "revision": revision,
+            "stamp": self._stamp(revision, conn),
+            "docs": stats.docs,
+            "tokens": stats.tokens,
+        }
         write_atomic(self.directory / META_FILE, json.dumps(meta))
 
-    def _valid_revision(self, meta: tuple[int, float | None] | None, current: int) -> int | None:
+    def _valid_revision(self, meta: tuple[int, float | None, _Stats] | None, current: int) -> int | None:
         """The revision the index files reflect, or None when they must be rebuilt."""
         if meta is None or meta[0] > current:
             return None
-        revision, stamp = meta
+        revision, stamp, _ = meta
         if revision and self._stamp(revision) != stamp:
             return None
         return revision
@@ -165,89 +214,179 @@ class LibraryIndex:
     # -- syncing ------------------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring the index to the file's committed revision: nothing to do when it is there already (one
-        SQLite read), else take it from another process's commit, catch up from the event log, or rebuild.
-        IndexBusyError when another process keeps the writer lock for longer than `LOCK_WAIT_S`."""
+        """Bring the search view to the file's committed revision: nothing to do when it is there already (one
+        SQLite read). The first time, the index files catch up (or are rebuilt) and commit; after that, changed
+        entries go to the in-memory overlay and tantivy commits them in a background thread once there are
+        `COMMIT_EVERY`, so no search waits for a commit. IndexBusyError when another process keeps the writer
+        lock for longer than `LOCK_WAIT_S` on a catch-up that cannot wait."""
         with self._lock:
             if self._file_revision() == self.revision:
                 return
+            if self.revision < 0 or len(self._overlay) >= OVERLAY_MAX:
+                self._catch_up()
+            else:
+                self._extend()
+            if len(self._overlay) >= COMMIT_EVERY and self._committer is None:
+                self._committer = threading.Thread(target=self._commit_overlay, name="flexlearn-index", daemon=True)
+                self._committer.start()
+
+    def flush(self) -> None:
+        """Commit what the overlay holds and wait for it: for tests, and before handing the files on."""
+        with self._lock:
+            committer = self._committer
+        if committer is not None:
+            committer.join()
+        with self._lock:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        with self._commit_lock:
             deadline = time.monotonic() + LOCK_WAIT_S
             while not self._try_update():
                 if time.monotonic() > deadline:
                     raise IndexBusyError(f"the index {self.directory} is locked by another process")
                 time.sleep(0.02)
 
-    def _try_update(self) -> bool:
-        """One attempt at syncing, in one read snapshot of the file; False when the writer lock is taken."""
+    def _extend(self) -> None:
+        """Put the entries changed since the view's revision in the overlay, from one read snapshot."""
         self._conn.execute("BEGIN")
         try:
             current = self._file_revision()
-            since = self._valid_revision(self._read_meta(), current)
+            changed = dict(
+                self._conn.execute(
+                    "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
+                    "GROUP BY experience_id",
+                    (self.revision,),
+                ).fetchall()
+            )
+            docs = {row[0]: self._document(row) for row in self._rows(list(changed))}
+        finally:
+            self._conn.execute("COMMIT")
+        for id, seq in changed.items():
+            self._overlay.put(id, seq, docs.get(id))
+        self.revision = current
+
+    def _document(self, row: tuple[str, str, str, str, str, str]) -> OverlayDoc:
+        _, zone, level, *_ = row
+        stems = self._analyzer.analyze(_text(row))
+        return OverlayDoc(field_name(zone, level), Counter(stems), len(stems))
+
+    def _try_update(self) -> bool:
+        """One attempt at syncing the files, in one read snapshot of the file; False when the writer lock is
+        taken. Afterwards the overlay is empty."""
+        self._conn.execute("BEGIN")
+        try:
+            current = self._file_revision()
+            meta = self._read_meta()
+            since = self._valid_revision(meta, current)
             if since == current:  # another process brought the files up to date
-                self._refresh(current)
+                assert meta is not None
+                self._refresh(self._conn, current, meta[2])
                 return True
             changed: list[str] = []
             if since is not None:
-                changed = [
-                    r[0]
-                    for r in self._conn.execute(
-                        "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL",
-                        (since,),
-                    )
-                ]
+                changed = self._changed_since(self._conn, since)
                 total = self._conn.execute("SELECT count(*) FROM experiences").fetchone()[0]
             rebuild = since is None or len(changed) > _REBUILD_SHARE * max(total, 1)
-            try:
-                if rebuild:
-                    writer = self._index.writer(heap_size=_REBUILD_HEAP, num_threads=min(4, os.cpu_count() or 1))
-                else:
-                    writer = self._index.writer(heap_size=_CATCH_UP_HEAP, num_threads=1)
-            except ValueError:  # the lock file is taken
+            stats = _Stats() if rebuild or meta is None else meta[2]
+            if not self._write(self._conn, changed, stats, rebuild=rebuild):
                 return False
-            try:
-                if rebuild:
-                    writer.delete_all_documents()
-                    rows = self._conn.execute(f"SELECT {_COLUMNS} FROM experiences WHERE status = ?", (_ACTIVE,))
-                else:
-                    for id in changed:
-                        writer.delete_documents_by_term("id", id)
-                    rows = self._rows(changed)
-                self._add(writer, rows)
-                writer.commit()
-                writer.wait_merging_threads()
-            finally:
-                # Dropping the writer releases the directory's lock for other processes.
-                del writer
-            self._write_meta(current)
-            self._refresh(current)
+            self._write_meta(self._conn, current, stats)
+            self._refresh(self._conn, current, stats)
             return True
         finally:
             self._conn.execute("COMMIT")
 
-    def _rows(self, ids: Sequence[str]) -> Iterable[sqlite3.Row]:
+    def _commit_overlay(self) -> None:
+        """The background commit: the entries changed since the last commit go into tantivy from a snapshot of
+        its own; then the search view swaps to the new commit and the overlay keeps only what changed after it.
+        A busy writer lock (another process) or an error leaves the overlay as it is, for the next attempt."""
+        try:
+            with self._commit_lock:
+                conn = self._connect()
+                try:
+                    conn.execute("BEGIN")
+                    current = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                    meta = self._read_meta()
+                    stats = meta[2] if meta is not None and meta[0] <= current else self._stats
+                    changed = self._changed_since(conn, self._committed)
+                    if not self._write(conn, changed, stats, rebuild=False):
+                        return
+                    self._write_meta(conn, current, stats)
+                    with self._lock:
+                        self._refresh(conn, current, stats)
+                finally:
+                    conn.close()
+        except Exception as e:  # a failed background commit must not kill the process
+            log.warning("background commit of %s failed (%s); searches use the overlay", self.directory, e)
+        finally:
+            with self._lock:
+                self._committer = None
+
+    @staticmethod
+    def _changed_since(conn: sqlite3.Connection, since: int) -> list[str]:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL", (since,)
+            )
+        ]
+
+    def _write(self, conn: sqlite3.Connection, changed: list[str], stats: _Stats, *, rebuild: bool) -> bool:
+        """Replace the `changed` documents (or all, `rebuild`) and commit, counting what is added into `stats`;
+        False when the writer lock is taken."""
+        try:
+            if rebuild:
+                writer = self._index.writer(heap_size=_REBUILD_HEAP, num_threads=min(4, os.cpu_count() or 1))
+            else:
+                writer = self._index.writer(heap_size=_CATCH_UP_HEAP, num_threads=1)
+        except ValueError:  # the lock file is taken
+            return False
+        try:
+            if rebuild:
+                writer.delete_all_documents()
+                rows: Iterable[tuple[str, str, str, str, str, str]] = conn.execute(
+                    f"SELECT {_COLUMNS} FROM experiences WHERE status = ?", (_ACTIVE,)
+                )
+            else:
+                for id in changed:
+                    writer.delete_documents_by_term("id", id)
+                rows = self._rows(changed, conn)
+            for row in rows:
+                text = _text(row)
+                field = field_name(row[1], row[2])
+                writer.add_document(tantivy.Document(id=row[0], **{field: text}))
+                stats.add(field, len(self._analyzer.analyze(text)))
+            writer.commit()
+            writer.wait_merging_threads()
+        finally:
+            # Dropping the writer releases the directory's lock for other processes.
+            del writer
+        return True
+
+    def _rows(self, ids: Sequence[str], conn: sqlite3.Connection | None = None) -> Iterable[tuple[str, ...]]:
+        conn = self._conn if conn is None else conn
         for start in range(0, len(ids), _BATCH):
             batch = ids[start : start + _BATCH]
-            yield from self._conn.execute(
+            yield from conn.execute(
                 f"SELECT {_COLUMNS} FROM experiences WHERE status = ? AND id IN ({', '.join('?' * len(batch))})",
                 [_ACTIVE, *batch],
             )
 
-    def _add(self, writer: tantivy.IndexWriter, rows: Iterable[tuple[str, str, str, str, str, str]]) -> None:
-        for id, zone, level, title, content, examples in rows:
-            text = "\n".join([title, title, content, *json.loads(examples)])
-            writer.add_document(tantivy.Document(id=id, **{field_name(zone, level): text}))
-
-    def _refresh(self, revision: int) -> None:
+    def _refresh(self, conn: sqlite3.Connection, revision: int, stats: _Stats) -> None:
         # Called inside the read snapshot the index was synced to, so the counts match the documents.
         self._field_docs = {
             field_name(zone, level): n
-            for zone, level, n in self._conn.execute(
+            for zone, level, n in conn.execute(
                 "SELECT zone, level, count(*) FROM experiences WHERE status = ? GROUP BY 1, 2", (_ACTIVE,)
             )
         }
         self._index.reload()
         self._searcher = self._index.searcher()
-        self.revision = revision
+        self._stats = stats
+        self._committed = revision
+        self._overlay.drop_through(revision)
+        self.revision = max(self.revision, revision)
 
     # -- searching ----------------------------------------------------------------------------------------
 
@@ -257,22 +396,51 @@ class LibraryIndex:
 
     def search(self, stems: Sequence[str], fields: Sequence[str], k: int) -> list[tuple[str, float]]:
         """The ids of the `k` best documents for any of `stems` in any of `fields` (BM25), best first, with
-        their scores, as of the last `sync`. Stems too common to tell documents apart are left out of a big
-        field (`_telling`)."""
+        their scores, as of the last `sync`: tantivy's committed hits less the ids changed since, merged with
+        the overlay's documents scored the same way. Stems too common to tell documents apart are left out of a
+        big field (`_telling`)."""
         if not stems or k <= 0:
             return []
         with self._lock:
-            searcher = self._searcher
+            searcher, overlay = self._searcher, self._overlay
+            telling = {field: self._telling(searcher, field, stems) for field in fields}
             terms = [
                 tantivy.Query.term_query(self._schema, field, stem, index_option="freq")
                 for field in fields
-                for stem in self._telling(searcher, field, stems)
+                for stem in telling[field]
             ]
             if not terms:
                 return []
+            ranked: list[tuple[str, float]] = []
             query = tantivy.Query.boolean_query([(tantivy.Occur.Should, term) for term in terms])
-            hits = searcher.search(query, k, count=False).hits
-            return [(searcher.doc(address)["id"][0], score) for score, address in hits]
+            for score, address in searcher.search(query, k + len(overlay), count=False).hits:
+                id = searcher.doc(address)["id"][0]
+                if id not in overlay:
+                    ranked.append((id, score))
+                    if len(ranked) == k:
+                        break
+            if len(overlay):
+                ranked += self._overlay_hits(searcher, telling)
+                ranked.sort(key=lambda hit: -hit[1])
+            return ranked[:k]
+
+    def _overlay_hits(self, searcher: tantivy.Searcher, telling: dict[str, list[str]]) -> list[tuple[str, float]]:
+        overlay, stats = self._overlay, self._stats
+        docs = stats.docs + sum(overlay.docs.values())
+        hits = []
+        for field, stems in telling.items():
+            found = overlay.documents(field)
+            if not found or not stems:
+                continue
+            avg_length = (stats.tokens.get(field, 0) + overlay.tokens[field]) / max(docs, 1)
+            df = {s: searcher.doc_freq(field, s) + overlay.df[field][s] for s in stems}
+            for id, doc in found:
+                score = sum(
+                    bm25(doc.tf[s], doc.length, df=df[s], docs=docs, avg_length=avg_length) for s in stems if doc.tf[s]
+                )
+                if score > 0:
+                    hits.append((id, score))
+        return hits
 
     def _telling(self, searcher: tantivy.Searcher, field: str, stems: Sequence[str]) -> list[str]:
         """The stems worth scoring in `field`: all of them in a small field; in a big one, those in at most
@@ -282,7 +450,7 @@ class LibraryIndex:
         and rarely changes the top k, but their long postings are what keeps block-max pruning from skipping
         ahead. Below `_COMMON_MIN_DOCS` documents every stem is kept, so small libraries rank exactly as BM25.
         """
-        docs = self._field_docs.get(field, 0)
+        docs = self._field_docs.get(field, 0) + self._overlay.docs[field]
         if docs == 0:
             return []
         limit = max(COMMON_SHARE * docs, _COMMON_MIN_DOCS)
