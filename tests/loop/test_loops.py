@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from flexlearn.agents.actor import worked_shots
 from flexlearn.errors import ConfigError, FlexError, ModelError
-from flexlearn.experience import Level, Zone
+from flexlearn.experience import Action, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
@@ -246,3 +247,38 @@ async def test_a_model_error_in_any_role_fails_the_problem_and_resume_retries_it
         down["on"] = False
         again = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
         assert again.run_id == summary.run_id and again.failed == 0 and again.unsolved == len(PROBLEMS)
+
+
+async def test_a_merge_that_would_copy_another_entry_is_a_discard_linked_to_it(tmp_path: Path) -> None:
+    lessons = iter(["Alpha lesson about capitals.", "Beta lesson about capitals.", "Gamma lesson about capitals."])
+
+    def model(prompt, role, schema):  # type: ignore[no-untyped-def]
+        if role == "actor":
+            return "Final answer: nowhere"
+        if role == "distiller":
+            principle = {"zone": "warning", "level": "principle", "title": "capitals", "content": next(lessons)}
+            return json.dumps({"category": "capitals", "experiences": [principle]})
+        if role == "updater":
+            text = prompt.messages[-1].content
+            if "Gamma" not in text.split("Most similar")[0]:
+                return json.dumps({"action": "add", "reason": "new"})
+            beta = re.search(r"\[([\w-]+)\][^\n]*Beta", text)
+            if beta is None:  # decided before beta was written; the writer's re-check asks again
+                return json.dumps({"action": "add", "reason": "new"})
+            # The updater "merges" into beta by writing alpha's text: beta would become a copy of alpha.
+            return json.dumps(
+                {
+                    "action": "merge",
+                    "target": beta.group(1),
+                    "merged_content": "Alpha lesson about capitals.",
+                    "reason": "same idea",
+                }
+            )
+        return never_right(prompt, role, schema)
+
+    config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1), concurrency=1)
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        await learn(PROBLEMS[:3], task=TASK, agents=Agents.single(FunctionModel(model)), library=lib, config=config)
+        principles = [e.content for e in lib.list(level=Level.PRINCIPLE)]
+        assert sorted(principles) == ["Alpha lesson about capitals.", "Beta lesson about capitals."]
+        assert any(e.action == Action.DISCARD and "would repeat" in e.reason for e in lib.events())

@@ -94,6 +94,10 @@ async def decide(
             why = f"added: {target.id} is of another zone or level ({reason})"
             return Decision(Action.ADD, why, usage=result.usage)
         merged = v.merged_content.strip()
+        if merged == target.content.strip():
+            # The "merge" keeps the entry as it is: the candidate adds nothing to it.
+            why = f"discarded as covered by {target.id}{unnamed}: {reason}"
+            return Decision(Action.DISCARD, why, target.id, usage=result.usage)
         if not merged or copies_example(merged, "updater"):
             # The model named a merge but wrote no usable text: keep the target and the candidate, within bounds.
             merged = shorten(f"{target.content.rstrip('.')}. {candidate.content}", limits.updater_reply_merged_chars)

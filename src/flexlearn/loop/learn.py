@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from flexlearn.agents.distiller import Candidates, distill
@@ -451,6 +451,17 @@ def apply(
             twin = _twin(library, candidate, written) if decision.action == Action.ADD else None
             if twin is not None:
                 decision = Decision(Action.DISCARD, f"discarded: exact duplicate of {twin}", target=twin)
+            if decision.action == Action.MERGE:
+                # A merge must not turn its target into a copy of another entry (a small updater tends to write
+                # the text of the entry it was shown): the candidate is then covered by that entry.
+                merged_text = replace(candidate, content=decision.merged_content)
+                copy = _twin(library, merged_text, written)
+                if copy is not None and copy != decision.target:
+                    decision = Decision(
+                        Action.DISCARD,
+                        f"discarded: merging into {decision.target} would repeat {copy}, which covers it",
+                        target=copy,
+                    )
             decisions[i] = decision
             parent = candidates.parents.get(i)
             if decision.action == Action.ADD:
