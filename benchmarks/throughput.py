@@ -7,7 +7,9 @@ The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, 
 flight at all times achieves concurrency / latency requests per second: the bound. For each concurrency the
 benchmark learns the problems into a fresh library and reports the requests the server answered per second of
 the run, that rate over the bound, and the entries left with the same zone, level and text as another
-(`duplicates`, which must be 0).
+(`duplicates`, which must be 0). Then a bare client (httpx alone, `concurrency` workers each sending one actor
+request after another) runs against the same server: `bare_fraction_of_bound` is what this machine achieves
+with no learning at all, and `fraction_of_bare` the learning run's rate over it, the share that is ours.
 
 The script: problem n is solved once the actor's prompt carries n mod 5 rounds of the critic's feedback, so
 problems take 1 to 5 actor rounds; the distiller writes a principle, a pattern and a case for each verdict seen;
@@ -161,6 +163,34 @@ async def _learn(port: int, train: Path, library_path: Path, concurrency: int) -
     return {"seconds": seconds, "solved": summary.solved, "failed": summary.failed, "actions": summary.actions}
 
 
+async def _bare(port: int, concurrency: int, requests: int) -> float:
+    """Requests per second of `concurrency` workers sharing `requests` chat calls, with nothing else to do."""
+    import httpx
+
+    from flexlearn.models.http import CONNECTION_LIMITS
+
+    body = {
+        "model": "scripted",
+        "messages": [
+            {"role": "system", "content": "You are a careful problem solver."},
+            {"role": "user", "content": "Problem: What is the sum of 10 and 3?"},
+        ],
+    }
+    left = requests
+    async with httpx.AsyncClient(timeout=60, limits=CONNECTION_LIMITS) as http:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+                response.json()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return requests / (time.perf_counter() - start)
+
+
 def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
     train = folder / "train.jsonl"
     kinds = list(OPS)
@@ -176,6 +206,8 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
     seconds = float(run.pop("seconds"))  # type: ignore[arg-type]
     rate = requests / seconds
     bound = concurrency / latency
+    # At most 40 rounds per worker: enough to be steady, and concurrency 1 need not take as long as learning.
+    bare = asyncio.run(_bare(port, concurrency, min(requests, 40 * concurrency)))
     return {
         "concurrency": concurrency,
         "requests": requests,
@@ -184,6 +216,8 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
         "requests_per_s": round(rate, 1),
         "bound_per_s": round(bound, 1),
         "fraction_of_bound": round(rate / bound, 3),
+        "bare_fraction_of_bound": round(bare / bound, 3),
+        "fraction_of_bare": round(rate / bare, 3),
         "duplicates": _duplicates(library_path),
         **run,
     }

@@ -103,6 +103,10 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
     items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
     flex_items = [i for i in items if i["mode"] == "flex"]
     assert len(flex_items) == len(TEST)
+    # The folder refers to the library, with the entries the run retrieved in full; no copy without --snapshot.
+    ref = json.loads((out_dir / "library.ref.json").read_text())
+    assert not (out_dir / "library.json").exists() and ref["path"] == str(lib_path.resolve())
+    assert {e["id"] for e in ref["experiences"]} == {eid for i in items for eid in i["retrieved"]}
     with Library.open(lib_path, create=False) as lib:
         train_ids = {f"train.jsonl:{n}" for n in range(1, len(TRAIN) + 1)}
         for item in flex_items:

@@ -66,7 +66,7 @@ def test_scaling_replays_sizes_and_fits_a_trend(tmp_path: Path, scripted_server:
         Library.open(out / "libraries" / f"size-{len(TRAIN)}.flexlib", create=False) as full,
     ):
         assert {e.id for e in full.list()} == {e.id for e in source.list()}
-    assert (out / "size-1" / "items.jsonl").exists() and (out / "size-1" / "library.json").exists()
+    assert (out / "size-1" / "items.jsonl").exists() and (out / "size-1" / "library.ref.json").exists()
 
 
 def test_inherit_compares_vanilla_inherited_and_own(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
@@ -86,6 +86,7 @@ def test_inherit_compares_vanilla_inherited_and_own(tmp_path: Path, scripted_ser
         f"openai:m2@{scripted_server.base_url}",
         "--out",
         str(out),
+        "--snapshot",
         "--json",
     )
     rows = json.loads(proc.stdout)["rows"]
@@ -96,6 +97,14 @@ def test_inherit_compares_vanilla_inherited_and_own(tmp_path: Path, scripted_ser
         assert all(e.provenance.model.startswith("openai:m2@") for e in own.list())
     results = json.loads((out / "results.json").read_text())
     assert len(results["results"]) == 3 and (out / "inherit.json").exists()
+    # --snapshot: a copy of the inherited library, not a reference.
+    assert (out / "library.json").exists() and not (out / "library.ref.json").exists()
+
+
+def test_every_run_writing_command_offers_snapshot() -> None:
+    for command in ("eval", "scaling", "inherit", "demo"):
+        shown = flex(command, "--help", env_extra={"COLUMNS": "200"}).stdout
+        assert "--snapshot" in shown and "Default: off" in shown, command
 
 
 def test_a_paper_library_imports_and_guides_flex_mode(tmp_path: Path, scripted_server: FakeOpenAI) -> None:

@@ -4,7 +4,9 @@
 - `ModeResult`: one mode's outcome, an entry of `results.json`'s `results` (its items go to `items.jsonl`);
 - `Results`: `results.json`; `Scaling` (with `ScalingPoint`, `Fit`): `scaling.json`; `Inherit` (with
   `InheritRow`): `inherit.json`;
-- `LibrarySnapshot`: `library.json`, the library as `flexlearn.library.formats.export_json` writes it.
+- `LibrarySnapshot`: `library.json`, the library as `flexlearn.library.formats.export_json` writes it (with
+  `--snapshot`); `LibraryRef`: `library.ref.json`, what runs write by default: where the library is, its content
+  hash and stats, and only the entries the run retrieved.
 
 Reading is lenient about absent fields (runs written by older versions lack some) and strict about wrong types,
 so that a malformed file fails validation instead of turning into a confusing page. Unknown fields are ignored,
@@ -22,6 +24,7 @@ from flexlearn.tasks.base import Score
 RESULTS = "results.json"
 ITEMS = "items.jsonl"
 LIBRARY = "library.json"
+LIBRARY_REF = "library.ref.json"
 SCALING = "scaling.json"
 INHERIT = "inherit.json"
 
@@ -254,3 +257,15 @@ class LibrarySnapshot(Record):
     path: str | None = None
     stats: LibraryStats = LibraryStats()
     experiences: list[ExperienceView] = []
+
+
+class LibraryRef(LibrarySnapshot):
+    """`library.ref.json`: the library a run used, by reference (its `path` and `content_hash` when the run was
+    written, `revision`), with its `stats` then and, in `experiences`, only the entries the run retrieved, in
+    full. Enough for the report; the library itself stays where it is (copied only with `--snapshot`)."""
+
+    content_hash: str = ""
+    revision: int | None = None
+    # Retrieved ids this library did not hold when the run was written: deleted meanwhile, or from another library
+    # the run also used (`flex inherit` refers to the inherited one).
+    missing: list[str] = []

@@ -2,13 +2,15 @@
 `FunctionModel`s with scripted replies, and `loop.results` writing them, so the report reads exactly what the
 loops write. Each scripted mode is evaluated with its own model, then written as one run.
 
-- full: four modes on six problems (one agent call fails, a reply and a library title carry markup), the
-  library, and a scaling and an inheritance run beside them;
+- full: four modes on six problems (one agent call fails, a reply and a library title carry markup), a copy of
+  the library (`--snapshot`), and a scaling and an inheritance run beside them;
+- referenced: flex mode on the same problems, the library referred to (`library.ref.json`, the default), then
+  moved away, so the report has only the folder;
 - minimal: vanilla and icl on four problems, no library;
 - metric: retrosynthesis (a task metric) with two repeats, SMILES and <think> tags in replies;
 - scaling_only: scaling.json alone.
 
-    python -m tests.report.runs DIR    # writes the four directories under DIR (e.g. for screenshot_report.py)
+    python -m tests.report.runs DIR    # writes the five directories under DIR (e.g. for screenshot_report.py)
 """
 
 from __future__ import annotations
@@ -152,9 +154,21 @@ async def write_full(directory: Path, work: Path) -> None:
         )
         lib.delete(DELETED_ID, reason="superseded")
         meta = _meta(task, test="data/aime25_test.jsonl", train="data/aime25_train.jsonl", library=str(lib.path))
-        write_run(directory, meta, results, lib)
+        write_run(directory, meta, results, lib, snapshot=True)
     await write_scaling(directory, work, sizes=[0, 10, 50, 200])
     await write_inherit(directory, work)
+
+
+async def write_referenced(directory: Path, work: Path) -> None:
+    task = get_task("exact")
+    path = work / "referenced.flexlib"
+    with _library(path) as lib:
+        results = await _modes(
+            task, PROBLEMS, {Mode.FLEX: _answers({0, 1, 2, 3})}, config=EvalConfig(budget_tokens=1500), library=lib
+        )
+        lib.delete(DELETED_ID, reason="superseded")
+        write_run(directory, _meta(task, test="data/aime25_test.jsonl", library=str(path)), results, lib)
+    path.rename(work / "moved-away.flexlib")
 
 
 async def write_scaling(directory: Path, work: Path, sizes: list[int]) -> None:
@@ -241,11 +255,12 @@ async def write_metric(directory: Path, work: Path) -> None:
 
 
 async def write_all(root: Path) -> dict[str, Path]:
-    """Write the four run directories under `root`; returns them by name."""
+    """Write the five run directories under `root`; returns them by name."""
     work = root / "work"
     work.mkdir(parents=True, exist_ok=True)
-    runs = {name: root / name for name in ("full", "minimal", "metric", "scaling_only")}
+    runs = {name: root / name for name in ("full", "referenced", "minimal", "metric", "scaling_only")}
     await write_full(runs["full"], work)
+    await write_referenced(runs["referenced"], work)
     await write_minimal(runs["minimal"])
     await write_metric(runs["metric"], work)
     await write_scaling(runs["scaling_only"], work, sizes=[0, 10, 50, 200])

@@ -122,6 +122,7 @@ def test_a_locked_index_falls_back_to_fts5_and_a_write_never_needs_the_lock(
 ) -> None:
     fill(lib)
     monkeypatch.setattr(tantivy_index, "LOCK_WAIT_S", 0.05)
+    index_dir(lib.path).mkdir()
     held = tantivy.Index(tantivy_index._schema(), path=str(index_dir(lib.path))).writer()  # another process
     retriever = TantivyRetriever(lib)
     with caplog.at_level(logging.WARNING):  # the first search must build the index: it cannot

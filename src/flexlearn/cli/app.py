@@ -24,6 +24,7 @@ from flexlearn.cli.common import (
     MaxTokensOpt,
     ModelOpt,
     RetrieverOpt,
+    SnapshotOpt,
     TaskOpt,
     TempOpt,
     TimeoutOpt,
@@ -297,6 +298,7 @@ def eval_cmd(
     tools: ToolsOpt = None,
     retriever: RetrieverOpt = DEFAULT_RETRIEVER,
     timeout: TimeoutOpt = 120.0,
+    snapshot: SnapshotOpt = False,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write results and every per-item record here. Default: nowhere.")
     ] = None,
@@ -374,7 +376,7 @@ def eval_cmd(
             "calls": meter.snapshot(),
         }
         if out_dir is not None:
-            write_run(out_dir, meta, results, lib)
+            write_run(out_dir, meta, results, lib, snapshot=snapshot)
     finally:
         if lib is not None:
             lib.close()
@@ -498,6 +500,7 @@ def demo_cmd(
     updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
+    snapshot: SnapshotOpt = False,
     train_size: Annotated[
         int | None, typer.Option(min=1, help="Training problems. Default: 24 for word_facts, 10 for gsm8k.")
     ] = None,
@@ -581,7 +584,7 @@ def demo_cmd(
             "train_size": len(demo.train),
             "test_size": len(demo.test),
         }
-        write_run(run_dir / "eval", meta, outcome.results, lib)
+        write_run(run_dir / "eval", meta, outcome.results, lib, snapshot=snapshot)
     if as_json:
         out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
         return

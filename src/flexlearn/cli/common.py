@@ -119,6 +119,15 @@ RetrieverOpt = Annotated[
         "or bm25 (SQLite FTS5). Default: tantivy, falling back to bm25 where it is not installed.",
     ),
 ]
+SnapshotOpt = Annotated[
+    bool,
+    typer.Option(
+        "--snapshot",
+        help="Copy the whole library into the run folder (library.json). Default: off; the folder refers to the "
+        "library instead (library.ref.json: its path, content hash and stats, and the entries the run retrieved, "
+        "enough for the report).",
+    ),
+]
 ToolsOpt = Annotated[
     str | None,
     typer.Option(

@@ -17,6 +17,7 @@ from flexlearn.cli.common import (
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
+    SnapshotOpt,
     TaskOpt,
     TempOpt,
     TimeoutOpt,
@@ -93,6 +94,7 @@ def scaling_cmd(
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
+    snapshot: SnapshotOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the points and fit as JSON.")] = False,
 ) -> None:
     """The scaling law of experience: replay the library to each size, evaluate flex mode on the same test set,
@@ -128,7 +130,7 @@ def scaling_cmd(
                     "started": started,
                 }
                 with Library.open(out_dir / "libraries" / f"size-{point.size}.flexlib", create=False) as replayed:
-                    write_run(out_dir / f"size-{point.size}", meta, [point.result], replayed)
+                    write_run(out_dir / f"size-{point.size}", meta, [point.result], replayed, snapshot=snapshot)
 
             points, fit = run_closing(
                 agents,
@@ -198,6 +200,7 @@ def inherit_cmd(
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
+    snapshot: SnapshotOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Experience inheritance: this model (M2) without a library, with M1's library, and with its own."""
@@ -278,7 +281,11 @@ def inherit_cmd(
         meta = {k: data[k] for k in ("task", "model", "models", "test", "started", "seconds", "calls")}
         for r in rows:
             r.result.mode = r.label
-        write_run(out_dir, {**meta, "library": str(library)}, [r.result for r in rows])
+        # The folder refers to M1's library, the one this experiment is about (the own library's entries are in
+        # the reference's `missing`; a learned one is in the folder already).
+        results = [r.result for r in rows]
+        with Library.open(library, create=False) as inherited:
+            write_run(out_dir, {**meta, "library": str(library)}, results, inherited, snapshot=snapshot)
     if as_json:
         out.print_json(data=data)
         return

@@ -4,6 +4,8 @@ counters), each logged with its reason in the same transaction as the change."""
 from __future__ import annotations
 
 import builtins
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -116,6 +118,19 @@ class Experiences(LibraryBase):
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
     # -- writes -------------------------------------------------------------------------------------------
+
+    def content_hash(self) -> str:
+        """sha256 over what every entry teaches (id, zone, level, title, content, examples, parent, status, in id
+        order): equal for two files holding the same entries, whatever their logs, page layout or usage counters
+        (which every retrieval moves). Read in one snapshot."""
+        digest = hashlib.sha256()
+        with self.snapshot():
+            rows = self._conn.execute(
+                "SELECT id, zone, level, title, content, examples, parent_id, status FROM experiences ORDER BY id"
+            )
+            for row in rows:
+                digest.update(json.dumps(tuple(row), ensure_ascii=False).encode() + b"\n")
+        return digest.hexdigest()
 
     def _log(
         self,

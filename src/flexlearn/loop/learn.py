@@ -6,13 +6,17 @@ the candidates of one problem decided together), each decision made against the 
 go through one writer that takes finished problems in input order and only re-checks and applies: a decision the
 library has since overtaken (an add that now repeats an entry word for word, a merge into or a discard against an
 entry that is gone) is corrected before it is applied, so no two entries share a text and nothing merges into a
-missing entry. Each problem's writes and its "done" mark are one transaction: a run killed at any moment resumes
-(`resume=True`) with every accepted experience kept and no problem half-applied.
+missing entry. A re-decision in the writer would hold every later write for a model call, so finished problems
+waiting for the writer are re-checked early, concurrently, whenever a write touches the zone and level of one of
+their candidates; the writer's own re-check then mostly finds them current. Each problem's writes and its "done"
+mark are one transaction: a run killed at any moment resumes (`resume=True`) with every accepted experience kept
+and no problem half-applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -155,6 +159,23 @@ async def learn(
     retriever = get_retriever(config.retriever, library)
     # The texts this run stored, by zone and level: what decisions made before they existed are checked against.
     written: dict[TextKey, str] = {}
+    # The revision of this run's last write into each zone and level, and the early re-checks in flight.
+    touched: dict[tuple[str, str], int] = {}
+    early: dict[asyncio.Task[_Outcome], asyncio.Task[None]] = {}
+
+    async def recheck_early(decided: Decided) -> None:
+        with contextlib.suppress(ModelError):  # the writer's own re-check asks again
+            await recheck(decided, library=library, retriever=retriever, agents=agents, config=config)
+
+    def start_early_rechecks() -> None:
+        for _, job in window:
+            if not job.done() or job.cancelled() or job.exception() is not None:
+                continue
+            if job in early and not early[job].done():
+                continue
+            decided = job.result().decided
+            if decided is not None and _needs_early_recheck(decided, touched):
+                early[job] = asyncio.create_task(recheck_early(decided))
 
     async def work(problem: Problem) -> _Outcome:
         try:
@@ -185,6 +206,8 @@ async def learn(
             decided = await decide_candidates(
                 candidates, library=library, retriever=retriever, agents=agents, config=config
             )
+            if _needs_early_recheck(decided, touched):  # written to while the updater was deciding
+                await recheck(decided, library=library, retriever=retriever, agents=agents, config=config)
             return _Outcome(trajectory, decided)
         except ModelError as exc:
             return _Outcome(None, None, error=str(exc))
@@ -221,6 +244,8 @@ async def learn(
             if outcome.error is None:
                 assert outcome.trajectory is not None and outcome.decided is not None
                 try:
+                    if job in early:
+                        await early.pop(job)
                     # Re-decisions happen before anything is written: a model error here leaves no trace.
                     await recheck(outcome.decided, library=library, retriever=retriever, agents=agents, config=config)
                     absorbed = apply(
@@ -228,6 +253,13 @@ async def learn(
                     )
                 except ModelError as exc:
                     outcome.error = str(exc)
+                if absorbed is not None:
+                    revision = library.revision()
+                    for i in outcome.decided.decisions:
+                        if outcome.decided.decisions[i].action != Action.DISCARD:
+                            exp = outcome.decided.candidates.experiences[i]
+                            touched[(str(exp.zone), str(exp.level))] = revision
+                    start_early_rechecks()
             if outcome.error is not None or absorbed is None:
                 consecutive_failures += 1
                 summary.failed += 1
@@ -247,9 +279,9 @@ async def learn(
                     summary.unsolved += 1
             report()
     finally:
-        for _, job in window:
-            job.cancel()
-        await asyncio.gather(*(job for _, job in window), return_exceptions=True)
+        for task in [job for _, job in window] + list(early.values()):
+            task.cancel()
+        await asyncio.gather(*(job for _, job in window), *early.values(), return_exceptions=True)
     if summary.failed == 0:
         library.finish_run(run_id, status="done")
     summary.seconds = time.monotonic() - started
@@ -377,6 +409,16 @@ async def decide_candidates(
     return Decided(candidates, dict(enumerate(replies)), revision, seen)
 
 
+def _needs_early_recheck(decided: Decided, touched: dict[tuple[str, str], int]) -> bool:
+    """Whether a write since the decision touched the zone and level of a candidate whose re-decision would cost
+    a model call (a case's never does: the updater adds it unless it is a copy)."""
+    return any(
+        touched.get((str(exp.zone), str(exp.level)), -1) > decided.revision
+        for exp in decided.candidates.experiences
+        if exp.level != Level.CASE
+    )
+
+
 def _identity(neighbours: list[Experience]) -> list[tuple[str, str]]:
     return [(n.id, n.content) for n in neighbours]
 
@@ -389,7 +431,8 @@ async def recheck(
     removed among them) is decided again against the neighbours it has now, which is what a serial writer would
     have asked. The updater decides exact duplicates and cases without a model call, so most of these are free;
     the rest are the price of keeping the run's result independent of timing (and of a kill and `--resume`)."""
-    if library.revision() == decided.revision:
+    revision = library.revision()
+    if revision == decided.revision:
         return
     experiences = decided.candidates.experiences
     stale: dict[int, list[Experience]] = {}
@@ -408,6 +451,8 @@ async def recheck(
         reply.usage = (decided.decisions[i].usage or Usage()) + (reply.usage or Usage())
         decided.decisions[i] = reply
         decided.seen[i] = _identity(stale[i])
+    # Every decision now answers for the library at `revision`: a later re-check at the same revision is free.
+    decided.revision = revision
 
 
 def _text_key(exp: Experience) -> TextKey:

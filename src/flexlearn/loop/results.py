@@ -4,8 +4,9 @@
   when it has one, calls, tokens, errors);
 - `items.jsonl`: one record per evaluated item, mode and repeat: prompt, reply, extracted answer, score,
   retrieved experience ids, calls, tokens;
-- `library.json`: the library used, exported with `export_json`, so the report shows the library as it was
-  even if the file changes later;
+- `library.ref.json`: the library used, by reference: its path, content hash, revision and stats, and the
+  entries the run retrieved, in full, so the report shows what the run saw even if the file changes later;
+- `library.json` instead, with `snapshot=True` (`--snapshot`): the whole library, exported with `export_json`;
 - `scaling.json` / `inherit.json`: written by `flex scaling` and `flex inherit`.
 
 Every file is one of the records in `flexlearn.records`, the same classes the report reads.
@@ -23,19 +24,47 @@ from pydantic import BaseModel
 from flexlearn.atomic import write_atomic
 from flexlearn.library.formats import export_json
 from flexlearn.library.store import Library
-from flexlearn.records import ITEMS, LIBRARY, RESULTS, ModeResult, Results
+from flexlearn.records import ITEMS, LIBRARY, LIBRARY_REF, RESULTS, LibraryRef, ModeResult, Results
 
 
 def write_run(
-    directory: Path, meta: dict[str, Any], results: Sequence[ModeResult], library: Library | None = None
+    directory: Path,
+    meta: dict[str, Any],
+    results: Sequence[ModeResult],
+    library: Library | None = None,
+    *,
+    snapshot: bool = False,
 ) -> None:
-    """Write `results.json` (`meta` and a summary per mode), `items.jsonl` and, given a library, `library.json`."""
+    """Write `results.json` (`meta` and a summary per mode), `items.jsonl` and, given a library,
+    `library.ref.json` (or, with `snapshot`, a full copy in `library.json`)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / RESULTS, Results.model_validate({**meta, "results": list(results)}))
     lines = (json.dumps(item.model_dump(), ensure_ascii=False) for r in results for item in r.items)
     write_atomic(directory / ITEMS, "".join(line + "\n" for line in lines))
-    if library is not None:
+    if library is None:
+        return
+    # A folder holds one of the two: a stale one left by an earlier run into the same folder would be misread.
+    (directory / (LIBRARY_REF if snapshot else LIBRARY)).unlink(missing_ok=True)
+    if snapshot:
         export_json(library, directory / LIBRARY)
+    else:
+        retrieved = dict.fromkeys(eid for r in results for item in r.items for eid in item.retrieved)
+        write_json(directory / LIBRARY_REF, library_ref(library, list(retrieved)))
+
+
+def library_ref(library: Library, retrieved: Sequence[str]) -> LibraryRef:
+    """`library`, by reference, with the entries `retrieved` in full (in that order), read in one snapshot."""
+    with library.snapshot():
+        found = library.find_many(retrieved)
+        return LibraryRef(
+            format="flexlearn-library-ref",
+            path=str(library.path.resolve()),
+            content_hash=library.content_hash(),
+            revision=library.revision(),
+            stats=library.stats(),
+            experiences=[found[eid].to_dict() for eid in retrieved if eid in found],
+            missing=[eid for eid in retrieved if eid not in found],
+        )
 
 
 def write_json(path: Path, data: BaseModel | Any) -> None:

@@ -1,9 +1,10 @@
 """The run report: one self-contained HTML page built from a run directory, without calling any model.
 
-Reads what `flex eval --out DIR` and friends wrote (`results.json`, `items.jsonl`, and optionally `library.json`,
-`scaling.json`, `inherit.json`, all `flexlearn.records`) and renders a page that needs nothing from the network:
-inline CSS, inline SVG charts, <details> for drill-down, and one tiny inline script (allowed by hash in the page's
-Content Security Policy) that opens collapsed sections when a link points into them. Every piece of user or model
+Reads what `flex eval --out DIR` and friends wrote (`results.json`, `items.jsonl`, and optionally
+`library.ref.json` or, with --snapshot, `library.json`, `scaling.json`, `inherit.json`, all `flexlearn.records`)
+and renders a page that needs nothing from the network: inline CSS, inline SVG charts, <details> for
+drill-down, and one tiny inline script (allowed by hash in the page's Content Security Policy) that opens
+collapsed sections when a link points into them. Every piece of user or model
 text is HTML-escaped: model replies routinely contain `<`, LaTeX and SMILES.
 
     write_report(Path("runs/aime")) -> Path("runs/aime/report.html")

@@ -14,10 +14,12 @@ from flexlearn.records import (
     INHERIT,
     ITEMS,
     LIBRARY,
+    LIBRARY_REF,
     RESULTS,
     SCALING,
     Inherit,
     ItemRecord,
+    LibraryRef,
     LibrarySnapshot,
     Results,
     Scaling,
@@ -94,7 +96,8 @@ def load_run(run_dir: Path) -> Run:
         directory=run_dir,
         results=_load_json(run_dir / RESULTS, Results),
         items=_load_items(run_dir / ITEMS),
-        library=_load_json(run_dir / LIBRARY, LibrarySnapshot),
+        # A run refers to its library (library.ref.json) unless --snapshot copied it (library.json).
+        library=_load_json(run_dir / LIBRARY, LibrarySnapshot) or _load_json(run_dir / LIBRARY_REF, LibraryRef),
         scaling=_load_json(run_dir / SCALING, Scaling),
         inherit=_load_json(run_dir / INHERIT, Inherit),
     )

@@ -9,12 +9,30 @@ statistics plus the overlay's own. Entries are at most a few hundred, so scoring
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import dataclass
 
 K1 = 1.2
 B = 0.75
+
+
+def _norms() -> list[int]:
+    # tantivy stores a document's length in one byte: exact to 40, then buckets of 8 whose width doubles.
+    table, step = list(range(41)), 2
+    while len(table) < 256:
+        table += [table[-1] + step * i for i in range(1, 9)]
+        step *= 2
+    return table[:256]
+
+
+_NORMS = _norms()
+
+
+def stored_length(length: int) -> int:
+    """The length tantivy's BM25 sees: `length` rounded down to the one-byte scale it stores."""
+    return _NORMS[bisect.bisect_right(_NORMS, length) - 1]
 
 
 @dataclass(frozen=True)
@@ -25,9 +43,9 @@ class OverlayDoc:
 
 
 def bm25(tf: int, length: int, *, df: int, docs: int, avg_length: float) -> float:
-    """tantivy's BM25 term score."""
+    """tantivy's BM25 term score (`length` as the document has it; it is rounded as tantivy stores it)."""
     idf = math.log(1.0 + (docs - df + 0.5) / (df + 0.5))
-    norm = K1 * (1.0 - B + B * length / avg_length) if avg_length > 0 else K1
+    norm = K1 * (1.0 - B + B * stored_length(length) / avg_length) if avg_length > 0 else K1
     return idf * (K1 + 1.0) * tf / (tf + norm)
 
 

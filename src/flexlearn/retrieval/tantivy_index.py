@@ -7,6 +7,11 @@ replays the changed ids from the event log, and replaying an id is idempotent (d
 the row as it now stands), so such an index converges. An index that is missing, unreadable, of another format,
 or built from another file (the event at its revision is not the one it saw) is rebuilt from the rows.
 
+Between commits, which cost ~70 ms each, the entries changed since the last one live in memory (`Overlay`) and
+are merged into every answer; up to `MEMORY_MAX` entries the whole index is in memory too (`MemoryIndex`) and
+answers exactly as a fresh build would. tantivy commits the overlay in a background thread every
+`COMMIT_EVERY` changes, so no search waits for a commit.
+
 Layout, chosen for speed at a million entries: the text of each zone and level goes in a field of its own
 (`text_golden_case`...), so a filtered search, which is most searches (flex mode runs one per zone and level),
 is a plain disjunction of term queries over a sixth of the postings, where tantivy's block-max WAND skips
@@ -25,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -34,6 +39,7 @@ import tantivy
 
 from flexlearn.atomic import write_atomic
 from flexlearn.experience import Level, Status, Zone
+from flexlearn.retrieval.memory_index import MEMORY_MAX, MemoryIndex
 from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25
 
 log = logging.getLogger(__name__)
@@ -105,6 +111,9 @@ class _Stats:
     docs: int = 0
     tokens: dict[str, int] = dataclass_field(default_factory=dict)
 
+    def copy(self) -> _Stats:
+        return _Stats(self.docs, dict(self.tokens))
+
     def add(self, field: str, length: int) -> None:
         self.docs += 1
         self.tokens[field] = self.tokens.get(field, 0) + length
@@ -127,7 +136,7 @@ class LibraryIndex:
     from the same snapshot. Thread-safe: one lock serialises syncing and searching.
     """
 
-    def __init__(self, library_path: Path, *, directory: Path | None = None) -> None:
+    def __init__(self, library_path: Path, *, directory: Path | None = None, memory_max: int = MEMORY_MAX) -> None:
         self.library_path = library_path
         self.directory = index_dir(library_path) if directory is None else directory
         self._conn = self._connect()
@@ -140,6 +149,9 @@ class LibraryIndex:
         self.revision = -1  # the revision searches reflect (`_searcher` and `_overlay`); -1 before the first sync
         self._committed = -1  # the revision `_searcher` reflects
         self._overlay = Overlay()
+        # Up to `memory_max` entries, searches are answered from memory (`MemoryIndex`), exactly.
+        self._memory_max = memory_max
+        self._memory: MemoryIndex | None = None
         self._stats = _Stats()
         self._field_docs: dict[str, int] = {}  # documents per field at `_committed`
         self._index = self._open()
@@ -222,22 +234,23 @@ class LibraryIndex:
         with self._lock:
             if self._file_revision() == self.revision:
                 return
-            if self.revision < 0 or len(self._overlay) >= OVERLAY_MAX:
+            # Never while a background commit runs: it needs this lock to finish, and holds the commit lock.
+            if self.revision < 0 or (len(self._overlay) >= OVERLAY_MAX and self._committer is None):
                 self._catch_up()
-            else:
-                self._extend()
+            self._extend()
             if len(self._overlay) >= COMMIT_EVERY and self._committer is None:
                 self._committer = threading.Thread(target=self._commit_overlay, name="flexlearn-index", daemon=True)
                 self._committer.start()
 
     def flush(self) -> None:
         """Commit what the overlay holds and wait for it: for tests, and before handing the files on."""
-        with self._lock:
-            committer = self._committer
-        if committer is not None:
+        while True:
+            with self._lock:
+                committer = self._committer
+                if committer is None:
+                    self._catch_up()
+                    return
             committer.join()
-        with self._lock:
-            self._catch_up()
 
     def _catch_up(self) -> None:
         with self._commit_lock:
@@ -248,10 +261,16 @@ class LibraryIndex:
                 time.sleep(0.02)
 
     def _extend(self) -> None:
-        """Put the entries changed since the view's revision in the overlay, from one read snapshot."""
+        """Put the entries changed since the view's revision in the overlay and the memory index, from one read
+        snapshot. A library small enough gets its memory index here; one grown past `memory_max` loses it."""
         self._conn.execute("BEGIN")
         try:
             current = self._file_revision()
+            if self._memory is None and sum(self._field_docs.values()) <= self._memory_max:
+                self._memory = MemoryIndex()
+                all_rows = self._conn.execute(f"SELECT {_COLUMNS} FROM experiences WHERE status = ?", (_ACTIVE,))
+                for row in all_rows:
+                    self._memory.put(row[0], self._document(row))
             changed = dict(
                 self._conn.execute(
                     "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
@@ -264,6 +283,10 @@ class LibraryIndex:
             self._conn.execute("COMMIT")
         for id, seq in changed.items():
             self._overlay.put(id, seq, docs.get(id))
+            if self._memory is not None:
+                self._memory.put(id, docs.get(id))
+        if self._memory is not None and len(self._memory) > self._memory_max:
+            self._memory = None
         self.revision = current
 
     def _document(self, row: tuple[str, str, str, str, str, str]) -> OverlayDoc:
@@ -308,7 +331,8 @@ class LibraryIndex:
                     conn.execute("BEGIN")
                     current = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
                     meta = self._read_meta()
-                    stats = meta[2] if meta is not None and meta[0] <= current else self._stats
+                    # A copy: searches keep scoring with the current statistics until the new commit is swapped in.
+                    stats = meta[2] if meta is not None and meta[0] <= current else self._stats.copy()
                     changed = self._changed_since(conn, self._committed)
                     if not self._write(conn, changed, stats, rebuild=False):
                         return
@@ -402,8 +426,14 @@ class LibraryIndex:
         if not stems or k <= 0:
             return []
         with self._lock:
+            if self._memory is not None:
+                memory = self._memory
+                return memory.search(fields, k, lambda f: _telling(stems, memory.field_docs[f], memory.doc_freq, f))
             searcher, overlay = self._searcher, self._overlay
-            telling = {field: self._telling(searcher, field, stems) for field in fields}
+            telling = {
+                field: _telling(stems, self._field_docs.get(field, 0) + overlay.docs[field], searcher.doc_freq, field)
+                for field in fields
+            }
             terms = [
                 tantivy.Query.term_query(self._schema, field, stem, index_option="freq")
                 for field in fields
@@ -442,20 +472,20 @@ class LibraryIndex:
                     hits.append((id, score))
         return hits
 
-    def _telling(self, searcher: tantivy.Searcher, field: str, stems: Sequence[str]) -> list[str]:
-        """The stems worth scoring in `field`: all of them in a small field; in a big one, those in at most
-        `COMMON_SHARE` of its documents, or the `_MIN_STEMS` rarest when none is.
 
-        A problem's commonest words are in half the library; their BM25 weight is a fraction of a rare word's
-        and rarely changes the top k, but their long postings are what keeps block-max pruning from skipping
-        ahead. Below `_COMMON_MIN_DOCS` documents every stem is kept, so small libraries rank exactly as BM25.
-        """
-        docs = self._field_docs.get(field, 0) + self._overlay.docs[field]
-        if docs == 0:
-            return []
-        limit = max(COMMON_SHARE * docs, _COMMON_MIN_DOCS)
-        if docs <= limit:
-            return list(stems)
-        freqs = {stem: searcher.doc_freq(field, stem) for stem in stems}
-        telling = [stem for stem in stems if 0 < freqs[stem] <= limit]
-        return telling or sorted((s for s in stems if freqs[s]), key=freqs.__getitem__)[:_MIN_STEMS]
+def _telling(stems: Sequence[str], docs: int, doc_freq: Callable[[str, str], int], field: str) -> list[str]:
+    """The stems worth scoring in `field`, of `docs` documents: all of them in a small field; in a big one,
+    those in at most `COMMON_SHARE` of its documents, or the `_MIN_STEMS` rarest when none is.
+
+    A problem's commonest words are in half the library; their BM25 weight is a fraction of a rare word's
+    and rarely changes the top k, but their long postings are what keeps block-max pruning from skipping
+    ahead. Below `_COMMON_MIN_DOCS` documents every stem is kept, so small libraries rank exactly as BM25.
+    """
+    if docs == 0:
+        return []
+    limit = max(COMMON_SHARE * docs, _COMMON_MIN_DOCS)
+    if docs <= limit:
+        return list(stems)
+    freqs = {stem: doc_freq(field, stem) for stem in stems}
+    telling = [stem for stem in stems if 0 < freqs[stem] <= limit]
+    return telling or sorted((s for s in stems if freqs[s]), key=freqs.__getitem__)[:_MIN_STEMS]

@@ -5,9 +5,10 @@ library, so its latency grows with the library (0.4 s at 100,000 entries). tanti
 remaining block of postings can enter the top k, which keeps a search in the milliseconds at a million.
 
 Before each search the retriever checks the file's revision (one SQLite read) and, when the library has
-changed, the index catches up from the event log first (`LibraryIndex.sync`), so it answers for the library
-as committed, also when another process wrote it. When the index cannot be used (another process holds its
-writer lock for long, or its folder cannot be written) the search falls back to FTS5 for that query.
+changed, reads the changed entries from the event log first (`LibraryIndex.sync`: into memory, with tantivy
+committing them in the background), so it answers for the library as committed, also when another process wrote
+it. When the index cannot be used (another process holds its writer lock for long while it must be built, or its
+folder cannot be written) the search falls back to FTS5 for that query.
 """
 
 from __future__ import annotations

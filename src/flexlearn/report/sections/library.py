@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flexlearn.records import LIBRARY, ExperienceView, LibrarySnapshot
+from flexlearn.records import LIBRARY, LIBRARY_REF, ExperienceView, LibraryRef, LibrarySnapshot
 from flexlearn.report import svg
 from flexlearn.report.format import LEVELS, ZONES, anchor, clip, integer, one_line, path_html, table
 from flexlearn.report.load import Run
@@ -42,14 +42,30 @@ def library(run: Run, shown: Experiences) -> str:
     in_run = Counter(eid for item in run.items for eid in item.retrieved)
     parts = ['<section id="library"><h2>Experience library</h2>']
     if snapshot is None:
-        parts.append(f'<p class="note">No {LIBRARY} in this run directory: composition and content unavailable.</p>')
+        parts.append(
+            f'<p class="note">No {LIBRARY} or {LIBRARY_REF} in this run directory: composition and content '
+            "unavailable.</p>"
+        )
     else:
         # Snapshots in the export format do not name their file; the run's results do.
         path = snapshot.path or (run.results.library if run.results is not None else None)
         parts.append(_composition_part(snapshot, path))
+        if isinstance(snapshot, LibraryRef):
+            parts.append(_reference_note(snapshot))
     parts.append(_retrieved_list(snapshot, in_run, shown))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _reference_note(ref: LibraryRef) -> str:
+    revision = f", revision {integer(ref.revision)}" if ref.revision is not None else ""
+    missing = f" {len(ref.missing):,} retrieved entries are not in this library." if ref.missing else ""
+    return (
+        f'<p class="note">The run refers to its library (content hash <code>{esc(ref.content_hash[:16])}</code>'
+        f"{revision}) instead of copying it: the composition is the library's when the run was written, and the "
+        f"experiences below are the {len(ref.experiences):,} the run retrieved.{missing} Run with --snapshot to "
+        "keep a full copy.</p>"
+    )
 
 
 def _composition(snapshot: LibrarySnapshot) -> dict[str, dict[str, int]]:
@@ -108,6 +124,8 @@ def _retrieved_list(snapshot: LibrarySnapshot | None, in_run: Counter[str], show
         )
     exps = snapshot.experiences
     if not exps:
+        if isinstance(snapshot, LibraryRef):
+            return '<p class="note">The run retrieved no experience.</p>'
         return '<p class="note">The library snapshot lists no experiences.</p>'
 
     def count(e: ExperienceView) -> int:
