@@ -256,3 +256,19 @@ async def test_a_case_is_added_beside_similar_cases_without_asking() -> None:
     other = exp(Zone.GOLDEN, Level.CASE, "Weng's babysitting: 12 / 60 * 50 = 10 dollars.", id="www")
     decision = await decide(never, case, [other])
     assert decision.action == Action.ADD and "case of its own problem" in decision.reason
+
+
+async def test_a_merge_that_replaces_its_target_keeps_both_instead() -> None:
+    cand = exp(Zone.GOLDEN, Level.PRINCIPLE, "Divide a total by the sum of the ratio's parts to find one part.")
+    target = exp(Zone.GOLDEN, Level.PRINCIPLE, "Convert minutes to hours by dividing by sixty.", id="aaa")
+    body = {
+        "action": "merge",
+        "target": "aaa",
+        "merged_content": "Salt left after evaporation equals the original salt.",
+        "reason": "same idea",
+    }
+    decision = await decide(FunctionModel(lambda p, r, s: json.dumps(body)), cand, [target])
+    assert decision.action == Action.ADD and "dropped what aaa said" in decision.reason
+    body["merged_content"] = "Convert minutes to hours by dividing by sixty; split totals by the ratio's parts."
+    merged = await decide(FunctionModel(lambda p, r, s: json.dumps(body)), cand, [target])
+    assert merged.action == Action.MERGE

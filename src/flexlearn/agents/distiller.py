@@ -123,6 +123,8 @@ async def distill(
         if fits and not copies_example(content, "distiller") and content not in (c2.content for c2 in kept):
             kept.append(c)
     kind = _category(result.value.category if result.value else "", category)
+    # Without a category, the first lesson's own title names the kind of problem better than the task does.
+    kind = kind or next((_category(c.title, category) for cs in written.values() for c in cs if c.title.strip()), "")
 
     experiences: list[Experience] = []
     for zone in Zone:

@@ -3,6 +3,7 @@ add, merge or discard. Exact duplicates and empty neighbourhoods are decided wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,17 @@ class DecisionReply(BaseModel):
     target: str = Field(default="", max_length=24)
     merged_content: str = Field(default="", max_length=DEFAULT_LIMITS.updater_reply_merged_chars)
     reason: str = Field(max_length=DEFAULT_LIMITS.updater_reply_reason_chars)
+
+
+# A merged text must keep at least this share of the target's words, or it replaced the target instead.
+MERGE_KEEPS = 0.3
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _kept(original: str, merged: str) -> float:
+    """The share of `original`'s distinct words that `merged` still contains."""
+    before = set(_WORD.findall(original.lower()))
+    return len(before & set(_WORD.findall(merged.lower()))) / len(before) if before else 1.0
 
 
 @dataclass
@@ -98,6 +110,11 @@ async def decide(
             # The "merge" keeps the entry as it is: the candidate adds nothing to it.
             why = f"discarded as covered by {target.id}{unnamed}: {reason}"
             return Decision(Action.DISCARD, why, target.id, usage=result.usage)
+        if merged and _kept(target.content, merged) < MERGE_KEEPS:
+            # Not a merge but a replacement: the target's lesson would be lost (a small updater writes the
+            # candidate's text over the target's). Keep both instead.
+            why = f"added: the merged text dropped what {target.id} said ({reason})"
+            return Decision(Action.ADD, why, usage=result.usage)
         if not merged or copies_example(merged, "updater"):
             # The model named a merge but wrote no usable text: keep the target and the candidate, within bounds.
             merged = shorten(f"{target.content.rstrip('.')}. {candidate.content}", limits.updater_reply_merged_chars)
