@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import shlex
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from flexlearn import __version__
 from flexlearn.agents.tools import parse_tools
-from flexlearn.cli import experiments_cmd, library_cmd
+from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
     Command,
@@ -45,16 +42,11 @@ from flexlearn.cli.output import (
     meter_table,
     out,
     progress_bar,
-    progress_bars,
     results_table,
-    start_stage,
     stats_table,
-    tokens_per_second,
     tokens_text,
 )
-from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.errors import ConfigError
-from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, parse_modes, solve
@@ -62,7 +54,6 @@ from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
-from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
 from flexlearn.tasks.loader import check_question_length
@@ -474,159 +465,6 @@ def solve_cmd(
     out.print(f"\n[bold]answer:[/bold] {solution.answer}", highlight=False)
 
 
-@app.command(
-    "demo",
-    cls=Command,
-    epilog=examples(
-        "flex demo                              # offline, the embedded Gemma 3 270M",
-        "flex demo --task gsm8k --model openai:gpt-4o-mini",
-        "flex demo --train-size 8 --test-size 10   # a quicker look",
-        "flex demo --model local:qwen2.5-coder-1.5b   # an instruction model, offline",
-    ),
-)
-@handle_errors
-def demo_cmd(
-    task: Annotated[
-        str | None,
-        typer.Option(
-            "--task",
-            "-t",
-            help="Shipped slice: word_facts or gsm8k. Default: word_facts; gsm8k for an embedded instruction model.",
-        ),
-    ] = None,
-    model: ModelOpt = "local",
-    critic_model: CriticModelOpt = None,
-    distiller_model: DistillerModelOpt = None,
-    updater_model: UpdaterModelOpt = None,
-    prompt_kind: KindOpt = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
-    snapshot: SnapshotOpt = False,
-    train_size: Annotated[
-        int | None, typer.Option(min=1, help="Training problems. Default: 24 for word_facts, 10 for gsm8k.")
-    ] = None,
-    test_size: Annotated[
-        int | None, typer.Option(min=1, help="Held-out problems. Default: 30 for word_facts, 20 for gsm8k.")
-    ] = None,
-    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
-    rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
-    concurrency: Annotated[
-        int, typer.Option(min=1, help="Problems at once (the local model runs one call at a time).")
-    ] = 1,
-    timeout: TimeoutOpt = 120.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
-) -> None:
-    """Learn on a small shipped training slice, evaluate a held-out slice in all four modes, show the results.
-
-    Runs offline on the embedded Gemma 3 270M when no model is given. With an embedded instruction model
-    (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn, 10 to test."""
-    instruct = is_embedded_instruct(model)
-    task = task or ("gsm8k" if instruct else "word_facts")
-    if instruct:
-        train_size, test_size = train_size or 8, test_size or 10
-    demo = plan(
-        task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
-    )
-    run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    library_path = run_dir / "library.flexlib"
-    meter = Meter()
-    agents = build_agents(
-        model,
-        critic=critic_model,
-        distiller=distiller_model,
-        updater=updater_model,
-        prompt_kind=prompt_kind,
-        concurrency=concurrency,
-        timeout=timeout,
-        meter=meter,
-    )
-    demo.learn.explore.shots = exploration_defaults(agents.actor).shots
-    err.print(
-        f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
-        f"then evaluate {len(demo.test)} held-out problems in modes vanilla, icl, agent, flex "
-        f"with [bold]{agents.actor.name}[/bold]",
-        highlight=False,
-    )
-    started = time.time()
-    with Library.open(library_path) as lib:
-        with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.modes))) as (bar, ids):
-
-            def on_learn(p: Progress) -> None:
-                bar.update(
-                    ids[0], completed=p.done, status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}"
-                )
-                if p.done >= len(demo.train):
-                    start_stage(bar, ids[1])
-
-            on_item = ItemProgress(bar, ids[1], meter)
-
-            outcome = run_closing(
-                agents, run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item)
-            )
-        stats = lib.stats()
-        examples = pick_examples(lib)
-        seconds = time.time() - started
-        total = meter.total()
-        rate = tokens_per_second(total.completion_tokens, total.latency_s)
-        meta = {
-            "demo": task,
-            "task": demo.task.name,
-            "train": str(demo_data(task)[0]),
-            "test": str(demo_data(task)[1]),
-            "model": agents.actor.name,
-            "models": agents.models(),
-            "library": str(library_path),
-            "started": started,
-            "seconds": seconds,
-            "completion_tokens_per_second": rate,
-            "learn": vars(outcome.summary),
-            "calls": meter.snapshot(),
-            "train_size": len(demo.train),
-            "test_size": len(demo.test),
-        }
-        write_run(run_dir / "eval", meta, outcome.results, lib, snapshot=snapshot)
-    if as_json:
-        out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
-        return
-    out.print(
-        results_table(outcome.results, f"FLEX demo: {task} ({len(demo.test)} held-out problems), {agents.actor.name}")
-    )
-    out.print(stats_table(stats))
-    for e in examples:
-        out.print(experience_line(e), highlight=False)
-    out.print(meter_table(meter, agents.models()))
-    out.print(
-        f"\nlearned from {len(demo.train)} problems ({outcome.summary.solved} solved while exploring) in "
-        f"{outcome.summary.seconds:.0f}s, evaluated in {seconds - outcome.summary.seconds:.0f}s; "
-        f"{rate:.1f} completion tokens/s",
-        highlight=False,
-    )
-    out.print(f"library:   {library_path}", highlight=False, soft_wrap=True)
-    out.print(f"run files: {run_dir}", highlight=False, soft_wrap=True)
-    if agents.actor.name.startswith("local:"):
-        out.print(
-            "[dim]The 270M model shows the mechanics; a capable model (--model openai:...) shows the gains.[/dim]"
-        )
-    question = demo.test[0].question if demo.test else "..."
-    out.print("\n[bold]Next, try:[/bold]")
-    for command, why in (
-        (f"flex report {run_dir}", f"an HTML page of this run: {run_dir / 'report.html'}"),
-        (f"flex library show {library_path}", "the experiences it learned, with their history"),
-        (f"flex solve --library {library_path} {shlex.quote(question)}", "one question with retrieved guidance"),
-    ):
-        out.print(f"  {escape(command)}\n      [dim]{why}[/dim]", highlight=False, soft_wrap=True)
-
-
-def pick_examples(lib: Library) -> list[Experience]:
-    """Two or three entries worth showing: a golden case, a warning, and a principle if there is one."""
-    picks: list[Experience] = []
-    for zone, level in ((Zone.GOLDEN, Level.CASE), (Zone.WARNING, None), (None, Level.PRINCIPLE)):
-        for e in lib.list(zone=zone, level=level):
-            if e.id not in {p.id for p in picks}:
-                picks.append(e)
-                break
-    return picks
-
-
 # After the core commands, so `flex --help` lists them in the order of a workflow.
 experiments_cmd.register(app)
+demo_cmd.register(app)
