@@ -189,8 +189,13 @@ async def learn_phase(
 
 
 # The evaluation settings each mode's items depend on (the cache key); the rest of `EVAL` applies to all.
-EVAL = {"icl_k": 3, "agent_rounds": 2, "budget_tokens": 1500, "retriever": "bm25"}
-MODE_SETTINGS = {"vanilla": (), "icl": ("icl_k",), "agent": ("agent_rounds",), "flex": ("budget_tokens", "retriever")}
+EVAL: dict[str, Any] = {"icl_k": 3, "agent_rounds": 2, "budget_tokens": 1500, "retriever": "bm25", "min_shared": 0}
+MODE_SETTINGS = {
+    "vanilla": (),
+    "icl": ("icl_k",),
+    "agent": ("agent_rounds",),
+    "flex": ("budget_tokens", "retriever", "min_shared"),
+}
 
 
 async def eval_phase(
@@ -330,7 +335,12 @@ def main() -> None:
     parser.add_argument(
         "--explore-blind", action="store_true", help="explore without the library (default: under it, as it grows)"
     )
+    parser.add_argument(
+        "--min-shared", type=int, default=0, help="flex mode: show only hits sharing this many content words"
+    )
+    parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
     args = parser.parse_args()
+    EVAL["min_shared"], EVAL["budget_tokens"] = args.min_shared, args.budget
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)
     if args.out:

@@ -109,3 +109,11 @@ def test_a_pattern_hit_brings_its_principle(lib: Library) -> None:
     got = retrieve(lib, QUERY)
     assert [e.level for e in got] == [Level.PRINCIPLE, Level.PATTERN]
     assert got[0].id == principle.id
+
+
+def test_min_shared_drops_hits_about_something_else(lib: Library) -> None:
+    add(lib, Zone.GOLDEN, Level.PRINCIPLE, "The area of a salt flat after the water evaporates holds the same salt.")
+    kept = add(lib, Zone.GOLDEN, Level.PATTERN, "Triangle area from its three sides: Heron's formula.")
+    assert len(retrieve(lib, QUERY)) == 2  # BM25 returns the best it has, related or not
+    got = select_guidance(Bm25Retriever(lib), lib, QUERY, min_shared=2)
+    assert [e.id for e in got] == [kept.id]

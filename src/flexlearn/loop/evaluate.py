@@ -56,6 +56,8 @@ class EvalConfig:
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
     # How flex mode searches the library, by name (`flexlearn.retrieval.retriever_names()`).
     retriever: str = DEFAULT_RETRIEVER
+    # Show only hits sharing this many content words with the question (0: every hit; see select_guidance).
+    min_shared: int = 0
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
@@ -104,7 +106,9 @@ async def _one(
     shots: list[Shot] = []
     if mode == Mode.FLEX:
         assert library is not None and retriever is not None
-        guidance = select_guidance(retriever, library, task.render(problem), budget_tokens=config.budget_tokens)
+        guidance = select_guidance(
+            retriever, library, task.render(problem), budget_tokens=config.budget_tokens, min_shared=config.min_shared
+        )
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
