@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -26,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from item_cache import Cache, fingerprint
 
 import flexlearn
 from flexlearn.models import Meter
@@ -48,10 +49,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def _sha(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _prompt_text(names: Sequence[str]) -> list[str]:
     return [(PROMPTS / f"{name}.txt").read_text() if (PROMPTS / f"{name}.txt").exists() else "" for name in names]
 
@@ -59,32 +56,7 @@ def _prompt_text(names: Sequence[str]) -> list[str]:
 def library_fingerprint(library: flexlearn.Library) -> str:
     """The library's content: what flex mode can retrieve."""
     entries = sorted((e.id, e.zone, e.level, e.title, e.content, e.parent_id or "") for e in library.list())
-    return _sha(entries)
-
-
-class Cache:
-    """Finished items, one JSON line each, appended and flushed as they finish."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                self.items[(item["key"], item["problem_id"])] = item
-
-    def get(self, key: str, problem_id: str) -> dict[str, Any] | None:
-        return self.items.get((key, problem_id))
-
-    def put(self, item: dict[str, Any]) -> None:
-        self.items[(item["key"], item["problem_id"])] = item
-        with self.path.open("a") as f:
-            f.write(json.dumps(item) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    return fingerprint(entries)
 
 
 class Phases:
@@ -208,7 +180,7 @@ async def eval_phase(
     phases: Phases,
 ) -> list[dict[str, Any]]:
     task = get_task("gsm8k")
-    key = _sha(
+    key = fingerprint(
         args.model,
         mode,
         _prompt_text(MODE_PROMPTS[mode]),

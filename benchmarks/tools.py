@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from item_cache import Cache, fingerprint
 
 import flexlearn
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
@@ -46,36 +47,12 @@ SETTINGS = {
 }
 
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class Cache:
-    """Finished items, one JSON line each, appended as they finish."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                self.items[(item["key"], item["problem_id"])] = item
-
-    def put(self, item: dict[str, Any]) -> None:
-        self.items[(item["key"], item["problem_id"])] = item
-        with self.path.open("a") as f:
-            f.write(json.dumps(item) + "\n")
-
-
 async def run_setting(
     name: str, problems: list[Problem], task_name: str, args: argparse.Namespace, agents: flexlearn.Agents,
     library: flexlearn.Library | None, cache: Cache,
 ) -> dict[str, Any]:  # fmt: skip
     mode, tools = SETTINGS[name]
-    key = _key(args.model, task_name, name, args.max_tokens, args.agent_rounds)
+    key = fingerprint(args.model, task_name, name, args.max_tokens, args.agent_rounds)
     config = EvalConfig(
         agent_rounds=args.agent_rounds,
         concurrency=1,

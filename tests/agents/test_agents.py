@@ -272,3 +272,11 @@ async def test_a_merge_that_replaces_its_target_keeps_both_instead() -> None:
     body["merged_content"] = "Convert minutes to hours by dividing by sixty; split totals by the ratio's parts."
     merged = await decide(FunctionModel(lambda p, r, s: json.dumps(body)), cand, [target])
     assert merged.action == Action.MERGE
+
+
+def test_a_category_that_names_nothing_is_dropped() -> None:
+    from flexlearn.agents.distiller import _category
+
+    assert _category("1. 1. 2. 3. 4. 5. 6.", "exact") == ""  # seen from the 270M model
+    assert _category("exact", "exact") == "" and _category("{}", "exact") == ""
+    assert _category("past tense of irregular verbs", "exact") == "past tense of irregular verbs"

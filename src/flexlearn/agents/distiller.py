@@ -9,6 +9,7 @@ correct answer, or the wrong one with the critic's diagnosis). A weak model stil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -153,6 +154,10 @@ def _category(written: str, task_name: str) -> str:
     prompt's example."""
     written = written.strip().strip(".")
     if written.lower() in ("", task_name.lower(), "the kind of problem") or copies_example(written, "distiller"):
+        return ""
+    # A name is words: a small model's "1. 1. 2. 3. 4." or "{}" names nothing.
+    visible = [c for c in written if not c.isspace()]
+    if sum(c.isalpha() for c in visible) < 0.6 * len(visible) or not re.search(r"[A-Za-z]{3}", written):
         return ""
     return written
 

@@ -62,7 +62,7 @@ app = typer.Typer(
     help="FLEX: agents that learn from experience without touching weights. "
     "Learn an experience library on training problems, then solve and evaluate with it.",
     epilog=examples(
-        "flex demo           # learn and evaluate offline (about 16 min on 2 cores)",
+        "flex demo           # learn and evaluate offline (6-16 min on 2 cores)",
         "flex learn --help   # every command has its own help, with examples",
     ),
     no_args_is_help=True,
