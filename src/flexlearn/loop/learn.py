@@ -148,7 +148,8 @@ async def learn(
 ) -> LearnSummary:
     config = config or LearnConfig()
     # An unknown retriever or tool fails here, not after the first exploration.
-    tools = make_toolset(config.explore.tools, library=library, retriever=get_retriever(config.retriever, library))
+    retriever = get_retriever(config.retriever, library)
+    tools = make_toolset(config.explore.tools, library=library, retriever=retriever)
     started = time.monotonic()
     run_id = _resolve_run(library, task, problems, source, resume, agents.models())
     status = library.problem_status(run_id)
@@ -156,7 +157,6 @@ async def learn(
     summary = LearnSummary(run_id, bool(resume), total=len(problems), skipped=len(problems) - len(todo))
     summary.solved = sum(1 for s in status.values() if s == "solved")
     summary.unsolved = sum(1 for s in status.values() if s == "unsolved")
-    retriever = get_retriever(config.retriever, library)
     # The texts this run stored, by zone and level: what decisions made before they existed are checked against.
     written: dict[TextKey, str] = {}
     # The revision of this run's last write into each zone and level, and the early re-checks in flight.
@@ -181,8 +181,7 @@ async def learn(
         try:
             guidance: list[Experience] = []
             if config.explore_with_library:
-                shown = get_retriever(config.retriever, library)
-                guidance = select_guidance(shown, library, task.render(problem), budget_tokens=config.budget_tokens)
+                guidance = select_guidance(retriever, library, task.render(problem), budget_tokens=config.budget_tokens)
             trajectory = await explore(
                 problem,
                 task=task,

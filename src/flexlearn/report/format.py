@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flexlearn.experience import Level, Zone
 from flexlearn.records import ITEMS
 from flexlearn.report import svg
 from flexlearn.report.svg import esc
 
-LEVELS = ("principle", "pattern", "case")
-ZONES = ("golden", "warning")
+LEVELS = tuple(str(level) for level in Level)
+ZONES = tuple(str(zone) for zone in Zone)
 FLEX_COLOR = svg.ACCENT
 OTHER_COLOR = "#8c959f"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexlearn.experience import Level, Zone
+from flexlearn.experience import LEVEL_RANK, Level, Zone
 from flexlearn.library.store import Library
 
 _CONSONANTS = "bcdfghjklmnprstvz"
@@ -111,7 +111,7 @@ def build_library(path: str | Path, spec: SyntheticSpec) -> Library:
     levels = rng.choice(list(_LEVEL_P), spec.size, p=list(_LEVEL_P.values()))
     categories = rng.integers(0, spec.categories, spec.size)
     # Most general first, so that a parent is always written before its children.
-    order = np.lexsort((categories, [list(Level).index(Level(lv)) for lv in levels]))
+    order = np.lexsort((categories, [LEVEL_RANK[Level(lv)] for lv in levels]))
     last_of: dict[tuple[int, str], str] = {}
     now = time.time()
     rows, events = [], []
