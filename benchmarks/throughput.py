@@ -7,9 +7,10 @@ The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, 
 flight at all times achieves concurrency / latency requests per second: the bound. For each concurrency the
 benchmark learns the problems into a fresh library and reports the requests the server answered per second of
 the run, that rate over the bound, and the entries left with the same zone, level and text as another
-(`duplicates`, which must be 0). Then a bare client (httpx alone, `concurrency` workers each sending one actor
-request after another) runs against the same server: `bare_fraction_of_bound` is what this machine achieves
-with no learning at all, and `fraction_of_bare` the learning run's rate over it, the share that is ours.
+(`duplicates`, which must be 0). Then a bare client (flexlearn's HTTP client alone, the httpx clients of
+`models.http.ClientPool`, `concurrency` workers each sending one actor request after another) runs against the
+same server: `bare_fraction_of_bound` is what this machine achieves with no learning at all, and
+`fraction_of_bare` the learning run's rate over it, the share that is ours.
 
 The script: problem n is solved once the actor's prompt carries n mod 5 rounds of the critic's feedback, so
 problems take 1 to 5 actor rounds; the distiller writes a principle, a pattern and a case for each verdict seen;
@@ -164,10 +165,9 @@ async def _learn(port: int, train: Path, library_path: Path, concurrency: int) -
 
 
 async def _bare(port: int, concurrency: int, requests: int) -> float:
-    """Requests per second of `concurrency` workers sharing `requests` chat calls, with nothing else to do."""
-    import httpx
-
-    from flexlearn.models.http import CONNECTION_LIMITS
+    """Requests per second of `concurrency` workers sharing `requests` chat calls, with nothing else to do, on the
+    HTTP client the learning run uses."""
+    from flexlearn.models.http import ClientPool
 
     body = {
         "model": "scripted",
@@ -177,18 +177,21 @@ async def _bare(port: int, concurrency: int, requests: int) -> float:
         ],
     }
     left = requests
-    async with httpx.AsyncClient(timeout=60, limits=CONNECTION_LIMITS) as http:
+    http = ClientPool(timeout=60)
 
-        async def worker() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
-                response.json()
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+            response.json()
 
+    try:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return requests / (time.perf_counter() - start)
+    finally:
+        await http.aclose()
 
 
 def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:

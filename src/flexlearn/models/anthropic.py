@@ -30,7 +30,7 @@ import httpx
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage, default_max_tokens
-from flexlearn.models.http import CONNECTION_LIMITS, error_message, parse_retry_after, post, redact, usage_count
+from flexlearn.models.http import ClientPool, error_message, parse_retry_after, post, redact, usage_count
 
 # Reused rather than copied: the Anthropic error body ({"type": "error", "error": {"message": ...}}) has the
 # same `error.message` shape that helper already reads, and Retry-After parsing is identical.
@@ -103,9 +103,7 @@ class AnthropicModel:
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
         self._owns_http = http is None
-        self._http = (
-            http if http is not None else httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=CONNECTION_LIMITS)
-        )
+        self._http: httpx.AsyncClient | ClientPool = http if http is not None else ClientPool(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"AnthropicModel({self.name!r}, base_url={redact(self.base_url)!r})"

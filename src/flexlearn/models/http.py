@@ -24,6 +24,69 @@ _SECRET_PARAM = re.compile(
 # TCP connection (and a TLS handshake, remotely).
 CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
 
+# Requests in flight on one httpx client of a `ClientPool`, at most.
+REQUESTS_PER_CLIENT = 4
+
+
+class ClientPool:
+    """httpx clients that share out one backend's requests, at most `per_client` in flight on each.
+
+    httpcore's connection pool does work quadratic in its number of connections every time a request starts or a
+    response ends (encode/httpcore#1035, open in httpcore 1.0.9): with 64 requests in flight on one client that
+    cost several milliseconds of CPU a request, most of a learning run's. Each client here holds no more
+    connections than it ever had requests in flight, so that work stays small; a client is opened when every open
+    one is full, so `c` requests at once need about c / per_client of them. The requests themselves are httpx's:
+    same URL, body, headers, timeouts.
+    """
+
+    def __init__(
+        self, *, timeout: float, limits: httpx.Limits = CONNECTION_LIMITS, per_client: int = REQUESTS_PER_CLIENT
+    ) -> None:
+        if per_client < 1:
+            raise ValueError(f"per_client must be at least 1, got {per_client}")
+        self._timeout = httpx.Timeout(timeout)
+        self._limits = limits
+        # What each client would build for itself (verify=True, trust_env=True: SSL_CERT_FILE or certifi), built
+        # once: loading the CA certificates takes milliseconds, for every client opened mid-run.
+        self._ssl = httpx.create_ssl_context()
+        self._per_client = per_client
+        # The first client now, as a single shared client was before: the cost of building one (and the first
+        # use of httpcore) is paid when the model is made, not by its first request.
+        self._clients = [self._new_client()]
+        self._in_flight = [0]
+        self._closed = False
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self._timeout, limits=self._limits, verify=self._ssl)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def clients(self) -> int:
+        """How many httpx clients it has opened."""
+        return len(self._clients)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """`httpx.AsyncClient.post` on the first client with room (a new one when all are full)."""
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        i = next((i for i, n in enumerate(self._in_flight) if n < self._per_client), len(self._clients))
+        if i == len(self._clients):
+            self._clients.append(self._new_client())
+            self._in_flight.append(0)
+        self._in_flight[i] += 1
+        try:
+            return await self._clients[i].post(url, **kwargs)
+        finally:
+            self._in_flight[i] -= 1
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for client in self._clients:
+            await client.aclose()
+
 
 def redact(text: str) -> str:
     """`text` with the credentials of every URL in it removed: user and password, and secret query values.
@@ -31,7 +94,7 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1", text))
 
 
-async def post(http: httpx.AsyncClient, name: str, url: str, **kwargs: Any) -> httpx.Response:
+async def post(http: httpx.AsyncClient | ClientPool, name: str, url: str, **kwargs: Any) -> httpx.Response:
     """POST, turning httpx's failures into flexlearn's: a timeout or dropped connection may pass (retried by the
     middleware), a malformed URL never will. HTTP statuses are left to the caller, which knows its API."""
     try:

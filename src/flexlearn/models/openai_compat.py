@@ -33,7 +33,7 @@ from flexlearn.models.base import (
     Usage,
     default_max_tokens,
 )
-from flexlearn.models.http import CONNECTION_LIMITS, error_message, parse_retry_after, post, redact, usage_count
+from flexlearn.models.http import ClientPool, error_message, parse_retry_after, post, redact, usage_count
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 COMPLETION_DEFAULT_MAX_TOKENS = 512
@@ -116,9 +116,7 @@ class OpenAICompatModel:
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key
         self._owns_http = http is None
-        self._http = (
-            http if http is not None else httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=CONNECTION_LIMITS)
-        )
+        self._http: httpx.AsyncClient | ClientPool = http if http is not None else ClientPool(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"OpenAICompatModel({self.name!r}, prompt_kind={self.prompt_kind.value!r})"

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -125,10 +126,10 @@ class MathTask:
         on_main_thread = os.name == "posix" and threading.current_thread() is threading.main_thread()
         timeout = self.timeout_seconds if on_main_thread else None
         # Both sides go through math-verify's \boxed{} reader, which takes the whole content as one expression.
-        gold = parse(f"\\boxed{{{_answer_core(reference)}}}", parsing_timeout=timeout)
+        gold = _parse_boxed(_answer_core(reference), timeout)
         if not gold:
             return False, "could not parse the reference answer"
-        predicted = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
+        predicted = _parse_boxed(answer, timeout)
         if not predicted:
             return False, "could not parse the answer"
         for side, parsed in (("answer", predicted), ("reference", gold)):
@@ -138,6 +139,33 @@ class MathTask:
         if verify(gold, predicted, timeout_seconds=timeout):
             return True, "equivalent to the reference"
         return False, "not equivalent to the reference"
+
+
+# Parses remembered by `_parse_boxed`, most recently used last.
+_PARSED: OrderedDict[tuple[str, int | None], tuple[object, ...]] = OrderedDict()
+_PARSED_MAX = 1024
+_parsed_lock = threading.Lock()
+
+
+def _parse_boxed(content: str, timeout: int | None) -> list[object]:
+    """math-verify's parse of `\\boxed{content}`, remembered: a problem's reference is parsed again at every
+    attempt, and a wrong answer is often given again, each parse 0.4 ms of CPU or (much) more, on math problems
+    the largest cost of a learning run's own after HTTP. Parsing is deterministic and sympy's expressions are
+    immutable. Only a parse that found something is remembered: an empty one may be a timeout, which a later call
+    must be free to retry; and a call with timeouts never reuses one made without them."""
+    key = (content, timeout)
+    with _parsed_lock:
+        found = _PARSED.get(key)
+        if found is not None:
+            _PARSED.move_to_end(key)
+            return list(found)
+    parsed = parse(f"\\boxed{{{content}}}", parsing_timeout=timeout)
+    if parsed:
+        with _parsed_lock:
+            _PARSED[key] = tuple(parsed)
+            if len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
+    return parsed
 
 
 def _answer_core(answer: str) -> str:
