@@ -31,6 +31,11 @@ class Limits:
     # A retrieved lesson's example, in a chat prompt: one example illustrates a lesson; a whole worked solution
     # would crowd the other lessons out of the budget's worth of context.
     actor_example_chars: int = 300
+    # A golden case's worked solution in a chat prompt: whole (a solution cut off halfway teaches nothing and reads
+    # as an unfinished attempt), up to about 400 tokens; the budget decides how many cases fit.
+    actor_case_solution_chars: int = 1600
+    # A warning case in a chat prompt: the problem, the wrong answer and why, enough to recognise the trap.
+    actor_warning_case_chars: int = 500
     # A non-case lesson shown to a base model as a one-line note: base models follow worked examples, not prose,
     # so notes stay short and the worked cases get the room.
     actor_note_chars: int = 240
@@ -61,10 +66,11 @@ class Limits:
     distiller_attempt_chars: int = 1200
     # Each attempt in a base model's one-line summary of the trajectory ("answer (right); ...").
     distiller_attempt_short_chars: int = 40
-    # A case's worked example, stored in the library and later shown as a Q/A shot: short enough that a few
-    # cases fit the retrieval budget, long enough to keep a short solution whole.
-    distiller_example_question_chars: int = 400
-    distiller_example_answer_chars: int = 600
+    # A case's worked example, stored in the library and later shown as a worked example: a chat model's
+    # step-by-step solution to a word problem (about 1,000-1,500 characters) kept whole, since one cut in the middle
+    # reads as an unfinished attempt; the retrieval budget decides how many cases a prompt shows.
+    distiller_example_question_chars: int = 800
+    distiller_example_answer_chars: int = 1600
     # A warning case's wrong answer and the critic's diagnosis of it, in its example and its fallback summary.
     distiller_wrong_answer_chars: int = 200
     distiller_feedback_chars: int = 200

@@ -239,7 +239,10 @@ async def test_distilled_lessons_carry_their_kind_evidence_and_what_to_do_instea
         question=PROBLEM.question,
         answer="12",
         category="math",
-        steps=steps(False, True),
+        steps=[
+            StepRecord(0, 0, "3 + 4  =  7, so 7.", "7", False, "fb"),
+            StepRecord(0, 1, "3 x 4 = 12", "12", True, ""),
+        ],
         provenance=Provenance(),
     )
     pattern = next(e for e in out.experiences if e.level == Level.PATTERN)
@@ -248,6 +251,18 @@ async def test_distilled_lessons_carry_their_kind_evidence_and_what_to_do_instea
     assert pattern.examples == ['Deciding step: "3 + 4 = 7"', "3 x 4 = 12, not 7"]
     assert all("irregular" not in e.content for e in out.experiences)
     assert {e.title for e in out.experiences} == {"products of small numbers"}
+    # A "deciding step" that no attempt contains was made up: the lesson stays, the quote goes.
+    payload["experiences"][0]["quote"] = "3 + 4 = 8"
+    out = await distill(
+        FunctionModel(lambda p, r, s: json.dumps(payload)),
+        question=PROBLEM.question,
+        answer="12",
+        category="math",
+        steps=steps(False, True),
+        provenance=Provenance(),
+    )
+    pattern = next(e for e in out.experiences if e.level == Level.PATTERN)
+    assert pattern.examples == ["3 x 4 = 12, not 7"]
 
 
 async def test_a_case_is_added_beside_similar_cases_without_asking() -> None:
@@ -280,3 +295,16 @@ def test_a_category_that_names_nothing_is_dropped() -> None:
     assert _category("1. 1. 2. 3. 4. 5. 6.", "exact") == ""  # seen from the 270M model
     assert _category("exact", "exact") == "" and _category("{}", "exact") == ""
     assert _category("past tense of irregular verbs", "exact") == "past tense of irregular verbs"
+
+
+def test_a_golden_case_is_shown_to_a_chat_model_as_a_whole_worked_example() -> None:
+    from flexlearn.agents.actor import render_guidance
+
+    solution = "First, 3 groups of 4 make 12. " * 30 + "The answer is 12."
+    case = exp(Zone.GOLDEN, Level.CASE, "Solved: 3 x 4. Answer: 12", examples=[f"Q: What is 3 x 4?\nA: {solution}"])
+    warn = exp(Zone.WARNING, Level.CASE, "Failed: 5 x 6. Wrong answer: 11. Added instead of multiplying. " * 20)
+    text = render_guidance([case, warn])
+    assert "Example problem: What is 3 x 4?" in text and f"Example solution: {solution}" in text
+    assert "Solved: 3 x 4" not in text  # the worked example says it all
+    warning_block = text.split('level="case"')[2]
+    assert "[...]" in warning_block and len(warning_block) < 700  # a warning case is a reminder, cut short

@@ -225,7 +225,7 @@ async def test_a_model_error_in_any_role_fails_the_problem_and_resume_retries_it
             raise ModelError("HTTP 401: invalid key")
         if r == "distiller":
             # A new principle each time: similar to the earlier ones (so the updater is asked), never a copy.
-            lesson = f"Capital questions, lesson {next(lessons)}: do not answer nowhere."
+            lesson = f"Lesson {next(lessons)} on capital questions: do not answer nowhere."
             principle = {"zone": "warning", "level": "principle", "title": "capitals", "content": lesson}
             return json.dumps({"category": "capitals", "experiences": [principle]})
         return never_right(prompt, r, schema)
@@ -282,3 +282,17 @@ async def test_a_merge_that_would_copy_another_entry_is_a_discard_linked_to_it(t
         principles = [e.content for e in lib.list(level=Level.PRINCIPLE)]
         assert sorted(principles) == ["Alpha lesson about capitals.", "Beta lesson about capitals."]
         assert any(e.action == Action.DISCARD and "would repeat" in e.reason for e in lib.events())
+
+
+async def test_learn_titles_lessons_with_the_category_the_data_gives(tmp_path: Path) -> None:
+    labelled = [Problem(id="c0", question="Capital of country 0?", answer="city0", meta={"category": "capital city"})]
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        await learn(
+            labelled,
+            task=TASK,
+            agents=Agents.single(FunctionModel(never_right)),
+            library=lib,
+            config=LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1)),
+        )
+        # The distiller wrote "capitals" and the task is "exact": the data's own label wins over both.
+        assert {e.title for e in lib.list()} == {"capital city"}

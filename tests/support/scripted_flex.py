@@ -95,7 +95,7 @@ class ScriptedFlex:
                     "zone": "golden",
                     "level": "pattern",
                     "title": f"{kind} of two numbers",
-                    "content": f"For the {kind} of two numbers such as {a} and {b}, write both and combine them.",
+                    "content": f"For the {kind} of two numbers, write both one under the other and combine them.",
                 },
                 {
                     "zone": "golden",
@@ -116,7 +116,7 @@ class ScriptedFlex:
                     "zone": "warning",
                     "level": "pattern",
                     "title": f"{kind} of two numbers",
-                    "content": f"Guessing the {kind} of {a} and {b} instead of computing it gave an off-by-one answer.",
+                    "content": f"Guessing the {kind} of two numbers instead of computing it gives an off-by-one.",
                 },
                 {
                     "zone": "warning",

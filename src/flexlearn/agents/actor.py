@@ -66,10 +66,38 @@ def _origin(e: Experience) -> str:
     return f"{source} from {e.provenance.origin}" if e.provenance.origin else source
 
 
+def _worked(e: Experience) -> tuple[str, str] | None:
+    """The first worked example a case carries, as (problem, solution), or None."""
+    for x in e.examples:
+        if x.startswith("Q: ") and "\nA: " in x:
+            q, _, a = x[3:].partition("\nA: ")
+            return q.strip(), a.strip()
+    return None
+
+
+def _body(e: Experience, limits: Limits) -> list[str]:
+    """One entry's text inside its fence. A golden case that carries its worked solution is shown as a worked
+    example (problem, then the solution in full), the form a chat model follows best; a warning case as the problem,
+    the wrong answer and why, cut to a few lines; a principle or pattern as its lesson and one short example."""
+    worked = _worked(e) if e.level == Level.CASE else None
+    if worked is not None and e.zone == Zone.GOLDEN:
+        question, solution = worked
+        return [
+            f"Example problem: {_fenced(question)}",
+            f"Example solution: {_fenced(shorten(solution, limits.actor_case_solution_chars))}",
+        ]
+    if e.level == Level.CASE:
+        return [_fenced(shorten(e.content, limits.actor_warning_case_chars))]
+    return [_fenced(e.content)] + [
+        f"Example: {_fenced(shorten(x, limits.actor_example_chars))}" for x in e.examples[:1]
+    ]
+
+
 def render_guidance(experiences: list[Experience], *, limits: Limits = DEFAULT_LIMITS) -> str:
     """Experience for a chat model, as fenced reference material: one <experience> block per entry, naming its
-    zone, level, kind of problem and origin, general lessons first. The actor is told what the zones mean and that
-    the entries describe other problems, so it keeps reasoning in full rather than copying them."""
+    zone, level, kind of problem and origin, general lessons first and worked cases last, next to the problem. The
+    actor is told what the zones mean and that the entries describe other problems, so it keeps reasoning in full
+    rather than copying them."""
     if not experiences:
         return ""
     lines = [
@@ -84,8 +112,7 @@ def render_guidance(experiences: list[Experience], *, limits: Limits = DEFAULT_L
             f'<experience zone="{e.zone}" level="{e.level}"{title} origin="{_fenced(_origin(e))}"> '
             f"({_ZONE_USE[Zone(e.zone)]})"
         )
-        lines.append(_fenced(e.content))
-        lines.extend(f"Example: {_fenced(shorten(x, limits.actor_example_chars))}" for x in e.examples[:1])
+        lines.extend(_body(e, limits))
         lines.append("</experience>")
     return "\n".join(lines) + "\n\n"
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from flexlearn.agents.templates import build, copies_example, load, shorten
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
-from flexlearn.models.base import ChatModel, GenerationOptions, Usage
+from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
 from flexlearn.trajectory import StepRecord
@@ -57,6 +57,80 @@ class Candidates:
     error: str | None = None
 
 
+# The lessons a chat model is asked for, in order, for each zone the trajectory supports: one general principle and
+# one pattern. Left free, a small chat model under a JSON grammar writes one or two lessons, almost never a
+# principle or a warning pattern (measured with Qwen2.5-Coder 1.5B: 2 golden principles, 0 warning principles in
+# 30 problems); fixed slots make it write each, and the updater discards those that add nothing. Cases come from the
+# trajectory itself.
+SLOTS = (Level.PRINCIPLE, Level.PATTERN)
+
+
+def slot_schema(zones: list[Zone]) -> dict[str, Any]:
+    """The reply shape a chat model is held to: "category", then exactly one principle and one pattern per zone in
+    `zones`, a warning with what to do "instead", a pattern with an "example", a quote of the deciding step where
+    the model has one. Strings are bounded tighter than `DistilledReply`'s (a small model under a grammar runs a
+    quote on for as long as it may), so every reply of this shape validates as a `DistilledReply`."""
+    slots = []
+    for zone in zones:
+        for level in SLOTS:
+            properties: dict[str, Any] = {
+                "zone": {"const": str(zone)},
+                "level": {"const": str(level)},
+                "title": {"type": "string", "maxLength": 60},
+                "content": {"type": "string", "maxLength": 300},
+                "quote": {"type": "string", "maxLength": 120},
+            }
+            required = ["zone", "level", "title", "content"]
+            if zone == Zone.WARNING:
+                properties["instead"] = {"type": "string", "maxLength": 200}
+                required.append("instead")
+            if level == Level.PATTERN:
+                properties["example"] = {"type": "string", "maxLength": 200}
+                required.append("example")
+            slots.append({"type": "object", "properties": properties, "required": required})
+    return {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "maxLength": DEFAULT_LIMITS.distiller_reply_title_chars},
+            "experiences": {"type": "array", "prefixItems": slots, "minItems": len(slots), "maxItems": len(slots)},
+        },
+        "required": ["category", "experiences"],
+    }
+
+
+def _slots_text(zones: list[Zone]) -> str:
+    return ", then ".join(f"a {zone} {level}" for zone in zones for level in SLOTS)
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Capitalised words that open sentences of word problems without naming anything in them.
+# fmt: off
+_OPENERS = frozenset({
+    "the", "how", "what", "if", "when", "then", "there", "this", "that", "these", "those", "each", "every", "after",
+    "before", "she", "his", "her", "him", "they", "their", "its", "for", "and", "but", "some", "all", "one", "two",
+    "three", "four", "five", "six", "seven", "eight", "nine", "ten", "in", "on", "at", "during", "while", "with",
+    "from", "over", "under", "find", "calculate", "given", "suppose", "assume", "let", "who", "which", "where",
+    "why", "also", "today", "yesterday", "tomorrow", "now", "how's", "what's", "you", "your", "we", "our", "it",
+    "is", "are", "was", "were", "a", "an", "as", "by", "of", "to", "so",
+})
+# fmt: on
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words of three letters or more that are not a sentence's usual opening words: the names of
+    the problem's people, places and things."""
+    return {w for w in re.findall(r"\b[A-Z][a-z]{2,}\b", text) if w.lower() not in _OPENERS}
+
+
+def specific_to(text: str, question: str) -> bool:
+    """Whether a lesson names this problem's particulars: a number of two digits or more, or a name (a capitalised
+    word inside a sentence), that the problem states. A principle or pattern that does is about this problem, not
+    its kind, and reads as noise (or a wrong hint) beside any other problem."""
+    numbers = {n for n in _NUMBER.findall(question) if len(n.replace(",", "").replace(".", "")) >= 2}
+    names = _names(question)
+    return any(n in numbers for n in _NUMBER.findall(text)) or any(w in names for w in re.findall(r"[A-Za-z]+", text))
+
+
 def _record_text(steps: list[StepRecord], limits: Limits) -> str:
     lines = []
     for s in steps:
@@ -89,6 +163,7 @@ async def distill(
     answer: str,
     category: str,
     steps: list[StepRecord],
+    known_category: str = "",
     provenance: Provenance,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
@@ -96,6 +171,10 @@ async def distill(
 ) -> Candidates:
     any_right = any(s.correct for s in steps)
     any_wrong = any(not s.correct for s in steps)
+    zones = [z for z, ok in ((Zone.GOLDEN, any_right), (Zone.WARNING, any_wrong)) if ok]
+    # A chat model is held to fixed slots (see SLOTS); a base model, which copies worked examples rather than
+    # following a shape, keeps the free list its completion prompt shows.
+    slotted = model.prompt_kind == PromptKind.CHAT and bool(zones)
     shown = "; ".join(
         f"{shorten(s.extracted or s.attempt, limits.distiller_attempt_short_chars)} "
         f"({'right' if s.correct else 'wrong'})"
@@ -110,8 +189,17 @@ async def distill(
         record=_record_text(steps, limits),
         attempts_short=shown,
         example=load("distiller_example").strip(),
+        slots=_slots_text(zones) if zones else "no lesson",
     )
-    result = await generate_structured(model, prompt, DistilledReply, role="distiller", options=options, meter=meter)
+    result = await generate_structured(
+        model,
+        prompt,
+        DistilledReply,
+        role="distiller",
+        options=options,
+        meter=meter,
+        json_schema=slot_schema(zones) if slotted else None,
+    )
     allowed = {Zone.GOLDEN: any_right, Zone.WARNING: any_wrong}
     written: dict[tuple[Zone, Level], list[CandidateReply]] = {}
     for c in result.value.experiences if result.value else []:
@@ -121,9 +209,14 @@ async def distill(
         # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this
         # problem. Two lessons per zone and level at most: a trajectory rarely supports more.
         fits = allowed[zone] and len(kept) < limits.distiller_lessons_per_level and len(content) >= 8
-        if fits and not copies_example(content, "distiller") and content not in (c2.content for c2 in kept):
+        # A principle or pattern must hold for the kind of problem, not name this one's numbers or people.
+        fits = fits and (level == Level.CASE or not specific_to(content, question))
+        # One lesson said once: a small model held to slots often writes its principle again as the pattern.
+        said = {_squash(c2.content) for (z, _), cs in written.items() if z == zone for c2 in cs}
+        if fits and not copies_example(content, "distiller") and _squash(content) not in said:
             kept.append(c)
-    kind = _category(result.value.category if result.value else "", category)
+    # A category the data gives (the problem's own "category" field) is a person's label: it wins over the model's.
+    kind = _category(known_category, category) or _category(result.value.category if result.value else "", category)
     # Without a category, the first lesson's own title names the kind of problem better than the task does.
     kind = kind or next((_category(c.title, category) for cs in written.values() for c in cs if c.title.strip()), "")
 
@@ -177,13 +270,24 @@ def _examples(
     example from the trajectory (the verified solution; for a failure the wrong answer and, when a later attempt
     got it right, the corrected solution)."""
     out: list[str] = []
-    if c is not None and c.quote.strip():
+    if c is not None and c.quote.strip() and _quoted(c.quote, steps):
         out.append(f'Deciding step: "{shorten(c.quote.strip(), limits.distiller_reply_quote_chars)}"')
     if c is not None and level == Level.PATTERN and c.example.strip():
         out.append(shorten(c.example.strip(), limits.distiller_reply_quote_chars))
     if level == Level.CASE:
         out.append(_worked_example(question, steps, zone, limits))
     return out
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _quoted(quote: str, steps: list[StepRecord]) -> bool:
+    """Whether `quote` is what it claims to be, a step copied from an attempt (spacing and case aside). A model
+    that cannot find the step invents one, and an invented "deciding step" misleads whoever reads the lesson."""
+    wanted = _squash(quote.strip().strip('"'))
+    return len(wanted) >= 3 and any(wanted in _squash(s.attempt) for s in steps)
 
 
 def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:

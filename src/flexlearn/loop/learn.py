@@ -198,6 +198,7 @@ async def learn(
                 question=task.render(problem),
                 answer=reference_text(task, problem),
                 category=task.name,
+                known_category=problem_category(problem),
                 agents=agents,
                 run_id=run_id,
                 config=config,
@@ -307,6 +308,15 @@ class Absorbed:
     experience_ids: list[str] = field(default_factory=list)
 
 
+def problem_category(problem: Problem) -> str:
+    """The kind of problem the data says this is: its "category" field (or MATH's "subject" or "type"), else ""."""
+    for key in ("category", "subject", "type"):
+        value = problem.meta.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
 async def distil_trajectory(
     trajectory: Trajectory,
     *,
@@ -317,6 +327,7 @@ async def distil_trajectory(
     run_id: str,
     config: LearnConfig,
     actor: str | None = None,
+    known_category: str = "",
 ) -> Candidates:
     """The distiller's candidate experiences from one trajectory, their provenance naming the model that wrote
     them and the one whose attempts they came from (`actor`, by default the actor's model)."""
@@ -333,6 +344,7 @@ async def distil_trajectory(
         answer=answer,
         category=category,
         steps=trajectory.steps,
+        known_category=known_category,
         provenance=provenance,
         options=config.distiller,
         meter=agents.meter,

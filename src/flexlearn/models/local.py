@@ -307,6 +307,9 @@ def schema_token_bound(schema: dict[str, Any]) -> int | None:
                     return None
                 total += part + len(key) // _CHARS_PER_TOKEN + 4
             return total
+        if kind == "array" and isinstance(node.get("prefixItems"), list):
+            fixed = [walk(n, depth + 1) for n in node["prefixItems"]]
+            return None if any(p is None for p in fixed) else 2 + sum(p + 2 for p in fixed)
         if kind == "array":
             n = node.get("maxItems")
             item = walk(node.get("items", {}), depth + 1)

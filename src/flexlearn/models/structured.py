@@ -178,8 +178,12 @@ async def generate_structured(
     attempts: int = 3,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
+    json_schema: dict[str, Any] | None = None,
 ) -> StructuredResult[T]:
     """Ask `model` for a reply matching `schema`; up to `attempts` calls, the validation error fed back.
+
+    `json_schema`, when given, is what the backend is asked to enforce instead of `schema`'s own JSON schema: a
+    narrower shape (fixed slots, say) whose replies must still validate against `schema`.
 
     A reply that never validates comes back as ``value=None`` with the error, and `meter.record_failure(role)` is
     called. A `ModelError` (the model could not be reached, or the retry middleware gave up) is raised: the step
@@ -187,7 +191,7 @@ async def generate_structured(
     Retries after the first use ``options.seed + n`` when a seed is set, so a deterministic backend does not
     repeat the same bad reply.
     """
-    json_schema = _json_schema(schema)
+    json_schema = json_schema if json_schema is not None else _json_schema(schema)
     usage = Usage()
     raw: list[str] = []
     error = "no attempt was made"
