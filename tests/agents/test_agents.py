@@ -308,3 +308,17 @@ def test_a_golden_case_is_shown_to_a_chat_model_as_a_whole_worked_example() -> N
     assert "Solved: 3 x 4" not in text  # the worked example says it all
     warning_block = text.split('level="case"')[2]
     assert "[...]" in warning_block and len(warning_block) < 700  # a warning case is a reminder, cut short
+
+
+async def test_a_merge_that_strings_two_lessons_together_keeps_them_apart() -> None:
+    cand = exp(Zone.GOLDEN, Level.PRINCIPLE, "To find a total of flowers, add the counts of every colour.")
+    lesson = "To find a final weight, add each amount to the starting weight."
+    target = exp(Zone.GOLDEN, Level.PRINCIPLE, lesson, id="aaa")
+    body = {
+        "action": "merge",
+        "target": "aaa",
+        "merged_content": f"{target.content} {cand.content}",
+        "reason": "both are basic arithmetic",
+    }
+    decision = await decide(FunctionModel(lambda p, r, s: json.dumps(body)), cand, [target])
+    assert decision.action == Action.ADD and "strings aaa and the candidate together" in decision.reason

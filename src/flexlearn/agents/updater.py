@@ -29,6 +29,18 @@ MERGE_KEEPS = 0.3
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def _squashed(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _concatenates(target: str, candidate: str, merged: str) -> bool:
+    """Whether `merged` is the two lessons written one after the other rather than one lesson that covers both: a
+    small updater "merges" two different lessons that way, and every further merge makes the entry longer and
+    less readable. Two different lessons are two entries."""
+    whole = _squashed(merged)
+    return bool(_squashed(target)) and _squashed(target) in whole and _kept(candidate, merged) > 0.8
+
+
 def _kept(original: str, merged: str) -> float:
     """The share of `original`'s distinct words that `merged` still contains."""
     before = set(_WORD.findall(original.lower()))
@@ -114,6 +126,9 @@ async def decide(
             # Not a merge but a replacement: the target's lesson would be lost (a small updater writes the
             # candidate's text over the target's). Keep both instead.
             why = f"added: the merged text dropped what {target.id} said ({reason})"
+            return Decision(Action.ADD, why, usage=result.usage)
+        if merged and _concatenates(target.content, candidate.content, merged):
+            why = f"added: the merged text only strings {target.id} and the candidate together ({reason})"
             return Decision(Action.ADD, why, usage=result.usage)
         if not merged or copies_example(merged, "updater"):
             # The model named a merge but wrote no usable text: keep the target and the candidate, within bounds.
