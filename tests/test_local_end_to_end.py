@@ -66,6 +66,9 @@ def test_demo_learns_and_evaluates_with_the_embedded_model(tmp_path: Path) -> No
         assert len(decided) == 2
         assert all(ev.reason for ev in lib.events())
         assert {e.zone for e in lib.list()} <= {Zone.GOLDEN, Zone.WARNING}
+        # Every entry is titled with the kind of question the data names, not the task or a model's guess.
+        kinds = {"irregular plural", "irregular past tense", "number in words", "capital city", "chemical symbol"}
+        assert {e.title for e in lib.list()} <= kinds
 
     run_dir = Path(data["library"]).parent / "eval"
     items = [json.loads(line) for line in (run_dir / "items.jsonl").read_text().splitlines()]

@@ -126,3 +126,16 @@ async def test_a_category_the_data_gives_titles_the_lessons() -> None:
         known_category="savings and earnings",
     )
     assert {e.title for e in out.experiences} == {"savings and earnings"}
+
+
+async def test_every_dropped_lesson_says_why() -> None:
+    items = [
+        lesson("golden", "principle", "Add up every source of money before comparing it with the cost."),
+        lesson("golden", "pattern", "Tobias earns 15 per lawn."),
+        lesson("warning", "principle", "Never guess."),
+    ]
+    out, _ = await run(PromptKind.CHAT, (True,), items)
+    assert [(d["level"], d["why"]) for d in out.dropped] == [
+        ("pattern", "names this problem's numbers or names"),
+        ("principle", "no attempt supports a warning lesson"),
+    ]

@@ -296,3 +296,5 @@ async def test_learn_titles_lessons_with_the_category_the_data_gives(tmp_path: P
         )
         # The distiller wrote "capitals" and the task is "exact": the data's own label wins over both.
         assert {e.title for e in lib.list()} == {"capital city"}
+        # The run record keeps what the distiller wrote and was not kept, with the reason (here: nothing).
+        assert lib.trajectory(lib.latest_run("learn"), "c0")["distill_dropped"] == []

@@ -55,6 +55,8 @@ class Candidates:
     parents: dict[int, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    # Lessons the model wrote that were not kept, each with its zone, level, content and why.
+    dropped: list[dict[str, str]] = field(default_factory=list)
 
 
 # The lessons a chat model is asked for, in order, for each zone the trajectory supports: one general principle and
@@ -202,18 +204,16 @@ async def distill(
     )
     allowed = {Zone.GOLDEN: any_right, Zone.WARNING: any_wrong}
     written: dict[tuple[Zone, Level], list[CandidateReply]] = {}
+    dropped: list[dict[str, str]] = []
     for c in result.value.experiences if result.value else []:
         zone, level = Zone(c.zone), Level(c.level)
         content = c.content.strip()
         kept = written.setdefault((zone, level), [])
-        # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this
-        # problem. Two lessons per zone and level at most: a trajectory rarely supports more.
-        fits = allowed[zone] and len(kept) < limits.distiller_lessons_per_level and len(content) >= 8
-        # A principle or pattern must hold for the kind of problem, not name this one's numbers or people.
-        fits = fits and (level == Level.CASE or not specific_to(content, question))
-        # One lesson said once: a small model held to slots often writes its principle again as the pattern.
         said = {_squash(c2.content) for (z, _), cs in written.items() if z == zone for c2 in cs}
-        if fits and not copies_example(content, "distiller") and _squash(content) not in said:
+        why = _rejected(content, zone, level, kept, said, allowed, question, limits)
+        if why:
+            dropped.append({"zone": str(zone), "level": str(level), "content": content, "why": why})
+        else:
             kept.append(c)
     # A category the data gives (the problem's own "category" field) is a person's label: it wins over the model's.
     kind = _category(known_category, category) or _category(result.value.category if result.value else "", category)
@@ -239,7 +239,37 @@ async def distill(
                         provenance=Provenance(**vars(provenance)),
                     )
                 )
-    return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error)
+    return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error, dropped=dropped)
+
+
+def _rejected(
+    content: str,
+    zone: Zone,
+    level: Level,
+    kept: list[CandidateReply],
+    said: set[str],
+    allowed: dict[Zone, bool],
+    question: str,
+    limits: Limits,
+) -> str:
+    """Why a lesson the model wrote is not kept, or "" when it is."""
+    if not allowed[zone]:
+        return f"no attempt supports a {zone} lesson"
+    if len(content) < 8:
+        return "too short to say anything"
+    if len(kept) >= limits.distiller_lessons_per_level:
+        # Two lessons per zone and level at most: a trajectory rarely supports more.
+        return f"already {len(kept)} {zone} {level} lessons from this problem"
+    if level != Level.CASE and specific_to(content, question):
+        # A principle or pattern must hold for the kind of problem, not name this one's numbers or people.
+        return "names this problem's numbers or names"
+    if copies_example(content, "distiller"):
+        # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this one.
+        return "copies the prompt's worked example"
+    if _squash(content) in said:
+        # A small model held to slots often writes its principle again as the pattern.
+        return "repeats a lesson already kept"
+    return ""
 
 
 def _category(written: str, task_name: str) -> str:

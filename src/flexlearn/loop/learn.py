@@ -494,6 +494,7 @@ def apply(
     order = decided.order
     record = trajectory.to_dict()
     record["distill_error"] = candidates.error
+    record["distill_dropped"] = candidates.dropped
     usage = candidates.usage
     for d in decisions.values():
         usage = usage + (d.usage or Usage())
