@@ -159,6 +159,7 @@ async def learn_phase(
             concurrency=args.concurrency,
             resume=latest is not None,
             explore_with_library=not args.explore_blind,
+            distiller_slots=args.distiller_slots,
             on_progress=progress,
         )
     finally:
@@ -325,6 +326,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument(
         "--explore-blind", action="store_true", help="explore without the library (default: under it, as it grows)"
+    )
+    parser.add_argument(
+        "--distiller-slots",
+        action="store_true",
+        help="learn with the distiller held to one principle and one pattern per zone (give a fresh --work)",
     )
     parser.add_argument(
         "--min-shared", type=int, default=0, help="flex mode: show only hits sharing this many content words"

@@ -114,6 +114,7 @@ async def alearn(
     explore_with_library: bool = False,
     blind_critic: bool = False,
     tools: str | Sequence[str] = (),
+    distiller_slots: bool = False,
 ) -> LearnSummary:
     """Explore every problem, distil each trajectory and fold the lessons into `library`.
 
@@ -123,7 +124,9 @@ async def alearn(
     interrupted learn run. The run, with each role's model, is recorded in the library.
     `explore_with_library=True` shows each problem's actor what the library holds so far (as flex mode does) and
     counts the verdicts as helped/hurt; `blind_critic=True` hides the reference answer from the critic; `tools`
-    ("python", "experience") lets the actor run code in a sandbox and search the library while exploring.
+    ("python", "experience") lets the actor run code in a sandbox and search the library while exploring;
+    `distiller_slots=True` holds a chat-model distiller to one principle and one pattern per zone (measured worse
+    with Qwen2.5-Coder 1.5B; see the README).
     """
     the_task = _task(task)
     team = _agents(agents)
@@ -139,6 +142,7 @@ async def alearn(
         ),
         concurrency=concurrency,
         explore_with_library=explore_with_library,
+        distiller_slots=distiller_slots,
     )
     return await _learn(
         _problems(problems, the_task),

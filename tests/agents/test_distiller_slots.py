@@ -31,7 +31,9 @@ def lesson(zone: str, level: str, content: str) -> dict[str, str]:
     }
 
 
-async def run(kind: PromptKind, results: tuple[bool, ...], items: list[dict[str, str]]) -> tuple[Any, list[Any]]:
+async def run(
+    kind: PromptKind, results: tuple[bool, ...], items: list[dict[str, str]], *, slots: bool = True
+) -> tuple[Any, list[Any]]:
     schemas: list[Any] = []
 
     def reply(prompt: Any, role: str, schema: Any) -> str:
@@ -45,6 +47,7 @@ async def run(kind: PromptKind, results: tuple[bool, ...], items: list[dict[str,
         category="gsm8k",
         steps=steps(*results),
         provenance=Provenance(),
+        slots=slots,
     )
     return out, schemas
 
@@ -65,8 +68,10 @@ async def test_a_chat_model_is_held_to_one_principle_and_one_pattern_per_support
     assert len(schemas[0]["properties"]["experiences"]["prefixItems"]) == 2
 
 
-async def test_a_base_model_keeps_the_free_list() -> None:
+async def test_a_base_model_keeps_the_free_list_and_so_does_a_chat_model_by_default() -> None:
     _, schemas = await run(PromptKind.COMPLETION, (False, True), [])
+    assert schemas[0] == DistilledReply.model_json_schema()
+    _, schemas = await run(PromptKind.CHAT, (False, True), [], slots=False)
     assert schemas[0] == DistilledReply.model_json_schema()
 
 

@@ -63,7 +63,8 @@ class Candidates:
 # one pattern. Left free, a small chat model under a JSON grammar writes one or two lessons, almost never a
 # principle or a warning pattern (measured with Qwen2.5-Coder 1.5B: 2 golden principles, 0 warning principles in
 # 30 problems); fixed slots make it write each, and the updater discards those that add nothing. Cases come from the
-# trajectory itself.
+# trajectory itself. Opt-in (`distill(slots=True)`, `LearnConfig.distiller_slots`): the lessons the 1.5B wrote into
+# the slots were mostly vague or wrong, and the library learned that way made flex worse (README).
 SLOTS = (Level.PRINCIPLE, Level.PATTERN)
 
 
@@ -166,6 +167,7 @@ async def distill(
     category: str,
     steps: list[StepRecord],
     known_category: str = "",
+    slots: bool = False,
     provenance: Provenance,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
@@ -174,9 +176,9 @@ async def distill(
     any_right = any(s.correct for s in steps)
     any_wrong = any(not s.correct for s in steps)
     zones = [z for z, ok in ((Zone.GOLDEN, any_right), (Zone.WARNING, any_wrong)) if ok]
-    # A chat model is held to fixed slots (see SLOTS); a base model, which copies worked examples rather than
-    # following a shape, keeps the free list its completion prompt shows.
-    slotted = model.prompt_kind == PromptKind.CHAT and bool(zones)
+    # With `slots`, a chat model is held to fixed slots (see SLOTS); a base model, which copies worked examples
+    # rather than following a shape, always keeps the free list its completion prompt shows.
+    slotted = slots and model.prompt_kind == PromptKind.CHAT and bool(zones)
     shown = "; ".join(
         f"{shorten(s.extracted or s.attempt, limits.distiller_attempt_short_chars)} "
         f"({'right' if s.correct else 'wrong'})"
@@ -191,7 +193,11 @@ async def distill(
         record=_record_text(steps, limits),
         attempts_short=shown,
         example=load("distiller_example").strip(),
-        slots=_slots_text(zones) if zones else "no lesson",
+        slots=(
+            f"Write these lessons, in this order: {_slots_text(zones)}."
+            if slotted
+            else "Write every lesson the record supports, at most two per zone and level."
+        ),
     )
     result = await generate_structured(
         model,

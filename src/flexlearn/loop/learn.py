@@ -60,6 +60,10 @@ class LearnConfig:
     # taught, and the verdicts count as helped/hurt for the entries it was shown.
     explore_with_library: bool = False
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
+    # Hold a chat-model distiller to fixed slots (a principle and a pattern per zone; `agents.distiller.SLOTS`).
+    # Off by default: with Qwen2.5-Coder 1.5B the library learned that way made flex 14 points worse than vanilla
+    # on GSM8k (README, "Does learning help?").
+    distiller_slots: bool = False
 
 
 @dataclass
@@ -345,6 +349,7 @@ async def distil_trajectory(
         category=category,
         steps=trajectory.steps,
         known_category=known_category,
+        slots=config.distiller_slots,
         provenance=provenance,
         options=config.distiller,
         meter=agents.meter,
