@@ -336,8 +336,9 @@ def main() -> None:
         "--min-shared", type=int, default=0, help="flex mode: show only hits sharing this many content words"
     )
     parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
+    parser.add_argument("--retriever", default=DEFAULT_RETRIEVER, help="flex mode: retriever [default: %(default)s]")
     args = parser.parse_args()
-    EVAL["min_shared"], EVAL["budget_tokens"] = args.min_shared, args.budget
+    EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)
     if args.out:
