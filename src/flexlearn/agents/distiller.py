@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from flexlearn.agents.templates import build, copies_example, load, shorten
+from flexlearn.agents.templates import build, copies_example, load, shorten, squash
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
@@ -215,7 +215,7 @@ async def distill(
         zone, level = Zone(c.zone), Level(c.level)
         content = c.content.strip()
         kept = written.setdefault((zone, level), [])
-        said = {_squash(c2.content) for (z, _), cs in written.items() if z == zone for c2 in cs}
+        said = {squash(c2.content) for (z, _), cs in written.items() if z == zone for c2 in cs}
         why = _rejected(content, zone, level, kept, said, allowed, question, limits)
         if why:
             dropped.append({"zone": str(zone), "level": str(level), "content": content, "why": why})
@@ -272,7 +272,7 @@ def _rejected(
     if copies_example(content, "distiller"):
         # A base model tends to copy the worked example in its prompt; such a lesson says nothing about this one.
         return "copies the prompt's worked example"
-    if _squash(content) in said:
+    if squash(content) in said:
         # A small model held to slots often writes its principle again as the pattern.
         return "repeats a lesson already kept"
     return ""
@@ -315,15 +315,12 @@ def _examples(
     return out
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
 def _quoted(quote: str, steps: list[StepRecord]) -> bool:
-    """Whether `quote` is what it claims to be, a step copied from an attempt (spacing and case aside). A model
+    """Whether `quote` is what it claims to be, a step copied from an attempt (spacing, case and punctuation
+    aside). A model
     that cannot find the step invents one, and an invented "deciding step" misleads whoever reads the lesson."""
-    wanted = _squash(quote.strip().strip('"'))
-    return len(wanted) >= 3 and any(wanted in _squash(s.attempt) for s in steps)
+    wanted = squash(quote)
+    return len(wanted) >= 3 and any(wanted in squash(s.attempt) for s in steps)
 
 
 def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:

@@ -63,6 +63,12 @@ _WORDS = re.compile(r"[a-z0-9'-]+")
 COPY_SHINGLE = 4  # words in a row shared with a prompt's worked example that make a reply a copy of it
 
 
+def squash(text: str) -> str:
+    """`text` as its lowercase words separated by single spaces: for asking whether one text contains another
+    whatever the spacing, case and punctuation."""
+    return " ".join(_WORDS.findall(text.lower()))
+
+
 def _shingles(text: str, n: int = COPY_SHINGLE) -> set[tuple[str, ...]]:
     words = _WORDS.findall(text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}

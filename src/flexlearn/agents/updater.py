@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from flexlearn.agents.templates import build, copies_example, shorten
+from flexlearn.agents.templates import build, copies_example, shorten, squash
 from flexlearn.experience import Action, Experience, Level
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Usage
@@ -29,16 +29,12 @@ MERGE_KEEPS = 0.3
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def _squashed(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
-
-
 def _concatenates(target: str, candidate: str, merged: str) -> bool:
     """Whether `merged` is the two lessons written one after the other rather than one lesson that covers both: a
     small updater "merges" two different lessons that way, and every further merge makes the entry longer and
     less readable. Two different lessons are two entries."""
-    whole = _squashed(merged)
-    return bool(_squashed(target)) and _squashed(target) in whole and _kept(candidate, merged) > 0.8
+    kept_whole = squash(target)
+    return bool(kept_whole) and kept_whole in squash(merged) and _kept(candidate, merged) > 0.8
 
 
 def _kept(original: str, merged: str) -> float:
