@@ -196,6 +196,7 @@ class _Outage:
         self.abort_after = abort_after
         self.failed_from_start = 0
         self.any_answered = False
+        self.verdict = ""  # set once the model is judged unreachable
 
     def see(self, item: ItemRecord) -> None:
         if item.error is None:
@@ -203,10 +204,18 @@ class _Outage:
             return
         self.failed_from_start += not self.any_answered
         if not self.any_answered and self.abort_after and self.failed_from_start >= self.abort_after:
-            raise ModelError(
+            self.verdict = self.verdict or (
                 f"the first {self.failed_from_start} items all failed at the model, so it looks unreachable; "
                 f"last error: {item.error}"
             )
+            raise ModelError(self.verdict)
+
+    def check(self) -> None:
+        """Raise the verdict, if there is one: an item that gets its turn after it must not call the model (the
+        cancellation of the others takes a few turns of the event loop, enough for a fast server to be sent
+        several more requests)."""
+        if self.verdict:
+            raise ModelError(self.verdict)
 
 
 def check_errors(result: ModeResult, max_fraction: float) -> None:
@@ -267,6 +276,7 @@ async def evaluate(
 
         async def run(problem: Problem, repeat: int, mode: Mode = mode) -> ItemRecord:
             async with semaphore:
+                outage.check()
                 record = await _one(
                     mode,
                     problem,

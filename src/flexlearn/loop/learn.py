@@ -49,6 +49,11 @@ TextKey = tuple[str, str, str]
 class LearnConfig:
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     concurrency: int = 4
+    # Problems worked on at once (0: twice `concurrency`). More problems than model calls in flight keeps every
+    # call slot busy: a problem waits on its own chain of calls, and one waiting for its turn at the writer or on a
+    # long chain would otherwise leave a slot idle (`benchmarks/throughput.py`). The model itself still sees at
+    # most `concurrency` calls at once.
+    problems_in_flight: int = 0
     neighbours: int = 5
     # How the updater finds a candidate's neighbours, by name (`flexlearn.retrieval.retriever_names()`).
     retriever: str = DEFAULT_RETRIEVER
@@ -223,19 +228,22 @@ async def learn(
             on_progress(Progress(done, summary.total, summary.solved, summary.failed, summary.actions["add"]))
 
     report()
-    semaphore = asyncio.Semaphore(max(1, config.concurrency))
+    in_flight = config.problems_in_flight or 2 * max(1, config.concurrency)
+    semaphore = asyncio.Semaphore(in_flight)
 
     async def bounded(problem: Problem) -> _Outcome:
         async with semaphore:
             return await work(problem)
 
-    # A window of look-ahead keeps exploration busy while the writer works, without buffering the whole set.
+    # A window of look-ahead keeps exploration busy while the writer works, without buffering the whole set. The
+    # writer takes problems in the order they started, so the library a run leaves does not depend on which
+    # problem happened to finish first (a killed run resumed ends as an uninterrupted one would).
     window: deque[tuple[Problem, asyncio.Task[_Outcome]]] = deque()
     pending = iter(todo)
     consecutive_failures = 0
     try:
         while True:
-            while len(window) < 2 * max(1, config.concurrency):
+            while len(window) < 2 * in_flight:
                 problem = next(pending, None)
                 if problem is None:
                     break

@@ -3,11 +3,18 @@ reading what a server says back (its error message, how long to wait, token coun
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 
 from flexlearn.errors import ModelError, TransientModelError
@@ -19,73 +26,95 @@ _SECRET_PARAM = re.compile(
 )
 
 
-# The concurrency limit is the middleware's (`LimitedModel`), so the pool sets none of its own; and it keeps every
-# connection it opened: httpx's default keeps 20, so at a concurrency of 64 two requests in three paid for a new
-# TCP connection (and a TLS handshake, remotely).
-CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+# Requests in flight on one connection pool are unlimited here: the concurrency limit is the middleware's
+# (`LimitedModel`), and every connection opened is kept for reuse (at a concurrency of 64 a pool that keeps fewer
+# makes two requests in three pay for a new TCP connection, and a TLS handshake remotely).
 
-# Requests in flight on one httpx client of a `ClientPool`, at most.
-REQUESTS_PER_CLIENT = 4
+
+@dataclass(frozen=True)
+class Response:
+    """A whole HTTP reply, read: what the backends use of one (the names are httpx.Response's, which an
+    `httpx.AsyncClient` passed in returns instead). Building an httpx.Response for every reply cost a tenth of
+    the client's CPU at concurrency 64."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDictProxy)
+    content: bytes
+    encoding: str = "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class ClientPool:
-    """httpx clients that share out one backend's requests, at most `per_client` in flight on each.
+    """The HTTP backends' own client: an aiohttp session, opened on first use in the running event loop.
 
-    httpcore's connection pool does work quadratic in its number of connections every time a request starts or a
-    response ends (encode/httpcore#1035, open in httpcore 1.0.9): with 64 requests in flight on one client that
-    cost several milliseconds of CPU a request, most of a learning run's. Each client here holds no more
-    connections than it ever had requests in flight, so that work stays small; a client is opened when every open
-    one is full, so `c` requests at once need about c / per_client of them. The requests themselves are httpx's:
-    same URL, body, headers, timeouts.
+    httpx (an `httpx.AsyncClient` may be passed to a backend instead) costs far more CPU a request than aiohttp:
+    on this project's 2-core machine, 64 workers sending requests to a 0.2 s server reached 0.89 of the bound on
+    httpx clients and 0.96 on one aiohttp session (measured side by side; `benchmarks/throughput.py` reports the
+    share its own client reaches). The reply is read whole into a `Response`, within `timeout` seconds of the
+    request's start. Like httpx, it honours the
+    proxy variables of the environment and verifies certificates (certifi's, or SSL_CERT_FILE).
     """
 
-    def __init__(
-        self, *, timeout: float, limits: httpx.Limits = CONNECTION_LIMITS, per_client: int = REQUESTS_PER_CLIENT
-    ) -> None:
-        if per_client < 1:
-            raise ValueError(f"per_client must be at least 1, got {per_client}")
-        self._timeout = httpx.Timeout(timeout)
-        self._limits = limits
-        # What each client would build for itself (verify=True, trust_env=True: SSL_CERT_FILE or certifi), built
-        # once: loading the CA certificates takes milliseconds, for every client opened mid-run.
+    def __init__(self, *, timeout: float) -> None:
+        # One deadline for the whole call (what `--timeout` promises): a timer re-armed on every read, as httpx's
+        # read timeout is, costs a few percent of the client's CPU at concurrency 64.
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Built once: loading the CA certificates takes milliseconds.
         self._ssl = httpx.create_ssl_context()
-        self._per_client = per_client
-        # The first client now, as a single shared client was before: the cost of building one (and the first
-        # use of httpcore) is paid when the model is made, not by its first request.
-        self._clients = [self._new_client()]
-        self._in_flight = [0]
+        self._session: aiohttp.ClientSession | None = None
+        # The proxy for each origin, from the environment (HTTP(S)_PROXY, NO_PROXY), read once per origin:
+        # aiohttp's `trust_env` reads the environment again for every request, a few percent of its CPU.
+        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self._timeout, limits=self._limits, verify=self._ssl)
 
     @property
     def is_closed(self) -> bool:
         return self._closed
 
-    @property
-    def clients(self) -> int:
-        """How many httpx clients it has opened."""
-        return len(self._clients)
+    def _open(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            # A session belongs to the loop it was opened on; a model used from a new loop (a second asyncio.run)
+            # opens another. The old one's connections died with their loop.
+            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._loop = loop
+        return self._session
 
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        """`httpx.AsyncClient.post` on the first client with room (a new one when all are full)."""
+    async def post(
+        self, url: str, *, json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        """POST `json` (encoded) or `content` (as is) and read the whole reply."""
         if self._closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        i = next((i for i, n in enumerate(self._in_flight) if n < self._per_client), len(self._clients))
-        if i == len(self._clients):
-            self._clients.append(self._new_client())
-            self._in_flight.append(0)
-        self._in_flight[i] += 1
-        try:
-            return await self._clients[i].post(url, **kwargs)
-        finally:
-            self._in_flight[i] -= 1
+        session = self._open()
+        proxy = self._proxy(url)
+        async with session.post(url, json=json, data=content, headers=headers, proxy=proxy) as reply:
+            body = await reply.read()
+            return Response(reply.status, reply.reason or "", reply.headers, body, reply.charset or "utf-8")
+
+    def _proxy(self, url: str) -> str | None:
+        parts = urllib.parse.urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        if origin not in self._proxies:
+            host = parts.hostname or ""
+            bypass = not host or urllib.request.proxy_bypass(host)
+            self._proxies[origin] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+        return self._proxies[origin]
 
     async def aclose(self) -> None:
         self._closed = True
-        for client in self._clients:
-            await client.aclose()
+        if self._session is not None and not self._session.closed and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
 
 
 def redact(text: str) -> str:
@@ -94,22 +123,23 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1", text))
 
 
-async def post(http: httpx.AsyncClient | ClientPool, name: str, url: str, **kwargs: Any) -> httpx.Response:
-    """POST, turning httpx's failures into flexlearn's: a timeout or dropped connection may pass (retried by the
-    middleware), a malformed URL never will. HTTP statuses are left to the caller, which knows its API."""
+async def post(http: httpx.AsyncClient | ClientPool, name: str, url: str, **kwargs: Any) -> httpx.Response | Response:
+    """POST, turning the HTTP client's failures into flexlearn's: a timeout or dropped connection may pass
+    (retried by the middleware), a malformed URL never will. HTTP statuses are left to the caller, which knows
+    its API."""
     try:
         return await http.post(url, **kwargs)
-    except httpx.TimeoutException as exc:
+    except (httpx.TimeoutException, TimeoutError) as exc:  # aiohttp's timeouts are TimeoutErrors
         raise TransientModelError(f"{name}: timed out ({type(exc).__name__})") from exc
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, aiohttp.InvalidURL) as exc:
         raise ModelError(f"{name}: bad URL {redact(url)!r}: {redact(str(exc))}") from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, aiohttp.ClientConnectionError) as exc:
         raise TransientModelError(f"{name}: connection failed: {redact(str(exc)) or type(exc).__name__}") from exc
-    except httpx.HTTPError as exc:  # e.g. a body that fails to decode: the server's fault, maybe passing
+    except (httpx.HTTPError, aiohttp.ClientError) as exc:  # e.g. a body that fails to decode: maybe passing
         raise TransientModelError(f"{name}: request failed: {redact(str(exc)) or type(exc).__name__}") from exc
 
 
-def parse_retry_after(headers: httpx.Headers) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an HTTP-date)."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
@@ -134,7 +164,7 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response | Response) -> str:
     """The server's own explanation, from the OpenAI/Anthropic error shape when it is there, else the raw body."""
     try:
         body = response.json()

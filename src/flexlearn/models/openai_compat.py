@@ -33,7 +33,7 @@ from flexlearn.models.base import (
     Usage,
     default_max_tokens,
 )
-from flexlearn.models.http import ClientPool, error_message, parse_retry_after, post, redact, usage_count
+from flexlearn.models.http import ClientPool, Response, error_message, parse_retry_after, post, redact, usage_count
 
 STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 COMPLETION_DEFAULT_MAX_TOKENS = 512
@@ -233,7 +233,7 @@ class OpenAICompatModel:
             raise ModelError(f"{self.name}: HTTP {status}: {message}")
         return self._parse(response, chat)
 
-    def _parse(self, response: httpx.Response, chat: bool) -> tuple[str, Usage]:
+    def _parse(self, response: httpx.Response | Response, chat: bool) -> tuple[str, Usage]:
         # A 200 we cannot read is treated as a flaky server (a proxy's HTML page, a truncated body), not as a
         # bug of ours: it is retried.
         try:
