@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from flexlearn.agents.actor import Feedback, Shot, actor_prompt, render_notes
-from flexlearn.agents.critic import critique, judge, redact
+from flexlearn.agents.critic import _GENERIC, critique, judge, redact
 from flexlearn.agents.distiller import distill
 from flexlearn.agents.updater import decide
 from flexlearn.experience import Action, Experience, Level, Provenance, Zone
@@ -142,6 +142,49 @@ async def test_distiller_nonsense_still_leaves_grounded_cases() -> None:
     assert [(e.zone, e.level) for e in out.experiences] == [(Zone.GOLDEN, Level.CASE), (Zone.WARNING, Level.CASE)]
     assert out.experiences[0].content.startswith("Solved: What is 3 x 4?")
     assert out.experiences[1].content.startswith("Failed: What is 3 x 4?") and "fb" in out.experiences[1].content
+
+
+async def test_a_warning_case_states_the_right_answer_and_quotes_only_a_critic_worth_quoting() -> None:
+    nonsense = FunctionModel(lambda p, r, s: "```\nnope\n```")
+    failed = [StepRecord(0, 0, "Final answer: 75", "75", False, "75 is a long vowel Next: 75 is a long vowel")]
+    trusted, untrusted = [
+        await distill(
+            nonsense,
+            question="How is 75 written in words?",
+            answer="seventy-five",
+            category="exact",
+            steps=failed,
+            provenance=Provenance(),
+            trust_feedback=trust,
+        )
+        for trust in (True, False)
+    ]
+    (case,) = untrusted.experiences
+    # a base model's critique stays out; what a reader needs (what was said, what was right) goes in
+    assert case.content == "Failed: How is 75 written in words? Wrong answer: 75. Right answer: seventy-five."
+    assert case.examples[0].endswith("Wrong: 75\nRight answer: seventy-five")
+    assert "long vowel" in trusted.experiences[0].content and "long vowel" in trusted.experiences[0].examples[0]
+
+    # the generic stand-in for unusable feedback is true of every failure and is never stored
+    generic = f"{_GENERIC.diagnosis} Next: {_GENERIC.next_step}"
+    then_right = [
+        StepRecord(0, 0, "Final answer: 75", "75", False, generic),
+        StepRecord(0, 1, "Final answer: seventy-five", "seventy-five", True),
+    ]
+    out = await distill(
+        nonsense,
+        question="How is 75 written in words?",
+        answer="seventy-five",
+        category="exact",
+        steps=then_right,
+        provenance=Provenance(),
+    )
+    warning = next(e for e in out.experiences if e.zone == Zone.WARNING)
+    assert warning.content == "Failed: How is 75 written in words? Wrong answer: 75. Right answer: seventy-five."
+    assert (
+        "checked and is wrong" not in warning.examples[0]
+        and "Corrected: Final answer: seventy-five" in (warning.examples[0])
+    )
 
 
 async def test_distiller_drops_lessons_copied_from_its_prompt_example() -> None:

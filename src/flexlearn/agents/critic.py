@@ -53,6 +53,12 @@ _GENERIC = Critique(
 )
 
 
+def is_generic(feedback: str) -> bool:
+    """Whether recorded feedback (`"<diagnosis> Next: <next step>"`) is the generic text that stands in when the
+    model wrote nothing usable: true of every wrong attempt, so it teaches nothing when stored in a lesson."""
+    return feedback.strip().startswith(_GENERIC.diagnosis)
+
+
 def redact(text: str, answer: str) -> str:
     """Remove the reference answer from feedback: the retry must not be handed the answer."""
     answer = answer.strip()

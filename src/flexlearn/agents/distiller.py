@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from flexlearn.agents.critic import is_generic
 from flexlearn.agents.templates import build, copies_example, load, shorten, squash
 from flexlearn.experience import LEVEL_PARENT, Experience, Level, Provenance, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
@@ -145,18 +146,28 @@ def _record_text(steps: list[StepRecord], limits: Limits) -> str:
     return "\n".join(lines)
 
 
-def _worked_example(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:
+def _why(step: StepRecord, trust_feedback: bool) -> str:
+    """The critic's feedback on a wrong attempt, as a case may quote it: only a critic worth quoting (a chat
+    model; a base model's "75 is a long vowel" would read as a lesson), and never the generic stand-in."""
+    return step.feedback if trust_feedback and step.feedback and not is_generic(step.feedback) else ""
+
+
+def _worked_example(
+    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool = True
+) -> str:
     q = shorten(question, limits.distiller_example_question_chars)
     if zone == Zone.GOLDEN:
         win = next(s for s in steps if s.correct)
         return f"Q: {q}\nA: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
     loss = next(s for s in steps if not s.correct)
-    why = f" ({shorten(loss.feedback, limits.distiller_feedback_chars)})" if loss.feedback else ""
+    why = _why(loss, trust_feedback)
+    why = f" ({shorten(why, limits.distiller_feedback_chars)})" if why else ""
     wrong = f"Q: {q}\nWrong: {shorten(loss.extracted or loss.attempt, limits.distiller_wrong_answer_chars)}{why}"
     win = next((s for s in steps if s.correct), None)
     if win is not None:
-        wrong += f"\nCorrected: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
-    return wrong
+        return wrong + f"\nCorrected: {shorten(win.attempt, limits.distiller_example_answer_chars)}"
+    # No attempt got it right: the case still says what the answer was, which is what a reader needs.
+    return wrong + (f"\nRight answer: {shorten(answer, limits.distiller_example_answer_chars)}" if answer else "")
 
 
 async def distill(
@@ -168,6 +179,7 @@ async def distill(
     steps: list[StepRecord],
     known_category: str = "",
     slots: bool = False,
+    trust_feedback: bool = True,
     provenance: Provenance,
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
@@ -240,8 +252,12 @@ async def distill(
                         zone=zone,
                         level=level,
                         title=kind or (c.title.strip() if c else "") or category,
-                        content=_content(c, zone) if c else _case_summary(question, steps, zone, limits),
-                        examples=_examples(c, level, question, steps, zone, limits),
+                        content=(
+                            _content(c, zone)
+                            if c
+                            else _case_summary(question, answer, steps, zone, limits, trust_feedback)
+                        ),
+                        examples=_examples(c, level, question, answer, steps, zone, limits, trust_feedback),
                         provenance=Provenance(**vars(provenance)),
                     )
                 )
@@ -300,7 +316,14 @@ def _content(c: CandidateReply, zone: Zone) -> str:
 
 
 def _examples(
-    c: CandidateReply | None, level: Level, question: str, steps: list[StepRecord], zone: Zone, limits: Limits
+    c: CandidateReply | None,
+    level: Level,
+    question: str,
+    answer: str,
+    steps: list[StepRecord],
+    zone: Zone,
+    limits: Limits,
+    trust_feedback: bool = True,
 ) -> list[str]:
     """A lesson's evidence: the deciding step quoted, a pattern's short example, and for a case the worked
     example from the trajectory (the verified solution; for a failure the wrong answer and, when a later attempt
@@ -311,7 +334,7 @@ def _examples(
     if c is not None and level == Level.PATTERN and c.example.strip():
         out.append(shorten(c.example.strip(), limits.distiller_reply_quote_chars))
     if level == Level.CASE:
-        out.append(_worked_example(question, steps, zone, limits))
+        out.append(_worked_example(question, answer, steps, zone, limits, trust_feedback))
     return out
 
 
@@ -323,16 +346,22 @@ def _quoted(quote: str, steps: list[StepRecord]) -> bool:
     return len(wanted) >= 3 and any(wanted in squash(s.attempt) for s in steps)
 
 
-def _case_summary(question: str, steps: list[StepRecord], zone: Zone, limits: Limits) -> str:
+def _case_summary(
+    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool = True
+) -> str:
     """The case in plain facts, for when the model wrote nothing usable."""
     q = shorten(question, limits.distiller_summary_question_chars)
     if zone == Zone.GOLDEN:
         win = next(s for s in steps if s.correct)
         return f"Solved: {q} Answer: {shorten(win.extracted or win.attempt, limits.distiller_summary_answer_chars)}"
     loss = next(s for s in steps if not s.correct)
-    why = f" {shorten(loss.feedback, limits.distiller_feedback_chars)}" if loss.feedback else ""
     wrong = shorten(loss.extracted or loss.attempt, limits.distiller_summary_answer_chars)
-    return f"Failed: {q} Wrong answer: {wrong}.{why}"
+    win = next((s for s in steps if s.correct), None)
+    right = (win.extracted or "") if win is not None else answer
+    right = f" Right answer: {shorten(right, limits.distiller_summary_answer_chars)}." if right.strip() else ""
+    why = _why(loss, trust_feedback)
+    why = f" {shorten(why, limits.distiller_feedback_chars)}" if why else ""
+    return f"Failed: {q} Wrong answer: {wrong}.{right}{why}"
 
 
 def _link(experiences: list[Experience]) -> dict[int, int]:

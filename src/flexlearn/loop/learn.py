@@ -34,7 +34,7 @@ from flexlearn.library.text import clean_text
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.explore import ExploreConfig, explore
-from flexlearn.models.base import GenerationOptions, Usage
+from flexlearn.models.base import GenerationOptions, PromptKind, Usage
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.retrieval.base import Retriever
 from flexlearn.tasks.base import Problem, Task, reference_text
@@ -358,6 +358,8 @@ async def distil_trajectory(
         steps=trajectory.steps,
         known_category=known_category,
         slots=config.distiller_slots,
+        # A base model's critique is noise in the shape of its example; a case quotes only a chat model's.
+        trust_feedback=agents.critic.prompt_kind == PromptKind.CHAT,
         provenance=provenance,
         options=config.distiller,
         meter=agents.meter,
