@@ -30,6 +30,7 @@ from item_cache import Cache, fingerprint
 
 import flexlearn
 from flexlearn.models import Meter
+from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.tasks import Problem, get_task
 
@@ -208,6 +209,8 @@ async def eval_phase(
         library_fingerprint(library) if mode == "flex" and library is not None else "",
         [p.id for p in train] if mode == "icl" else [],
         *([_source_text(FLEX_SOURCES)] if mode == "flex" else []),
+        # How the embedded backend turns a prompt into a reply (it once depended on the previous prompt).
+        *([REPLY_REVISION] if args.model.startswith("local:") else []),
     )
     todo = [p for p in test if cache.get(key, p.id) is None]
     if todo:
@@ -229,6 +232,7 @@ async def eval_phase(
                         "prompt_tokens": item.prompt_tokens,
                         "completion_tokens": item.completion_tokens,
                         "retrieved": list(item.retrieved),
+                        "reply": item.reply[-3000:],
                     }
                 )
             done[0] += 1

@@ -271,3 +271,22 @@ async def test_chat_kind(model):
         Prompt(messages=[Message("user", "Say hello.")]), options=GenerationOptions(max_tokens=4)
     )
     assert isinstance(reply.text, str)  # a base model may say nothing; the call itself must work
+
+
+@pytest.mark.slow
+async def test_a_prompt_gets_the_same_reply_whatever_was_asked_before(model):
+    # llama-cpp-python reuses the part of a prompt shared with the previous one, and a prompt evaluated in two
+    # pieces got different numbers than in one: benchmarks compare modes item by item on the same prompts.
+    stem = "The following is a list of animals, plants and minerals, with one short sentence about each:\n"
+    prompts = [Prompt(messages=[], completion=stem + f"{i}. {name}:") for i, name in enumerate(SUBJECTS, 1)]
+    options = GenerationOptions(max_tokens=48)
+    first = [(await model.generate(p, options=options)).text for p in prompts]
+    # The same prompts again, each after a prompt that shares a different part of it (or none).
+    again = []
+    for p, other in zip(prompts, [stem[:40], "Unrelated text.", stem + "9.", stem, stem[:10], "x"], strict=True):
+        await model.generate(Prompt(messages=[], completion=other), options=GenerationOptions(max_tokens=2))
+        again.append((await model.generate(p, options=options)).text)
+    assert again == first
+
+
+SUBJECTS = ["granite", "heron", "fern", "quartz", "otter", "maple"]
