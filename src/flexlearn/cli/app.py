@@ -128,7 +128,9 @@ def learn_cmd(
             "0 otherwise.",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Problems explored at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Model calls in flight at once; twice as many problems are worked on.")
+    ] = 4,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training problems. Default: all.")
     ] = None,
