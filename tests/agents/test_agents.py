@@ -230,10 +230,13 @@ async def test_updater_decisions() -> None:
         "aaa",
         "discarded as covered by aaa (the updater named no entry; the nearest is aaa): because",
     )
-    # An empty merged text keeps both lessons, bounded.
-    long = exp(Zone.GOLDEN, Level.PATTERN, "x" * 2000, id="ccc")
-    fallback = await decide(answer("merge", "ccc"), cand, [long])
-    assert fallback.action == Action.MERGE and len(fallback.merged_content) <= 720
+    # An empty merged text keeps the candidate as its own entry (writing the two in a row is no merge).
+    fallback = await decide(answer("merge", "aaa"), cand, [n1])
+    assert fallback.action == Action.ADD and "no usable merged text" in fallback.reason
+    # A merged text that deliberates about the library instead of stating the lesson is refused.
+    meta = "Multiply the factors. This statement is a more concise version of the original entry."
+    talk = await decide(answer("merge", "aaa", meta), cand, [n1])
+    assert talk.action == Action.ADD and "speaks of the library" in talk.reason
     failed = await decide(FunctionModel(lambda p, r, s: "???"), cand, [n1])
     assert failed.action == Action.ADD and "unusable" in failed.reason
 

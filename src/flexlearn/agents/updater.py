@@ -37,6 +37,20 @@ def _concatenates(target: str, candidate: str, merged: str) -> bool:
     return bool(kept_whole) and kept_whole in squash(merged) and _kept(candidate, merged) > 0.8
 
 
+# Words about the library rather than the problem: a small updater writes its deliberation into the merged text
+# ("This statement is a direct application of the golden principle, math, ... of the original entry").
+_LIBRARY_TALK = re.compile(
+    r"\b(?:golden|warning) (?:zone|principle|pattern|case)\b|\b(?:original|existing|new|candidate) entry\b"
+    r"|\bthe candidate\b|\bthis (?:statement|entry|lesson)\b",
+    re.IGNORECASE,
+)
+
+
+def _talks_about_the_library(merged: str, *sources: str) -> bool:
+    """Whether `merged` speaks of entries and zones where neither lesson it merges does."""
+    return bool(_LIBRARY_TALK.search(merged)) and not any(_LIBRARY_TALK.search(s) for s in sources)
+
+
 def _kept(original: str, merged: str) -> float:
     """The share of `original`'s distinct words that `merged` still contains."""
     before = set(_WORD.findall(original.lower()))
@@ -126,9 +140,14 @@ async def decide(
         if merged and _concatenates(target.content, candidate.content, merged):
             why = f"added: the merged text only strings {target.id} and the candidate together ({reason})"
             return Decision(Action.ADD, why, usage=result.usage)
+        if merged and _talks_about_the_library(merged, target.content, candidate.content):
+            why = f"added: the merged text speaks of the library, not the problem ({reason})"
+            return Decision(Action.ADD, why, usage=result.usage)
         if not merged or copies_example(merged, "updater"):
-            # The model named a merge but wrote no usable text: keep the target and the candidate, within bounds.
-            merged = shorten(f"{target.content.rstrip('.')}. {candidate.content}", limits.updater_reply_merged_chars)
+            # The model named a merge but wrote no usable text. Writing the two one after the other would be the
+            # concatenation refused above: keep the candidate as its own entry.
+            why = f"added: the updater named a merge into {target.id} but wrote no usable merged text ({reason})"
+            return Decision(Action.ADD, why, usage=result.usage)
         return Decision(
             Action.MERGE,
             f"merged into {target.id}{unnamed}: {reason}",
