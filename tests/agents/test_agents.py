@@ -145,25 +145,25 @@ async def test_distiller_nonsense_still_leaves_grounded_cases() -> None:
 
 
 async def test_a_warning_case_states_the_right_answer_and_quotes_only_a_critic_worth_quoting() -> None:
-    nonsense = FunctionModel(lambda p, r, s: "```\nnope\n```")
-    failed = [StepRecord(0, 0, "Final answer: 75", "75", False, "75 is a long vowel Next: 75 is a long vowel")]
-    trusted, untrusted = [
-        await distill(
-            nonsense,
+    async def distil(steps: list[StepRecord], trust: bool = True) -> list[Experience]:
+        out = await distill(
+            FunctionModel(lambda p, r, s: "```\nnope\n```"),
             question="How is 75 written in words?",
             answer="seventy-five",
             category="exact",
-            steps=failed,
+            steps=steps,
             provenance=Provenance(),
             trust_feedback=trust,
         )
-        for trust in (True, False)
-    ]
-    (case,) = untrusted.experiences
+        return out.experiences
+
+    failed = [StepRecord(0, 0, "Final answer: 75", "75", False, "75 is a long vowel Next: 75 is a long vowel")]
+    (case,) = await distil(failed, trust=False)
     # a base model's critique stays out; what a reader needs (what was said, what was right) goes in
     assert case.content == "Failed: How is 75 written in words? Wrong answer: 75. Right answer: seventy-five."
     assert case.examples[0].endswith("Wrong: 75\nRight answer: seventy-five")
-    assert "long vowel" in trusted.experiences[0].content and "long vowel" in trusted.experiences[0].examples[0]
+    (trusted,) = await distil(failed)
+    assert "long vowel" in trusted.content and "long vowel" in trusted.examples[0]
 
     # the generic stand-in for unusable feedback is true of every failure and is never stored
     generic = f"{_GENERIC.diagnosis} Next: {_GENERIC.next_step}"
@@ -171,15 +171,7 @@ async def test_a_warning_case_states_the_right_answer_and_quotes_only_a_critic_w
         StepRecord(0, 0, "Final answer: 75", "75", False, generic),
         StepRecord(0, 1, "Final answer: seventy-five", "seventy-five", True),
     ]
-    out = await distill(
-        nonsense,
-        question="How is 75 written in words?",
-        answer="seventy-five",
-        category="exact",
-        steps=then_right,
-        provenance=Provenance(),
-    )
-    warning = next(e for e in out.experiences if e.zone == Zone.WARNING)
+    warning = next(e for e in await distil(then_right) if e.zone == Zone.WARNING)
     assert warning.content == "Failed: How is 75 written in words? Wrong answer: 75. Right answer: seventy-five."
     assert (
         "checked and is wrong" not in warning.examples[0]
