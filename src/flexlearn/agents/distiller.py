@@ -153,7 +153,7 @@ def _why(step: StepRecord, trust_feedback: bool) -> str:
 
 
 def _worked_example(
-    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool = True
+    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool
 ) -> str:
     q = shorten(question, limits.distiller_example_question_chars)
     if zone == Zone.GOLDEN:
@@ -323,7 +323,7 @@ def _examples(
     steps: list[StepRecord],
     zone: Zone,
     limits: Limits,
-    trust_feedback: bool = True,
+    trust_feedback: bool,
 ) -> list[str]:
     """A lesson's evidence: the deciding step quoted, a pattern's short example, and for a case the worked
     example from the trajectory (the verified solution; for a failure the wrong answer and, when a later attempt
@@ -340,14 +340,14 @@ def _examples(
 
 def _quoted(quote: str, steps: list[StepRecord]) -> bool:
     """Whether `quote` is what it claims to be, a step copied from an attempt (spacing, case and punctuation
-    aside). A model
-    that cannot find the step invents one, and an invented "deciding step" misleads whoever reads the lesson."""
+    aside). A model that cannot find the step invents one, and an invented "deciding step" misleads whoever reads
+    the lesson."""
     wanted = squash(quote)
     return len(wanted) >= 3 and any(wanted in squash(s.attempt) for s in steps)
 
 
 def _case_summary(
-    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool = True
+    question: str, answer: str, steps: list[StepRecord], zone: Zone, limits: Limits, trust_feedback: bool
 ) -> str:
     """The case in plain facts, for when the model wrote nothing usable."""
     q = shorten(question, limits.distiller_summary_question_chars)

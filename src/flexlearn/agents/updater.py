@@ -26,7 +26,6 @@ class DecisionReply(BaseModel):
 
 # A merged text must keep at least this share of the target's words, or it replaced the target instead.
 MERGE_KEEPS = 0.3
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _concatenates(target: str, candidate: str, merged: str) -> bool:
@@ -53,8 +52,8 @@ def _talks_about_the_library(merged: str, *sources: str) -> bool:
 
 def _kept(original: str, merged: str) -> float:
     """The share of `original`'s distinct words that `merged` still contains."""
-    before = set(_WORD.findall(original.lower()))
-    return len(before & set(_WORD.findall(merged.lower()))) / len(before) if before else 1.0
+    before = set(squash(original).split())
+    return len(before & set(squash(merged).split())) / len(before) if before else 1.0
 
 
 @dataclass

@@ -26,11 +26,6 @@ _SECRET_PARAM = re.compile(
 )
 
 
-# Requests in flight on one connection pool are unlimited here: the concurrency limit is the middleware's
-# (`LimitedModel`), and every connection opened is kept for reuse (at a concurrency of 64 a pool that keeps fewer
-# makes two requests in three pay for a new TCP connection, and a TLS handshake remotely).
-
-
 @dataclass(frozen=True)
 class Response:
     """A whole HTTP reply, read: what the backends use of one (the names are httpx.Response's, which an
@@ -58,8 +53,8 @@ class ClientPool:
     on this project's 2-core machine, 64 workers sending requests to a 0.2 s server reached 0.89 of the bound on
     httpx clients and 0.96 on one aiohttp session (measured side by side; `benchmarks/throughput.py` reports the
     share its own client reaches). The reply is read whole into a `Response`, within `timeout` seconds of the
-    request's start. Like httpx, it honours the
-    proxy variables of the environment and verifies certificates (certifi's, or SSL_CERT_FILE).
+    request's start. Like httpx, it honours the proxy variables of the environment and verifies certificates
+    (certifi's, or SSL_CERT_FILE).
     """
 
     def __init__(self, *, timeout: float) -> None:
@@ -84,6 +79,8 @@ class ClientPool:
         if self._session is None or self._loop is not loop or self._session.closed:
             # A session belongs to the loop it was opened on; a model used from a new loop (a second asyncio.run)
             # opens another. The old one's connections died with their loop.
+            # No connection limit (the concurrency limit is the middleware's, `LimitedModel`), and every connection
+            # is kept for reuse: at 64 in flight, a pool that keeps fewer makes most requests open a new one.
             connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._loop = loop
