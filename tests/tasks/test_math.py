@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -114,8 +116,8 @@ def test_comparison_errors_score_zero(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(math_module, "verify", broken)
-    score = TASK.score("\\boxed{70}", problem("70"))
-    assert (score.correct, score.extracted, score.detail) == (False, "70", "comparison failed: RuntimeError")
+    score = TASK.score("\\boxed{0.5}", problem("\\frac{1}{2}"))
+    assert (score.correct, score.extracted, score.detail) == (False, "0.5", "comparison failed: RuntimeError")
 
 
 def test_format_answer() -> None:
@@ -184,10 +186,11 @@ def test_parses_are_remembered_only_when_they_found_something(monkeypatch: pytes
 
     monkeypatch.setattr(math_module, "parse", counting)
     monkeypatch.setattr(math_module, "_PARSED", OrderedDict())
-    first = [TASK.score(reply, problem("9173")) for reply in ("\\boxed{9174}", "\\boxed{9174}", "\\boxed{9173}")]
+    replies = ("\\boxed{9174/2}", "\\boxed{9174/2}", "\\boxed{9173/2}")
+    first = [TASK.score(reply, problem("9173/2")) for reply in replies]
     assert [s.correct for s in first] == [False, False, True]
-    assert sorted(calls) == ["\\boxed{9173}", "\\boxed{9174}"]  # 9173 is the reference, then also an answer
-    again = [TASK.score(reply, problem("9173")) for reply in ("\\boxed{9174}", "\\boxed{9174}", "\\boxed{9173}")]
+    assert sorted(calls) == ["\\boxed{9173/2}", "\\boxed{9174/2}"]  # 9173/2 is the reference, then an answer
+    again = [TASK.score(reply, problem("9173/2")) for reply in replies]
     assert again == first and len(calls) == 2
     calls.clear()
     assert math_module._parse_boxed("}{", 5) == [] and math_module._parse_boxed("}{", 5) == []
@@ -195,5 +198,43 @@ def test_parses_are_remembered_only_when_they_found_something(monkeypatch: pytes
     # Off the main thread math-verify runs without its timeouts: those parses are kept apart.
     calls.clear()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        assert pool.submit(TASK.score, "\\boxed{9174}", problem("9173")).result() == first[0]
-    assert sorted(calls) == ["\\boxed{9173}", "\\boxed{9174}"]
+        assert pool.submit(TASK.score, "\\boxed{9174/2}", problem("9173/2")).result() == first[0]
+    assert sorted(calls) == ["\\boxed{9173/2}", "\\boxed{9174/2}"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "answer"),
+    [
+        ("3", "3.0"),
+        ("0.5", "0.50"),
+        ("+5", "5"),
+        ("-0", "0"),
+        ("007", "7"),
+        ("-3", "3"),
+        ("12", "13"),
+        ("1.000001", "1.000002"),
+        ("2.5", "2.500000"),
+        ("100000000000000000000001", "100000000000000000000000"),
+        ("18", "18"),
+    ],
+)
+def test_plain_numbers_compare_as_math_verify_does(reference: str, answer: str) -> None:
+    # Two plain decimals skip math-verify: the verdict must be the one math-verify gives.
+    expected = math_module.verify(
+        math_module.parse(f"\\boxed{{{reference}}}"), math_module.parse(f"\\boxed{{{answer}}}")
+    )
+    assert TASK.score(f"\\boxed{{{answer}}}", problem(reference)).correct == expected
+
+
+def test_plain_numbers_never_import_math_verify() -> None:
+    # Importing math-verify and sympy takes about half a second: a run on plain numbers must not wait for it.
+    code = (
+        "import sys\n"
+        "from flexlearn.tasks.base import Problem\n"
+        "from flexlearn.tasks.math import MathTask\n"
+        "reply = 'So \\\\boxed{1,2}? No: \\\\boxed{12.0}'\n"
+        "score = MathTask().score(reply, Problem(id='p', question='q', answer='12'))\n"
+        "assert score.correct, score\n"
+        "assert 'math_verify' not in sys.modules and 'sympy' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

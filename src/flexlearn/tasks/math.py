@@ -14,34 +14,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
-
-from math_verify import parse, verify
-from math_verify.errors import TimeoutException
-from sympy import (
-    Abs,
-    Add,
-    Basic,
-    FallingFactorial,
-    MatrixBase,
-    Pow,
-    Rational,
-    RisingFactorial,
-    binomial,
-    factorial,
-    factorial2,
-    gamma,
-    log,
-    postorder_traversal,
-    subfactorial,
-)
+from typing import TYPE_CHECKING, Any
 
 from flexlearn.tasks.base import Problem, Score
 from flexlearn.tasks.common import extract_final, last_boxed, strip_math_delimiters
 from flexlearn.tasks.loader import load_problems
+
+if TYPE_CHECKING:
+    from sympy import Basic
 
 # Longer "answers" are almost always a runaway reply, and parsing cost grows with length.
 MAX_ANSWER_CHARS = 1000
@@ -56,7 +43,11 @@ _SENTENCE_END = ".,; \t"
 # takes about half a second).
 _MAX_EXACT_BITS = 5_000
 _MAX_EXPANSION_TERMS = 300
-_COMBINATORIAL = (factorial, factorial2, subfactorial, binomial, gamma, RisingFactorial, FallingFactorial)
+# Two plain decimal numbers are compared exactly, without math-verify: the answer of most word problems, the most
+# common comparison, and the one a learning run makes at every attempt. Up to six decimals, math-verify's own
+# rounding, the result is the same (tests compare the two); anything else goes to math-verify, imported on first
+# use (with sympy it takes about half a second, which a run on plain numbers never pays).
+_PLAIN_NUMBER = re.compile(r"[-+]?\d+(?:\.\d{1,6})?")
 
 
 class _DropTimeoutDisabledWarning(logging.Filter):
@@ -110,8 +101,11 @@ class MathTask:
             )
         try:
             correct, detail = self._compare(problem.answer, extracted)
-        # math-verify and sympy can raise nearly anything on odd input; TimeoutException is a BaseException.
-        except (Exception, TimeoutException) as exc:
+        # math-verify and sympy can raise nearly anything on odd input; math-verify's TimeoutException, imported
+        # only with math-verify, is a BaseException.
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not _is_timeout(exc):
+                raise
             return Score(
                 correct=False, value=0.0, extracted=extracted, detail=f"comparison failed: {type(exc).__name__}"
             )
@@ -123,6 +117,11 @@ class MathTask:
 
     def _compare(self, reference: str, answer: str) -> tuple[bool, str]:
         """(equivalent?, why) for a reference and an extracted answer."""
+        reference_core, plain = _answer_core(reference).strip(), answer.strip()
+        if _PLAIN_NUMBER.fullmatch(reference_core) and _PLAIN_NUMBER.fullmatch(plain):
+            if Decimal(reference_core) == Decimal(plain):
+                return True, "equivalent to the reference"
+            return False, "not equivalent to the reference"
         on_main_thread = os.name == "posix" and threading.current_thread() is threading.main_thread()
         timeout = self.timeout_seconds if on_main_thread else None
         # Both sides go through math-verify's \boxed{} reader, which takes the whole content as one expression.
@@ -168,6 +167,26 @@ def _parse_boxed(content: str, timeout: int | None) -> list[object]:
     return parsed
 
 
+def parse(text: str, **kwargs: Any) -> list[Any]:
+    """math-verify's `parse`, imported on first use."""
+    from math_verify import parse as parse_
+
+    return parse_(text, **kwargs)
+
+
+def verify(gold: list[Any], target: list[Any], **kwargs: Any) -> bool:
+    """math-verify's `verify`, imported on first use."""
+    from math_verify import verify as verify_
+
+    return verify_(gold, target, **kwargs)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is math-verify's TimeoutException (only ever raised once math-verify is imported)."""
+    errors = sys.modules.get("math_verify.errors")
+    return errors is not None and isinstance(exc, errors.TimeoutException)
+
+
 def _answer_core(answer: str) -> str:
     """A reference answer without `$...$` around it or a `\\boxed{}` of its own."""
     answer = strip_math_delimiters(answer)
@@ -180,6 +199,22 @@ def _too_costly(parsed: Iterable[object]) -> str | None:
     Nodes are visited innermost first, so an exponent or argument is known to be modest before its value is
     estimated. Bits add up over the whole answer: 2**2999 / 3**2000 costs as much as one power of 6,000 bits.
     """
+    from sympy import (
+        Add,
+        Basic,
+        FallingFactorial,
+        MatrixBase,
+        Pow,
+        RisingFactorial,
+        binomial,
+        factorial,
+        factorial2,
+        gamma,
+        postorder_traversal,
+        subfactorial,
+    )
+
+    combinatorial = (factorial, factorial2, subfactorial, binomial, gamma, RisingFactorial, FallingFactorial)
     exact_bits = 0.0
     for item in parsed:
         roots = list(item) if isinstance(item, MatrixBase) else [item]
@@ -195,7 +230,7 @@ def _too_costly(parsed: Iterable[object]) -> str | None:
                         _expansion_terms(len(node.base.args), exponent) > _MAX_EXPANSION_TERMS
                     ):
                         return "a power of a sum too large to expand"
-                elif isinstance(node, _COMBINATORIAL):
+                elif isinstance(node, combinatorial):
                     numeric = [_magnitude(arg) for arg in node.args if arg.is_number]
                     if numeric:
                         # n! has about n*log2(n) bits; the other functions are no larger than that bound.
@@ -224,6 +259,8 @@ def _expansion_terms(summands: int, exponent: float) -> float:
 
 def _log2_size(base: Basic) -> float:
     """Roughly how many bits each power of `base` adds to an exact result."""
+    from sympy import Abs, Rational, log
+
     if isinstance(base, Rational):
         # Both numerator and denominator grow: (1/2)**n has an n-bit denominator.
         return max(math.log2(abs(base.p)) if base.p else 0.0, math.log2(base.q))
