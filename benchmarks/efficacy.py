@@ -4,6 +4,7 @@ print ONE JSON object: each mode's accuracy, the paired difference flex minus ea
 
     python benchmarks/efficacy.py                                  # local:qwen2.5-coder-1.5b, 30 train, 100 test
     python benchmarks/efficacy.py --train-n 10 --test-n 20         # smaller
+    python benchmarks/efficacy.py --tools python --work benchmarks/.efficacy/tools  # the paper's setting
     python benchmarks/efficacy.py --model openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --concurrency 8
 
 Every finished item is cached in the work folder (`--work`), and learning resumes through the library's own run
@@ -49,6 +50,11 @@ MODE_PROMPTS = {
 
 # The code that turns retrieved experience into the actor's prompt: a change to it invalidates flex's cached items.
 FLEX_SOURCES = ("agents/actor.py", "retrieval/guidance.py")
+# With --tools, what the tool-using actor of agent and flex reads and runs: part of their cache key.
+TOOL_PROMPTS = tuple(
+    f"tool_actor_{name}" for name in ("continue", "cue", "experience", "final", "observation", "python")
+)
+TOOL_SOURCES = ("agents/tool_actor.py", "agents/tools.py")
 
 
 def _source_text(names: Sequence[str]) -> list[str]:
@@ -162,6 +168,7 @@ async def learn_phase(
             explore_with_library=not args.explore_blind,
             distiller_slots=args.distiller_slots,
             on_progress=progress,
+            tools=args.tools,
         )
     finally:
         await agents.aclose()
@@ -200,6 +207,7 @@ async def eval_phase(
     phases: Phases,
 ) -> list[dict[str, Any]]:
     task = get_task("gsm8k")
+    uses_tools = bool(args.tools) and mode in ("agent", "flex")
     key = fingerprint(
         args.model,
         mode,
@@ -211,6 +219,8 @@ async def eval_phase(
         *([_source_text(FLEX_SOURCES)] if mode == "flex" else []),
         # How the embedded backend turns a prompt into a reply (it once depended on the previous prompt).
         *([REPLY_REVISION] if args.model.startswith("local:") else []),
+        # Tools change agent and flex only; without them the key is what it was before --tools existed.
+        *([args.tools, _prompt_text(TOOL_PROMPTS), _source_text(TOOL_SOURCES)] if uses_tools else []),
     )
     todo = [p for p in test if cache.get(key, p.id) is None]
     if todo:
@@ -232,6 +242,7 @@ async def eval_phase(
                         "prompt_tokens": item.prompt_tokens,
                         "completion_tokens": item.completion_tokens,
                         "retrieved": list(item.retrieved),
+                        "tool_calls": item.tool_calls,
                         "reply": item.reply[-3000:],
                     }
                 )
@@ -248,6 +259,7 @@ async def eval_phase(
                 train=train,
                 concurrency=args.concurrency,
                 on_item=on_item,
+                tools=args.tools if uses_tools else (),
                 **EVAL,
             )
         finally:
@@ -286,6 +298,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "model": args.model,
             "train": {"file": str(args.train), "n": len(train)},
             "test": {"file": str(args.test), "n": len(test)},
+            "tools": args.tools,
             "learn": learned,
             "modes": {},
             "paired": {},
@@ -300,6 +313,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "correct": correct,
                 "n": n,
                 "calls_per_item": sum(i["calls"] for i in items) / n if n else 0.0,
+                "tool_calls_per_item": sum(i.get("tool_calls", 0) for i in items) / n if n else 0.0,
                 "prompt_tokens_per_item": sum(i["prompt_tokens"] for i in items) / n if n else 0.0,
                 "completion_tokens_per_item": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
             }
@@ -341,6 +355,12 @@ def main() -> None:
     )
     parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
     parser.add_argument("--retriever", default=DEFAULT_RETRIEVER, help="flex mode: retriever [default: %(default)s]")
+    parser.add_argument(
+        "--tools",
+        default="",
+        help="tools of the actor while learning and in agent and flex modes, e.g. python (the paper's setting; "
+        "vanilla and icl stay tool-free; give a fresh --work)",
+    )
     args = parser.parse_args()
     EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
     result = asyncio.run(main_async(args))

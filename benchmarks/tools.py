@@ -47,12 +47,26 @@ SETTINGS = {
 }
 
 
+def _tool_sources() -> list[str]:
+    package = Path(flexlearn.__file__).resolve().parent
+    files = [
+        *sorted((package / "prompts").glob("tool_actor_*.txt")),
+        package / "agents" / "tool_actor.py",
+        package / "agents" / "tools.py",
+    ]
+    return [f.read_text() for f in files]
+
+
 async def run_setting(
     name: str, problems: list[Problem], task_name: str, args: argparse.Namespace, agents: flexlearn.Agents,
     library: flexlearn.Library | None, cache: Cache,
 ) -> dict[str, Any]:  # fmt: skip
     mode, tools = SETTINGS[name]
-    key = fingerprint(args.model, task_name, name, args.max_tokens, args.agent_rounds)
+    # With tools, what the tool-using actor reads and runs is part of the key, so a changed prompt is evaluated
+    # afresh; without, the key is what it always was.
+    key = fingerprint(
+        args.model, task_name, name, args.max_tokens, args.agent_rounds, *([_tool_sources()] if tools else [])
+    )
     config = EvalConfig(
         agent_rounds=args.agent_rounds,
         concurrency=1,

@@ -17,7 +17,7 @@ from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults, explore
 from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.loop.stats import wilson
-from flexlearn.models.base import PromptKind
+from flexlearn.models.base import GenerationOptions, PromptKind
 from flexlearn.models.function import FunctionModel
 from flexlearn.tasks import Problem, get_task
 
@@ -171,6 +171,24 @@ async def test_explore_shots_come_from_other_training_problems_and_vary_by_rollo
         assert text.count("Example problem") == 2 and "country 0?" not in text.split("Problem:")[0]
     await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=1, rounds=1))
     assert "Example problem" not in model.calls[-1].prompt.messages[1].content
+
+
+async def test_later_rollouts_of_a_greedy_actor_sample_with_a_seed_of_their_own() -> None:
+    # At temperature 0 a deterministic backend would repeat rollout 0 word for word, at full cost.
+    async def actor_options(config: ExploreConfig) -> list[tuple[float | None, int | None]]:
+        model = FunctionModel(never_right)
+        await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=config)
+        return [(c.options.temperature, c.options.seed) for c in model.calls if c.role == "actor" and c.options]
+
+    greedy = await actor_options(ExploreConfig(rollouts=3, rounds=2))
+    assert [t for t, _ in greedy] == [None, None, 0.7, 0.7, 0.7, 0.7]
+    seeds = [s for _, s in greedy]
+    assert seeds[0] is None and seeds[2] == seeds[3] != seeds[4] == seeds[5]  # one seed per rollout
+    assert await actor_options(ExploreConfig(rollouts=3, rounds=2)) == greedy  # a rerun explores the same way
+    # A sampling actor, or rollouts that already differ by their worked examples, are left as configured.
+    sampling = ExploreConfig(rollouts=2, rounds=1, actor=GenerationOptions(temperature=0.3))
+    assert await actor_options(sampling) == [(0.3, None), (0.3, None)]
+    assert await actor_options(ExploreConfig(rollouts=2, rounds=1, shots=1)) == [(None, None), (None, None)]
 
 
 def test_exploration_defaults_follow_the_model() -> None:

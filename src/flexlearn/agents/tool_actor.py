@@ -89,9 +89,12 @@ async def act_with_tools(
     options: GenerationOptions | None = None,
     max_steps: int | None = None,
     max_tokens_total: int | None = None,
+    answer_format: str = "",
 ) -> ToolAttempt:
     """Solve with tools: reply, run its blocks, show the output, repeat. Bounded by `max_steps` tool runs and
-    `max_tokens_total` tokens (defaults from `tools.bounds`); past either, one last call asks for the answer."""
+    `max_tokens_total` tokens (defaults from `tools.bounds`); past either, one last call asks for the answer.
+    `answer_format` (the task's) is repeated after each output: a small model that has read code and output
+    since the system message forgets how its final answer must end."""
     if model.prompt_kind == PromptKind.COMPLETION:
         raise ConfigError(f"tools need a chat model; {model.name} is a completion (base) model")
     bounds = tools.bounds
@@ -143,17 +146,21 @@ async def act_with_tools(
             attempt.stopped = "tokens"
         messages += [
             Message("assistant", text),
-            Message("user", _observation_message(outputs, final=attempt.stopped is not None)),
+            Message(
+                "user", _observation_message(outputs, final=attempt.stopped is not None, answer_format=answer_format)
+            ),
         ]
     raise AssertionError("unreachable: the step bound ends the loop")
 
 
-def _observation_message(outputs: list[str], *, final: bool) -> str:
+def _observation_message(outputs: list[str], *, final: bool, answer_format: str = "") -> str:
     if len(outputs) == 1:
         shown = f"Output:\n{outputs[0]}"
     else:
         shown = "\n\n".join(f"Output of block {i}:\n{o}" for i, o in enumerate(outputs, 1))
     next_step = fill("tool_actor_final" if final else "tool_actor_continue").strip()
+    if answer_format.strip():
+        next_step = f"{next_step} {answer_format.strip()}"
     return fill("tool_actor_observation", outputs=shown, next=next_step).strip()
 
 

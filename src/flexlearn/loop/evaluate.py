@@ -128,7 +128,9 @@ async def _one(
                 attempt = await act(agents.actor, prompt, actor_options)
                 calls += 1
             else:
-                attempt = await act_with_tools(agents.actor, prompt, tools=tools, options=actor_options)
+                attempt = await act_with_tools(
+                    agents.actor, prompt, tools=tools, options=actor_options, answer_format=task.answer_format
+                )
                 calls += attempt.calls
                 steps += [ToolStepRecord(round=rnd, **vars(s)) for s in attempt.steps]
                 retrieved += [i for i in attempt.retrieved if i not in retrieved]
@@ -417,7 +419,9 @@ async def solve(
     if toolset is None:
         attempt = await act(agents.actor, prompt, options)
     else:
-        attempt = await act_with_tools(agents.actor, prompt, tools=toolset, options=options)
+        attempt = await act_with_tools(
+            agents.actor, prompt, tools=toolset, options=options, answer_format=task.answer_format
+        )
         steps, searched = [ToolStepRecord(**vars(s)) for s in attempt.steps], attempt.retrieved
     shown = list(dict.fromkeys([e.id for e in guidance] + searched))
     correct = task.score(attempt.text, problem).correct if answer is not None else None

@@ -9,8 +9,9 @@ rollout.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
@@ -50,6 +51,22 @@ def exploration_defaults(actor: ChatModel) -> ExploreConfig:
     return ExploreConfig(rollouts=3, rounds=2 if local else 5, shots=3 if base else 0)
 
 
+# The temperature of a greedy actor's later rollouts: without it they would repeat the first one word for word.
+ROLLOUT_TEMPERATURE = 0.7
+
+
+def rollout_options(config: ExploreConfig, problem: Problem, rollout: int) -> GenerationOptions:
+    """The actor's options for one rollout. The first is the configured one. A later rollout of a greedy actor
+    (temperature 0, or unset, which the embedded backend reads as 0) with no worked examples to vary would
+    repeat the first exactly, at full cost: it samples at ROLLOUT_TEMPERATURE instead, with a seed drawn from
+    the problem and the rollout, so a rerun (and a resumed run) explores the same way."""
+    options = config.actor
+    if rollout == 0 or config.shots or (options.temperature or 0.0) > 0.0:
+        return options
+    digest = hashlib.sha256(f"{problem.id}/{rollout}".encode()).digest()
+    return replace(options, temperature=ROLLOUT_TEMPERATURE, seed=int.from_bytes(digest[:4], "big") >> 1)
+
+
 async def explore(
     problem: Problem,
     *,
@@ -70,14 +87,17 @@ async def explore(
         feedback: list[Feedback] = []
         # Each rollout sees different examples, so rollouts explore differently even at temperature 0.
         shots = worked_shots(task, pool, problem, config.shots, seed=f"{problem.id}/{rollout}") if config.shots else []
+        actor_options = rollout_options(config, problem, rollout)
         for rnd in range(config.rounds):
             prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
             if tools is None:
-                attempt = await act(actor, prompt, config.actor)
+                attempt = await act(actor, prompt, actor_options)
                 calls += 1
                 seen = attempt.text
             else:
-                attempt = await act_with_tools(actor, prompt, tools=tools, options=config.actor)
+                attempt = await act_with_tools(
+                    actor, prompt, tools=tools, options=actor_options, answer_format=task.answer_format
+                )
                 calls += attempt.calls
                 seen = attempt.transcript()  # code and output, so the distiller learns from tool use too
             usage = usage + attempt.usage
