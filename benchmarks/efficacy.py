@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from item_cache import Cache, fingerprint
+from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.models import Meter
@@ -50,11 +50,6 @@ MODE_PROMPTS = {
 
 # The code that turns retrieved experience into the actor's prompt: a change to it invalidates flex's cached items.
 FLEX_SOURCES = ("agents/actor.py", "retrieval/guidance.py")
-# With --tools, what the tool-using actor of agent and flex reads and runs: part of their cache key.
-TOOL_PROMPTS = tuple(
-    f"tool_actor_{name}" for name in ("continue", "cue", "experience", "final", "observation", "python")
-)
-TOOL_SOURCES = ("agents/tool_actor.py", "agents/tools.py")
 
 
 def _source_text(names: Sequence[str]) -> list[str]:
@@ -220,7 +215,7 @@ async def eval_phase(
         # How the embedded backend turns a prompt into a reply (it once depended on the previous prompt).
         *([REPLY_REVISION] if args.model.startswith("local:") else []),
         # Tools change agent and flex only; without them the key is what it was before --tools existed.
-        *([args.tools, _prompt_text(TOOL_PROMPTS), _source_text(TOOL_SOURCES)] if uses_tools else []),
+        *([args.tools, tool_actor_sources()] if uses_tools else []),
     )
     todo = [p for p in test if cache.get(key, p.id) is None]
     if todo:

@@ -10,6 +10,20 @@ from pathlib import Path
 from typing import Any
 
 
+def tool_actor_sources() -> list[str]:
+    """The text of what the tool-using actor reads and runs (its prompts and code): part of the cache key of any
+    item evaluated with tools, so a changed prompt is evaluated afresh."""
+    import flexlearn
+
+    package = Path(flexlearn.__file__).resolve().parent
+    files = [
+        *sorted((package / "prompts").glob("tool_actor_*.txt")),
+        package / "agents" / "tool_actor.py",
+        package / "agents" / "tools.py",
+    ]
+    return [f.read_text() for f in files]
+
+
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of whatever an item's result depends on (its cache key)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from item_cache import Cache, fingerprint
+from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
@@ -47,16 +47,6 @@ SETTINGS = {
 }
 
 
-def _tool_sources() -> list[str]:
-    package = Path(flexlearn.__file__).resolve().parent
-    files = [
-        *sorted((package / "prompts").glob("tool_actor_*.txt")),
-        package / "agents" / "tool_actor.py",
-        package / "agents" / "tools.py",
-    ]
-    return [f.read_text() for f in files]
-
-
 async def run_setting(
     name: str, problems: list[Problem], task_name: str, args: argparse.Namespace, agents: flexlearn.Agents,
     library: flexlearn.Library | None, cache: Cache,
@@ -65,7 +55,7 @@ async def run_setting(
     # With tools, what the tool-using actor reads and runs is part of the key, so a changed prompt is evaluated
     # afresh; without, the key is what it always was.
     key = fingerprint(
-        args.model, task_name, name, args.max_tokens, args.agent_rounds, *([_tool_sources()] if tools else [])
+        args.model, task_name, name, args.max_tokens, args.agent_rounds, *([tool_actor_sources()] if tools else [])
     )
     config = EvalConfig(
         agent_rounds=args.agent_rounds,
