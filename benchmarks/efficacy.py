@@ -183,12 +183,13 @@ EVAL: dict[str, Any] = {
     "budget_tokens": 1500,
     "retriever": DEFAULT_RETRIEVER,
     "min_shared": 0,
+    "case_min_shared": None,
 }
 MODE_SETTINGS = {
     "vanilla": (),
     "icl": ("icl_k",),
     "agent": ("agent_rounds",),
-    "flex": ("budget_tokens", "retriever", "min_shared"),
+    "flex": ("budget_tokens", "retriever", "min_shared", "case_min_shared"),
 }
 
 
@@ -281,9 +282,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cache = Cache(work / "items.jsonl")
     phases = Phases(work / "phases.json")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    library = flexlearn.Library.open(work / f"train{args.train_n}.flexlib")
+    library = flexlearn.Library.open(args.library or work / f"train{args.train_n}.flexlib", create=not args.library)
     try:
-        learned = await learn_phase(args, train, library, phases) if "flex" in modes else {}
+        if args.library:
+            learned = {"skipped": f"flex evaluated with {args.library}"}
+        else:
+            learned = await learn_phase(args, train, library, phases) if "flex" in modes else {}
         if "flex" in modes:
             print(f"library: {composition(library)}", file=sys.stderr, flush=True)
         results: dict[str, list[dict[str, Any]]] = {}
@@ -338,6 +342,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="cache folder [default: benchmarks/.efficacy/MODEL]")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument(
+        "--library",
+        type=Path,
+        default=None,
+        help="evaluate flex with this library instead of learning one (icl still draws from --train)",
+    )
+    parser.add_argument(
         "--explore-blind", action="store_true", help="explore without the library (default: under it, as it grows)"
     )
     parser.add_argument(
@@ -347,6 +357,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--min-shared", type=int, default=0, help="flex mode: show only hits sharing this many content words"
+    )
+    parser.add_argument(
+        "--case-min-shared",
+        type=int,
+        default=None,
+        help="flex mode: show only cases sharing this many content words [default: by the actor's kind, 5 for chat]",
     )
     parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
     parser.add_argument("--retriever", default=DEFAULT_RETRIEVER, help="flex mode: retriever [default: %(default)s]")
@@ -358,6 +374,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
+    EVAL["case_min_shared"] = args.case_min_shared
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)
     if args.out:

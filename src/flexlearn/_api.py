@@ -36,6 +36,7 @@ from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
+from flexlearn.retrieval.guidance import case_gate
 from flexlearn.tasks import Problem, Task, get_task
 from flexlearn.trajectory import StepRecord, Trajectory
 
@@ -88,10 +89,17 @@ def guidance(
     library: Library, question: str, *, budget_tokens: int = BUDGET_TOKENS, retriever: str = DEFAULT_RETRIEVER
 ) -> Guidance:
     """The experience block for `question`, to paste into your own agent's prompt: the entries retrieved within
-    `budget_tokens`, rendered exactly as flex mode shows them to the actor (fenced reference material, general
-    lessons first). Empty when nothing relevant is in the library. The entries' retrieval counters go up; pass
-    the result to `record(..., guidance=...)` with the outcome to count whether they helped."""
-    entries = select_guidance(get_retriever(retriever, library), library, question, budget_tokens=budget_tokens)
+    `budget_tokens`, chosen and rendered exactly as flex mode shows them to a chat actor (fenced reference
+    material, general lessons first, a worked case only when it shares enough of the question's words). Empty
+    when nothing relevant is in the library. The entries' retrieval counters go up; pass the result to
+    `record(..., guidance=...)` with the outcome to count whether they helped."""
+    entries = select_guidance(
+        get_retriever(retriever, library),
+        library,
+        question,
+        budget_tokens=budget_tokens,
+        case_min_shared=case_gate(PromptKind.CHAT),
+    )
     if entries:
         library.record_retrieval([e.id for e in entries])
     return Guidance(render_guidance(entries), [e.id for e in entries])
@@ -167,6 +175,7 @@ async def aevaluate(
     budget_tokens: int = BUDGET_TOKENS,
     retriever: str = DEFAULT_RETRIEVER,
     min_shared: int = 0,
+    case_min_shared: int | None = None,
     icl_k: int = 3,
     agent_rounds: int = 3,
     repeats: int = 1,
@@ -193,6 +202,7 @@ async def aevaluate(
         budget_tokens=budget_tokens,
         retriever=retriever,
         min_shared=min_shared,
+        case_min_shared=case_min_shared,
         concurrency=concurrency,
         seed=seed,
         repeats=repeats,

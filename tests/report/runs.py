@@ -106,7 +106,10 @@ def _scaling_library(path: Path, problems: int) -> Library:
     lib = Library.open(path)
     with lib.transaction():
         for i in range(problems):
-            exp = Experience(Zone.GOLDEN, Level.CASE, f"case {i}", f"answer hint {i}", provenance=Provenance(task="x"))
+            # Worded like the questions ("Compute answer N"), as a case must be for a chat actor to be shown it.
+            exp = Experience(
+                Zone.GOLDEN, Level.CASE, f"case {i}", f"compute: answer hint {i}", provenance=Provenance(task="x")
+            )
             lib.add(exp, reason="seeded", run_id="learn", problem_id=f"t{i}")
     return lib
 

@@ -6,7 +6,9 @@ import pytest
 
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
+from flexlearn.models.base import PromptKind
 from flexlearn.retrieval import Bm25Retriever, select_guidance
+from flexlearn.retrieval.guidance import CHAT_CASE_MIN_SHARED, case_gate
 
 QUERY = "In triangle ABC the sides are 13, 14 and 15. Find the area of the triangle."
 
@@ -117,3 +119,24 @@ def test_min_shared_drops_hits_about_something_else(lib: Library) -> None:
     assert len(retrieve(lib, QUERY)) == 2  # BM25 returns the best it has, related or not
     got = select_guidance(Bm25Retriever(lib), lib, QUERY, min_shared=2)
     assert [e.id for e in got] == [kept.id]
+
+
+def test_case_min_shared_holds_cases_alone_to_the_bar(lib: Library) -> None:
+    # A case of another problem, sharing only "area" with the query, and a principle sharing no more.
+    lesson = add(lib, Zone.GOLDEN, Level.PRINCIPLE, "Compute an area from the lengths you are given.")
+    add(lib, Zone.GOLDEN, Level.CASE, "A rectangle 3 by 4 has area 12, a garden of 12 square metres.")
+    related = add(lib, Zone.WARNING, Level.CASE, "Triangle sides 13, 14, 15: area given as 168, the half dropped.")
+    assert len(retrieve(lib, QUERY)) == 3
+    got = select_guidance(Bm25Retriever(lib), lib, QUERY, case_min_shared=3)
+    assert {e.id for e in got} == {lesson.id, related.id}
+
+
+def test_only_a_chat_actor_has_its_cases_held_to_the_bar() -> None:
+    assert case_gate(PromptKind.CHAT) == CHAT_CASE_MIN_SHARED > 0
+    assert case_gate(PromptKind.COMPLETION) == 0
+
+
+def test_a_short_question_holds_cases_to_half_its_words(lib: Library) -> None:
+    case = add(lib, Zone.GOLDEN, Level.CASE, "The capital of France is Paris.")
+    got = select_guidance(Bm25Retriever(lib), lib, "What is the capital of France?", case_min_shared=5)
+    assert [e.id for e in got] == [case.id]  # shares "capital" and "france": both of the question's words

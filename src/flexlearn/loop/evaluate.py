@@ -35,6 +35,7 @@ from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
+from flexlearn.retrieval.guidance import case_gate
 from flexlearn.sandbox import SandboxLimits
 from flexlearn.tasks.base import MetricTask, Problem, Task
 from flexlearn.tasks.loader import check_question_length
@@ -58,6 +59,8 @@ class EvalConfig:
     retriever: str = DEFAULT_RETRIEVER
     # Show only hits sharing this many content words with the question (0: every hit; see select_guidance).
     min_shared: int = 0
+    # The same for case hits alone; None: by the actor's prompt kind (`flexlearn.retrieval.guidance.case_gate`).
+    case_min_shared: int | None = None
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
@@ -107,7 +110,14 @@ async def _one(
     if mode == Mode.FLEX:
         assert library is not None and retriever is not None
         guidance = select_guidance(
-            retriever, library, task.render(problem), budget_tokens=config.budget_tokens, min_shared=config.min_shared
+            retriever,
+            library,
+            task.render(problem),
+            budget_tokens=config.budget_tokens,
+            min_shared=config.min_shared,
+            case_min_shared=(
+                case_gate(agents.actor.prompt_kind) if config.case_min_shared is None else config.case_min_shared
+            ),
         )
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
@@ -412,7 +422,9 @@ async def solve(
     if toolset is not None:
         check_tool_model(agents.actor)
     if library is not None and search is not None:
-        guidance = select_guidance(search, library, question, budget_tokens=budget_tokens)
+        guidance = select_guidance(
+            search, library, question, budget_tokens=budget_tokens, case_min_shared=case_gate(agents.actor.prompt_kind)
+        )
     prompt = actor_prompt(task, problem, guidance=guidance)
     steps: list[ToolStepRecord] = []
     searched: list[str] = []

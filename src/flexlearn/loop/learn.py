@@ -37,6 +37,7 @@ from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.models.base import GenerationOptions, PromptKind, Usage
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.retrieval.base import Retriever
+from flexlearn.retrieval.guidance import case_gate
 from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
@@ -190,7 +191,13 @@ async def learn(
         try:
             guidance: list[Experience] = []
             if config.explore_with_library:
-                guidance = select_guidance(retriever, library, task.render(problem), budget_tokens=config.budget_tokens)
+                guidance = select_guidance(
+                    retriever,
+                    library,
+                    task.render(problem),
+                    budget_tokens=config.budget_tokens,
+                    case_min_shared=case_gate(agents.actor.prompt_kind),
+                )
             trajectory = await explore(
                 problem,
                 task=task,

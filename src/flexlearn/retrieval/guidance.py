@@ -8,7 +8,20 @@ import re
 from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Status, Zone
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.models.base import PromptKind
 from flexlearn.retrieval.base import Retriever
+
+# How many content words a case must share with the question before a chat actor is shown it (see
+# `select_guidance`'s `case_min_shared`). Five keeps the cases that are the same kind of problem (of GSM8k's first
+# 100 test questions against run C's 31 training cases: overtime pay with overtime pay, hours walked per week with
+# hours walked per week) and drops the 90 best matches that shared two or three words such as "hours" and "week".
+CHAT_CASE_MIN_SHARED = 5
+
+
+def case_gate(kind: PromptKind) -> int:
+    """The `case_min_shared` for an actor of this prompt kind: a chat model copies numbers from an unrelated
+    case, a base model learns from worked cases alone and is shown every case hit."""
+    return CHAT_CASE_MIN_SHARED if kind == PromptKind.CHAT else 0
 
 
 def _ancestors(library: Library, exp: Experience) -> list[Experience]:
@@ -30,6 +43,7 @@ def select_guidance(
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
     per_level: int = 4,
     min_shared: int = 0,
+    case_min_shared: int = 0,
 ) -> list[Experience]:
     """The experiences to show the actor for `query`, at most `budget_tokens` in all (by `approx_tokens`).
 
@@ -45,21 +59,28 @@ def select_guidance(
     bring are kept with them): BM25 always returns the best it has, and in a small library the best of a zone and
     level is often unrelated, which distracts a small model more than it helps.
 
+    `case_min_shared` does the same for case hits alone, or half the question's content words if that is fewer
+    (a one-line question has few to share). A case is another problem with its own numbers, and a
+    chat model shown an unrelated one copies from it (run C of the efficacy benchmark: a "2.5 times" markup and a
+    "$200 budget" copied into problems that had neither); a principle or pattern is written to hold for a kind of
+    problem, so it is not held to the same bar.
+
     Retrieval counters are not touched; the caller records what it actually showed.
     """
     if budget_tokens <= 0 or per_level <= 0:
         return []
     hits = [retriever.search(query, k=per_level, zone=z, level=lv) for lv in Level for z in Zone]
-    if min_shared > 0:
+    if min_shared > 0 or case_min_shared > 0:
         asked = content_words(query)
-        hits = [
-            [
-                h
-                for h in found
-                if len(asked & content_words(f"{h.experience.title} {h.experience.content}")) >= min_shared
-            ]
-            for found in hits
-        ]
+
+        # A short question has few words to share: a case need share no more than half of them.
+        case_need = min(case_min_shared, (len(asked) + 1) // 2)
+
+        def related(exp: Experience) -> bool:
+            need = max(min_shared, case_need if exp.level == Level.CASE else 0)
+            return need <= 0 or len(asked & content_words(f"{exp.title} {exp.content}")) >= need
+
+        hits = [[h for h in found if related(h.experience)] for found in hits]
     queue: list[Experience] = []
     for rank in range(per_level):
         # Within a round every hit is the best its list has left, so the smaller go first: one long worked
