@@ -6,6 +6,7 @@ print ONE JSON object: each mode's accuracy, the paired difference flex minus ea
     python benchmarks/efficacy.py --train-n 10 --test-n 20         # smaller
     python benchmarks/efficacy.py --tools python --work benchmarks/.efficacy/tools  # the paper's setting
     python benchmarks/efficacy.py --model openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --concurrency 8
+    python benchmarks/efficacy.py --library mine.flexlib --work benchmarks/.efficacy/mine  # flex with a given library
 
 Every finished item is cached in the work folder (`--work`), and learning resumes through the library's own run
 ledger, so an interrupted run picks up where it stopped: run the same command again. A cached item is reused only
