@@ -50,7 +50,7 @@ MODE_PROMPTS = {
 
 
 # The code that turns retrieved experience into the actor's prompt: a change to it invalidates flex's cached items.
-FLEX_SOURCES = ("agents/actor.py", "retrieval/guidance.py")
+FLEX_SOURCES = ("agents/actor.py", "retrieval/guidance.py", "prompts/review_system.txt", "prompts/review_user.txt")
 
 
 def _source_text(names: Sequence[str]) -> list[str]:
@@ -185,12 +185,13 @@ EVAL: dict[str, Any] = {
     "retriever": DEFAULT_RETRIEVER,
     "min_shared": 0,
     "case_min_shared": None,
+    "guide_at": "prompt",
 }
 MODE_SETTINGS = {
     "vanilla": (),
     "icl": ("icl_k",),
     "agent": ("agent_rounds",),
-    "flex": ("budget_tokens", "retriever", "min_shared", "case_min_shared"),
+    "flex": ("budget_tokens", "retriever", "min_shared", "case_min_shared", "guide_at", "agent_rounds"),
 }
 
 
@@ -365,6 +366,12 @@ def main() -> None:
         default=None,
         help="flex mode: show only cases sharing this many content words [default: by the actor's kind, 5 for chat]",
     )
+    parser.add_argument(
+        "--guide-at",
+        choices=("prompt", "review"),
+        default="prompt",
+        help="flex mode: lessons in the actor's prompt, or given to the agent's critic to check attempts against",
+    )
     parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
     parser.add_argument("--retriever", default=DEFAULT_RETRIEVER, help="flex mode: retriever [default: %(default)s]")
     parser.add_argument(
@@ -375,7 +382,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
-    EVAL["case_min_shared"] = args.case_min_shared
+    EVAL["case_min_shared"], EVAL["guide_at"] = args.case_min_shared, args.guide_at
     result = asyncio.run(main_async(args))
     text = json.dumps(result, indent=2)
     if args.out:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
+import itertools
 import json
 import re
 import subprocess
@@ -194,6 +196,52 @@ async def _bare(port: int, concurrency: int, requests: int) -> float:
         await http.aclose()
 
 
+def script_chains(problems: int, requests: int) -> list[list[int]]:
+    """Each problem's calls under the script, as stages of calls that can run at once: its actor and critic calls
+    one after another (problem n needs (10 + n) mod 5 rounds of feedback), the distiller's call, then the updater's
+    calls together. The updater's calls are the run's requests left over, spread evenly (rechecks included)."""
+    explore = [2 * ((10 + n) % 5) + 1 for n in range(problems)]
+    spare = max(0, requests - sum(explore) - problems)
+    return [[1] * calls + [1] + [spare // problems + (n < spare % problems)] for n, calls in enumerate(explore)]
+
+
+def fifo_schedule_seconds(chains: list[list[int]], concurrency: int, latency: float, in_flight: int) -> float:
+    """How long the calls of `chains` take when served first come, first served on `concurrency` slots with no
+    overhead at all: every call takes `latency`, a stage starts when the one before it ends, and `in_flight`
+    problems are worked on at once, the next starting as one ends (as `learn` does). First come, first served is
+    as good as any order that cannot see how long a problem's chain will be; knowing that (longest chain first)
+    would do better."""
+    order = itertools.count()
+    waiting: list[tuple[int, int]] = []  # (arrival, problem)
+    running: list[tuple[float, int, int]] = []  # (end, arrival, problem)
+    stage, left = [0] * len(chains), [0] * len(chains)
+    pending = iter(range(len(chains)))
+    free, now = concurrency, 0.0
+
+    def start_stage(p: int) -> None:
+        left[p] = chains[p][stage[p]]
+        for _ in range(left[p]):
+            heapq.heappush(waiting, (next(order), p))
+
+    for p in itertools.islice(pending, in_flight):
+        start_stage(p)
+    while waiting or running:
+        while free and waiting:
+            arrival, p = heapq.heappop(waiting)
+            free -= 1
+            heapq.heappush(running, (now + latency, arrival, p))
+        now, _, p = heapq.heappop(running)
+        free += 1
+        left[p] -= 1
+        if left[p] == 0:
+            stage[p] += 1
+            if stage[p] < len(chains[p]):
+                start_stage(p)
+            elif (nxt := next(pending, None)) is not None:
+                start_stage(nxt)
+    return now
+
+
 def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
     train = folder / "train.jsonl"
     kinds = list(OPS)
@@ -211,6 +259,7 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
     bound = concurrency / latency
     # At most 40 rounds per worker: enough to be steady, and concurrency 1 need not take as long as learning.
     bare = asyncio.run(_bare(port, concurrency, min(requests, 40 * concurrency)))
+    schedule = fifo_schedule_seconds(script_chains(problems, requests), concurrency, latency, 2 * concurrency)
     return {
         "concurrency": concurrency,
         "requests": requests,
@@ -221,6 +270,8 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
         "fraction_of_bound": round(rate / bound, 3),
         "bare_fraction_of_bound": round(bare / bound, 3),
         "fraction_of_bare": round(rate / bare, 3),
+        # What a first-come-first-served scheduler with no overhead at all reaches on the script's chains.
+        "fifo_schedule_fraction_of_bound": round(requests / schedule / bound, 3),
         "duplicates": _duplicates(library_path),
         **run,
     }

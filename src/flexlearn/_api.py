@@ -176,6 +176,7 @@ async def aevaluate(
     retriever: str = DEFAULT_RETRIEVER,
     min_shared: int = 0,
     case_min_shared: int | None = None,
+    guide_at: str = "prompt",
     icl_k: int = 3,
     agent_rounds: int = 3,
     repeats: int = 1,
@@ -190,7 +191,9 @@ async def aevaluate(
 
     `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string). flex needs `library`;
     icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
-    `agent_rounds` times on the critic's blind verdict. `repeats` samples per problem (use a `temperature`).
+    `agent_rounds` times on the critic's blind verdict. `guide_at="review"` moves flex mode's retrieved lessons
+    from the actor's prompt to that critic: the actor solves alone and retries when the critic, checking the
+    attempt against the lessons, finds a mistake. `repeats` samples per problem (use a `temperature`).
     `tools` ("python", "experience"; a list or "python,experience") lets the agent and flex actors run code in
     a sandbox and, in flex mode, search the library; each item then records its tool steps.
     """
@@ -203,6 +206,7 @@ async def aevaluate(
         retriever=retriever,
         min_shared=min_shared,
         case_min_shared=case_min_shared,
+        guide_at=guide_at,
         concurrency=concurrency,
         seed=seed,
         repeats=repeats,

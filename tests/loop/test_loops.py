@@ -10,7 +10,7 @@ import pytest
 
 from flexlearn.agents.actor import worked_shots
 from flexlearn.errors import ConfigError, FlexError, ModelError
-from flexlearn.experience import Action, Level, Zone
+from flexlearn.experience import Action, Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate, parse_modes
@@ -316,3 +316,41 @@ async def test_learn_titles_lessons_with_the_category_the_data_gives(tmp_path: P
         assert {e.title for e in lib.list()} == {"capital city"}
         # The run record keeps what the distiller wrote and was not kept, with the reason (here: nothing).
         assert lib.trajectory(lib.latest_run("learn"), "c0")["distill_dropped"] == []
+
+
+async def test_flex_review_gives_the_lessons_to_the_critic_and_retries_on_its_feedback(tmp_path: Path) -> None:
+    lib = Library.open(tmp_path / "lib.flexlib")
+    lib.add(
+        Experience(Zone.WARNING, Level.PRINCIPLE, "capitals", "Never answer nowhere for the capital of a country."),
+        reason="test",
+    )
+    lib.add(Experience(Zone.GOLDEN, Level.CASE, "capital of country 0", "Capital of country 0: city0."), reason="test")
+
+    def fn(prompt, role, schema):  # type: ignore[no-untyped-def]
+        user = prompt.messages[1].content
+        if role == "actor":
+            return "Final answer: city0" if "Feedback:" in user else "Final answer: nowhere"
+        assert role == "judge"
+        wrong = "Final answer: nowhere" in user
+        return json.dumps({"correct": not wrong, "diagnosis": "answered nowhere", "next_step": "name a city"})
+
+    model = FunctionModel(fn)
+    config = EvalConfig(guide_at="review", agent_rounds=3)
+    [r] = await evaluate(
+        PROBLEMS[:1], task=TASK, modes=[Mode.FLEX], agents=Agents.single(model), library=lib, config=config
+    )
+    item = r.items[0]
+    assert item.correct and item.calls == 4 and item.rounds == 2
+    actor_prompts = [c.prompt.messages[1].content for c in model.calls if c.role == "actor"]
+    judge_prompts = [c.prompt.messages[1].content for c in model.calls if c.role == "judge"]
+    # The actor never sees the library; the critic checks against its lessons (mistakes first), never its cases.
+    assert not any("capital of a country" in p or "<experience" in p for p in actor_prompts)
+    assert all("- Mistake seen before: Never answer nowhere" in p for p in judge_prompts)
+    assert not any("Capital of country 0: city0" in p for p in judge_prompts)
+    assert len(item.retrieved) == 2
+    # Without lessons the critic's prompt is the agent's own.
+    [agent] = await evaluate(PROBLEMS[:1], task=TASK, modes=[Mode.AGENT], agents=Agents.single(model), config=config)
+    assert agent.items[0].retrieved == []
+    assert "Lessons from earlier" not in model.calls[-1].prompt.messages[1].content
+    with pytest.raises(ConfigError, match="guide_at"):
+        EvalConfig(guide_at="system")

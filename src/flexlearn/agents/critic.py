@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from flexlearn.agents.templates import build, copies_example, shorten
+from flexlearn.agents.templates import build, copies_example, fill, shorten
 from flexlearn.limits import DEFAULT_LIMITS, Limits
-from flexlearn.models.base import ChatModel, GenerationOptions, Usage
+from flexlearn.models.base import ChatModel, GenerationOptions, Message, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.models.structured import generate_structured
 
@@ -124,15 +124,24 @@ async def judge(
     options: GenerationOptions | None = None,
     meter: Meter | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    lessons: str = "",
 ) -> Judgement:
-    """A verdict and feedback from the model alone, which never sees the reference answer."""
-    prompt = build(
-        "judge",
-        stop=["\n\n"],
-        question=question,
-        attempt=shorten(attempt, limits.critic_attempt_chars),
-        attempt_short=shorten(extracted or attempt, limits.critic_attempt_short_chars),
-    )
+    """A verdict and feedback from the model alone, which never sees the reference answer. `lessons` (a chat
+    model's checklist from `agents.actor.render_checklist`) are the library's lessons to check the attempt
+    against."""
+    values = {
+        "question": question,
+        "attempt": shorten(attempt, limits.critic_attempt_chars),
+        "attempt_short": shorten(extracted or attempt, limits.critic_attempt_short_chars),
+        "lessons": lessons,
+    }
+    prompt = build("judge", stop=["\n\n"], **values)
+    if lessons:
+        # The reviewing critic of flex mode's review: its own messages; a base model keeps the judge's examples.
+        prompt.messages = [
+            Message("system", fill("review_system", **values).strip()),
+            Message("user", fill("review_user", **values).strip()),
+        ]
     result = await generate_structured(model, prompt, JudgementReply, role="judge", options=options, meter=meter)
     if result.value is None:
         # An unusable judgement accepts the attempt: retrying on noise would only spend calls.

@@ -3,7 +3,9 @@
 - vanilla: the plain model, the question alone;
 - icl: k training problems with their reference answers as worked examples before the question;
 - agent: actor + critic retries at test time without a library; the critic judges blind (no reference answer);
-- flex: the actor with experience retrieved from the library in its context.
+- flex: the actor with experience retrieved from the library in its context; or, with `guide_at="review"`, the
+  agent's loop in which the blind critic checks each attempt against the retrieved lessons instead (the actor
+  solves with the question alone and retries on the critic's feedback).
 
 With tools (`EvalConfig.tools`), the actor of agent and flex modes writes Python that runs in the sandbox
 (`agents/tool_actor.py`): agent with tools is the paper's Agent baseline (tools, no library, so never the
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
+from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, render_checklist, worked_shots
 from flexlearn.agents.critic import judge
 from flexlearn.agents.tool_actor import ToolAttempt, act_with_tools
 from flexlearn.agents.tools import ToolSet, make_toolset, parse_tools
@@ -50,6 +52,10 @@ class Mode(StrEnum):
     FLEX = "flex"
 
 
+# Where flex mode puts what it retrieves (EvalConfig.guide_at).
+GUIDE_AT = ("prompt", "review")
+
+
 @dataclass
 class EvalConfig:
     icl_k: int = 3
@@ -61,6 +67,9 @@ class EvalConfig:
     min_shared: int = 0
     # The same for case hits alone; None: by the actor's prompt kind (`flexlearn.retrieval.guidance.case_gate`).
     case_min_shared: int | None = None
+    # Where flex mode uses what it retrieves: "prompt" (the actor's context, the paper's way) or "review" (the
+    # agent's critic checks each attempt against the lessons; up to `agent_rounds` attempts).
+    guide_at: str = "prompt"
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
@@ -75,6 +84,10 @@ class EvalConfig:
     # `max_error_fraction` of the items did (0 and 1.0 turn these off).
     abort_after_errors: int = 5
     max_error_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.guide_at not in GUIDE_AT:
+            raise ConfigError(f"unknown guide_at {self.guide_at!r}; choose from {', '.join(GUIDE_AT)}")
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -122,6 +135,11 @@ async def _one(
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
+    review = mode == Mode.FLEX and config.guide_at == "review"
+    # In review, the lessons go to the critic: the actor sees the question (and the critic's feedback) alone.
+    checklist = render_checklist(guidance) if review else ""
+    shown = [] if review else guidance
+    loops = mode == Mode.AGENT or review
     usage, calls, rounds = Usage(), 0, 0
     feedback: list[Feedback] = []
     actor_options = config.actor
@@ -132,8 +150,8 @@ async def _one(
     retrieved = [e.id for e in guidance]
     steps: list[ToolStepRecord] = []
     try:
-        for rnd in range(config.agent_rounds if mode == Mode.AGENT else 1):
-            prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
+        for rnd in range(config.agent_rounds if loops else 1):
+            prompt = actor_prompt(task, problem, guidance=shown, shots=shots, feedback=feedback)
             if tools is None:
                 attempt = await act(agents.actor, prompt, actor_options)
                 calls += 1
@@ -146,7 +164,7 @@ async def _one(
                 retrieved += [i for i in attempt.retrieved if i not in retrieved]
             usage, rounds = usage + attempt.usage, rnd + 1
             prompt_text, reply = attempt.prompt_text, attempt.text
-            if mode != Mode.AGENT or rnd == config.agent_rounds - 1:
+            if not loops or rnd == config.agent_rounds - 1:
                 break
             verdict = await judge(
                 agents.critic,
@@ -156,6 +174,7 @@ async def _one(
                 extracted=task.extract_answer(attempt.text),
                 options=config.critic,
                 meter=agents.meter,
+                lessons=checklist,
             )
             usage, calls = usage + verdict.critique.usage, calls + 1
             if verdict.correct:
