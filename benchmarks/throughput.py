@@ -7,10 +7,12 @@ The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, 
 flight at all times achieves concurrency / latency requests per second: the bound. For each concurrency the
 benchmark learns the problems into a fresh library and reports the requests the server answered per second of
 the run, that rate over the bound, and the entries left with the same zone, level and text as another
-(`duplicates`, which must be 0). Then a bare client (flexlearn's HTTP client alone, the httpx clients of
+(`duplicates`, which must be 0). Then a bare client (flexlearn's HTTP client alone,
 `models.http.ClientPool`, `concurrency` workers each sending one actor request after another) runs against the
 same server: `bare_fraction_of_bound` is what this machine achieves with no learning at all, and
-`fraction_of_bare` the learning run's rate over it, the share that is ours.
+`fraction_of_bare` the learning run's rate over it, the share that is ours. `fifo_schedule_fraction_of_bound` is
+what the script's chains of calls allow at best when calls are served first come, first served, as `learn` serves
+them: a simulation with no overhead at all (`--compare-orders REQUESTS` simulates other orders, without a run).
 
 The script: problem n is solved once the actor's prompt carries n mod 5 rounds of the critic's feedback, so
 problems take 1 to 5 actor rounds; the distiller writes a principle, a pattern and a case for each verdict seen;
@@ -26,12 +28,14 @@ import asyncio
 import heapq
 import itertools
 import json
+import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 OPS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
@@ -205,15 +209,29 @@ def script_chains(problems: int, requests: int) -> list[list[int]]:
     return [[1] * calls + [1] + [spare // problems + (n < spare % problems)] for n, calls in enumerate(explore)]
 
 
-def fifo_schedule_seconds(chains: list[list[int]], concurrency: int, latency: float, in_flight: int) -> float:
-    """How long the calls of `chains` take when served first come, first served on `concurrency` slots with no
-    overhead at all: every call takes `latency`, a stage starts when the one before it ends, and `in_flight`
-    problems are worked on at once, the next starting as one ends (as `learn` does). First come, first served is
-    as good as any order that cannot see how long a problem's chain will be; knowing that (longest chain first)
-    would do better."""
-    order = itertools.count()
-    waiting: list[tuple[int, int]] = []  # (arrival, problem)
-    running: list[tuple[float, int, int]] = []  # (end, arrival, problem)
+# Orders a scheduler could serve waiting calls in: the key of a waiting call, from (problem, stages done, chain
+# length, arrival); the smallest goes first. Only "longest" needs to know a problem's cost before exploring it.
+ORDERS: dict[str, Callable[[int, int, int, int], tuple[float, ...]]] = {
+    "fifo": lambda p, done, length, arrival: (arrival,),
+    "fewest_first": lambda p, done, length, arrival: (done, arrival),
+    "most_first": lambda p, done, length, arrival: (-done, arrival),
+    "problem_order": lambda p, done, length, arrival: (p, arrival),
+    "random": lambda p, done, length, arrival: (random.Random(arrival).random(),),
+    "longest_first": lambda p, done, length, arrival: (done - length, arrival),
+}
+
+
+def schedule_seconds(
+    chains: list[list[int]], concurrency: int, latency: float, in_flight: int, order: str = "fifo"
+) -> float:
+    """How long the calls of `chains` take on `concurrency` slots with no overhead at all: every call takes
+    `latency`, a stage starts when the one before it ends, and `in_flight` problems are worked on at once, the next
+    starting as one ends (as `learn` does). Waiting calls are served in `order` (`ORDERS`; `learn` serves them
+    first come, first served)."""
+    key = ORDERS[order]
+    arrivals = itertools.count()
+    waiting: list[tuple[tuple[float, ...], int]] = []  # (key, problem)
+    running: list[tuple[float, int, int]] = []  # (end, tie-break, problem)
     stage, left = [0] * len(chains), [0] * len(chains)
     pending = iter(range(len(chains)))
     free, now = concurrency, 0.0
@@ -221,15 +239,15 @@ def fifo_schedule_seconds(chains: list[list[int]], concurrency: int, latency: fl
     def start_stage(p: int) -> None:
         left[p] = chains[p][stage[p]]
         for _ in range(left[p]):
-            heapq.heappush(waiting, (next(order), p))
+            heapq.heappush(waiting, (key(p, stage[p], len(chains[p]), next(arrivals)), p))
 
     for p in itertools.islice(pending, in_flight):
         start_stage(p)
     while waiting or running:
         while free and waiting:
-            arrival, p = heapq.heappop(waiting)
+            _, p = heapq.heappop(waiting)
             free -= 1
-            heapq.heappush(running, (now + latency, arrival, p))
+            heapq.heappush(running, (now + latency, next(arrivals), p))
         now, _, p = heapq.heappop(running)
         free += 1
         left[p] -= 1
@@ -240,6 +258,20 @@ def fifo_schedule_seconds(chains: list[list[int]], concurrency: int, latency: fl
             elif (nxt := next(pending, None)) is not None:
                 start_stage(nxt)
     return now
+
+
+def compare_orders(problems: int, requests: int, concurrency: int, latency: float) -> dict[str, float]:
+    """The fraction of the bound each order in `ORDERS` reaches on the script's chains, no overhead at all."""
+    from flexlearn.loop.learn import PROBLEMS_PER_SLOT
+
+    chains = script_chains(problems, requests)
+    bound = concurrency / latency
+    return {
+        order: round(
+            requests / schedule_seconds(chains, concurrency, latency, PROBLEMS_PER_SLOT * concurrency, order) / bound, 3
+        )
+        for order in ORDERS
+    }
 
 
 def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
@@ -259,7 +291,10 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
     bound = concurrency / latency
     # At most 40 rounds per worker: enough to be steady, and concurrency 1 need not take as long as learning.
     bare = asyncio.run(_bare(port, concurrency, min(requests, 40 * concurrency)))
-    schedule = fifo_schedule_seconds(script_chains(problems, requests), concurrency, latency, 2 * concurrency)
+    from flexlearn.loop.learn import PROBLEMS_PER_SLOT
+
+    in_flight = PROBLEMS_PER_SLOT * concurrency
+    schedule = schedule_seconds(script_chains(problems, requests), concurrency, latency, in_flight)
     return {
         "concurrency": concurrency,
         "requests": requests,
@@ -283,7 +318,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=128)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per reply")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compare-orders",
+        type=int,
+        metavar="REQUESTS",
+        help="only simulate: the fraction of the bound each order of serving calls reaches on the script's chains "
+        "with this many requests in all (a run's `requests`), at each --concurrency, with no overhead",
+    )
     args = parser.parse_args(argv)
+    if args.compare_orders:
+        sims = {
+            c: compare_orders(args.problems, args.compare_orders, int(c), args.latency)
+            for c in args.concurrency.split(",")
+        }
+        print(json.dumps({"problems": args.problems, "requests": args.compare_orders, "orders": sims}, indent=2))
+        return
     if args.serve:
         asyncio.run(_serve(args.latency))
         return

@@ -129,7 +129,7 @@ def learn_cmd(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option(min=1, help="Model calls in flight at once; twice as many problems are worked on.")
+        int, typer.Option(min=1, help="Model calls in flight at once; four times as many problems are worked on.")
     ] = 4,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training problems. Default: all.")

@@ -42,6 +42,11 @@ from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
 DONE = ("solved", "unsolved")
+# Problems worked on per call slot, by default. The problems that start last and need the longest chains of calls
+# set when a run ends: the more problems under way, the sooner those chains start. benchmarks/throughput.py at 32
+# (128 problems): 0.89-0.90 of the bound with 2 a slot, 0.95 with 4 or 8; at 8 the same with 2, 4 or 8, where
+# more problems under way only meant up to 3% more updater re-checks.
+PROBLEMS_PER_SLOT = 4
 # An entry's zone, level and text: two entries never share one.
 TextKey = tuple[str, str, str]
 
@@ -50,10 +55,10 @@ TextKey = tuple[str, str, str]
 class LearnConfig:
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     concurrency: int = 4
-    # Problems worked on at once (0: twice `concurrency`). More problems than model calls in flight keeps every
-    # call slot busy: a problem waits on its own chain of calls, and one waiting for its turn at the writer or on a
-    # long chain would otherwise leave a slot idle (`benchmarks/throughput.py`). The model itself still sees at
-    # most `concurrency` calls at once.
+    # Problems worked on at once (0: PROBLEMS_PER_SLOT x `concurrency`). More problems than model calls in flight
+    # keeps every call slot busy: a problem waits on its own chain of calls, and one waiting for its turn at the
+    # writer or on a long chain would otherwise leave a slot idle. The model itself still sees at most
+    # `concurrency` calls at once.
     problems_in_flight: int = 0
     neighbours: int = 5
     # How the updater finds a candidate's neighbours, by name (`flexlearn.retrieval.retriever_names()`).
@@ -235,7 +240,7 @@ async def learn(
             on_progress(Progress(done, summary.total, summary.solved, summary.failed, summary.actions["add"]))
 
     report()
-    in_flight = config.problems_in_flight or 2 * max(1, config.concurrency)
+    in_flight = config.problems_in_flight or PROBLEMS_PER_SLOT * max(1, config.concurrency)
     semaphore = asyncio.Semaphore(in_flight)
 
     async def bounded(problem: Problem) -> _Outcome:
