@@ -343,8 +343,8 @@ async def test_flex_review_gives_the_lessons_to_the_critic_and_retries_on_its_fe
     assert item.correct and item.calls == 4 and item.rounds == 2
     actor_prompts = [c.prompt.messages[1].content for c in model.calls if c.role == "actor"]
     judge_prompts = [c.prompt.messages[1].content for c in model.calls if c.role == "judge"]
-    # The actor never sees the library; the critic checks against its lessons (mistakes first), never its cases.
-    assert not any("capital of a country" in p or "<experience" in p for p in actor_prompts)
+    # The actor sees the worked case, never the lessons; the critic checks against the lessons, never the case.
+    assert all("Capital of country 0: city0." in p and "capital of a country" not in p for p in actor_prompts)
     assert all("- Mistake seen before: Never answer nowhere" in p for p in judge_prompts)
     assert not any("Capital of country 0: city0" in p for p in judge_prompts)
     assert len(item.retrieved) == 2

@@ -4,8 +4,9 @@
 - icl: k training problems with their reference answers as worked examples before the question;
 - agent: actor + critic retries at test time without a library; the critic judges blind (no reference answer);
 - flex: the actor with experience retrieved from the library in its context; or, with `guide_at="review"`, the
-  agent's loop in which the blind critic checks each attempt against the retrieved lessons instead (the actor
-  solves with the question alone and retries on the critic's feedback).
+  agent's loop in which the blind critic checks each attempt against the retrieved principles and patterns
+  instead (the actor sees only the retrieved worked cases of problems like its own, and retries on the critic's
+  feedback).
 
 With tools (`EvalConfig.tools`), the actor of agent and flex modes writes Python that runs in the sandbox
 (`agents/tool_actor.py`): agent with tools is the paper's Agent baseline (tools, no library, so never the
@@ -29,7 +30,7 @@ from flexlearn.agents.critic import judge
 from flexlearn.agents.tool_actor import ToolAttempt, act_with_tools
 from flexlearn.agents.tools import ToolSet, make_toolset, parse_tools
 from flexlearn.errors import ConfigError, ModelError
-from flexlearn.experience import Experience
+from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
@@ -68,7 +69,8 @@ class EvalConfig:
     # The same for case hits alone; None: by the actor's prompt kind (`flexlearn.retrieval.guidance.case_gate`).
     case_min_shared: int | None = None
     # Where flex mode uses what it retrieves: "prompt" (the actor's context, the paper's way) or "review" (the
-    # agent's critic checks each attempt against the lessons; up to `agent_rounds` attempts).
+    # agent's critic checks each attempt against the principles and patterns, the actor sees the golden cases;
+    # up to `agent_rounds` attempts).
     guide_at: str = "prompt"
     concurrency: int = 4
     seed: int = 0
@@ -136,9 +138,10 @@ async def _one(
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
     review = mode == Mode.FLEX and config.guide_at == "review"
-    # In review, the lessons go to the critic: the actor sees the question (and the critic's feedback) alone.
+    # In review, the lessons go to the critic; the actor sees only the worked cases of problems like this one (the
+    # ones that passed the case gate), the form a small model follows, besides the question and the feedback.
     checklist = render_checklist(guidance) if review else ""
-    shown = [] if review else guidance
+    shown = [e for e in guidance if e.level == Level.CASE and e.zone == Zone.GOLDEN] if review else guidance
     loops = mode == Mode.AGENT or review
     usage, calls, rounds = Usage(), 0, 0
     feedback: list[Feedback] = []
