@@ -185,7 +185,7 @@ EVAL: dict[str, Any] = {
     "retriever": DEFAULT_RETRIEVER,
     "min_shared": 0,
     "case_min_shared": None,
-    "guide_at": "prompt",
+    "guide_at": None,
 }
 MODE_SETTINGS = {
     "vanilla": (),
@@ -369,8 +369,9 @@ def main() -> None:
     parser.add_argument(
         "--guide-at",
         choices=("prompt", "review"),
-        default="prompt",
-        help="flex mode: lessons in the actor's prompt, or given to the agent's critic to check attempts against",
+        default=None,
+        help="flex mode: lessons in the actor's prompt, or given to the agent's critic to check attempts against "
+        "[default: review for an embedded chat model, prompt otherwise]",
     )
     parser.add_argument("--budget", type=int, default=1500, help="flex mode: token budget for retrieved experience")
     parser.add_argument("--retriever", default=DEFAULT_RETRIEVER, help="flex mode: retriever [default: %(default)s]")

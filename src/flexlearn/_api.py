@@ -176,7 +176,7 @@ async def aevaluate(
     retriever: str = DEFAULT_RETRIEVER,
     min_shared: int = 0,
     case_min_shared: int | None = None,
-    guide_at: str = "prompt",
+    guide_at: str | None = None,
     icl_k: int = 3,
     agent_rounds: int = 3,
     repeats: int = 1,
@@ -191,9 +191,11 @@ async def aevaluate(
 
     `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string). flex needs `library`;
     icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
-    `agent_rounds` times on the critic's blind verdict. `guide_at="review"` moves flex mode's retrieved lessons
-    from the actor's prompt to that critic: the actor solves alone and retries when the critic, checking the
-    attempt against the lessons, finds a mistake. `repeats` samples per problem (use a `temperature`).
+    `agent_rounds` times on the critic's blind verdict. `guide_at="review"` moves flex mode's retrieved principles
+    and patterns from the actor's prompt to that critic: the actor solves with the question (and retrieved worked
+    cases) and retries when the critic, checking the attempt against the lessons, finds a mistake; "prompt" keeps
+    them in the actor's prompt, the paper's way; None (the default) is review for an embedded chat model
+    (`local:qwen2.5-coder-*`) and prompt for every other. `repeats` samples per problem (use a `temperature`).
     `tools` ("python", "experience"; a list or "python,experience") lets the agent and flex actors run code in
     a sandbox and, in flex mode, search the library; each item then records its tool steps.
     """

@@ -354,3 +354,15 @@ async def test_flex_review_gives_the_lessons_to_the_critic_and_retries_on_its_fe
     assert "Lessons from earlier" not in model.calls[-1].prompt.messages[1].content
     with pytest.raises(ConfigError, match="guide_at"):
         EvalConfig(guide_at="system")
+
+
+def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
+    from flexlearn.loop.evaluate import guide_at_default
+
+    def reply(prompt, role, schema):  # type: ignore[no-untyped-def]
+        return "x"
+
+    assert guide_at_default(FunctionModel(reply, name="local:qwen2.5-coder-1.5b")) == "review"
+    assert guide_at_default(FunctionModel(reply, name="local", prompt_kind=PromptKind.COMPLETION)) == "prompt"
+    assert guide_at_default(FunctionModel(reply, name="openai:qwen2.5-7b")) == "prompt"
+    assert EvalConfig().guide_at is None  # resolved per actor when flex mode runs

@@ -17,6 +17,7 @@ from flexlearn.cli.common import (
     Command,
     CriticModelOpt,
     DistillerModelOpt,
+    GuideAtOpt,
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
@@ -290,6 +291,7 @@ def eval_cmd(
     max_tokens: MaxTokensOpt = None,
     tools: ToolsOpt = None,
     retriever: RetrieverOpt = DEFAULT_RETRIEVER,
+    guide_at: GuideAtOpt = None,
     timeout: TimeoutOpt = 120.0,
     snapshot: SnapshotOpt = False,
     out_dir: Annotated[
@@ -314,6 +316,7 @@ def eval_cmd(
         repeats=repeats,
         tools=tool_names,
         retriever=retriever,
+        guide_at=guide_at,
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     lib = Library.open(library, create=False) if library is not None else None

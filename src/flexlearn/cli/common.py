@@ -119,6 +119,16 @@ RetrieverOpt = Annotated[
         "or bm25 (SQLite FTS5). Default: tantivy, falling back to bm25 where it is not installed.",
     ),
 ]
+GuideAtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--guide-at",
+        help="Where flex mode uses what it retrieves: prompt (the actor's context, the paper's way) or review (the "
+        "principles and patterns go to a critic that checks each attempt, up to the agent's rounds; the actor sees "
+        "worked cases only). Default: review for an embedded chat model (local:qwen2.5-coder-*), prompt otherwise.",
+        show_default=False,
+    ),
+]
 SnapshotOpt = Annotated[
     bool,
     typer.Option(

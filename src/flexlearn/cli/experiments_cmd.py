@@ -14,6 +14,7 @@ from flexlearn.cli.common import (
     Command,
     CriticModelOpt,
     DistillerModelOpt,
+    GuideAtOpt,
     KindOpt,
     MaxTokensOpt,
     ModelOpt,
@@ -91,6 +92,7 @@ def scaling_cmd(
     concurrency: ConcurrencyOpt = 4,
     repeats: RepeatsOpt = 1,
     budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
+    guide_at: GuideAtOpt = None,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -109,6 +111,7 @@ def scaling_cmd(
             concurrency=concurrency,
             repeats=repeats,
             budget_tokens=budget,
+            guide_at=guide_at,
             actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
         )
         started = time.time()
@@ -197,6 +200,7 @@ def inherit_cmd(
     concurrency: ConcurrencyOpt = 4,
     repeats: RepeatsOpt = 1,
     budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
+    guide_at: GuideAtOpt = None,
     temperature: TempOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -224,6 +228,7 @@ def inherit_cmd(
         concurrency=concurrency,
         repeats=repeats,
         budget_tokens=budget,
+        guide_at=guide_at,
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     started = time.time()

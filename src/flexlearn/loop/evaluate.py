@@ -57,6 +57,15 @@ class Mode(StrEnum):
 GUIDE_AT = ("prompt", "review")
 
 
+def guide_at_default(actor: ChatModel) -> str:
+    """Where flex mode uses its experience when not told: at review for an embedded chat model, in the actor's
+    prompt (the paper's way) for every other. Lessons in its prompt cost the embedded Qwen2.5-Coder 1.5B 8-10
+    points on GSM8k, however good they were; at review they cost nothing (README, "Does learning help?")."""
+    if actor.prompt_kind == PromptKind.CHAT and actor.name.startswith("local:"):
+        return "review"
+    return "prompt"
+
+
 @dataclass
 class EvalConfig:
     icl_k: int = 3
@@ -70,8 +79,8 @@ class EvalConfig:
     case_min_shared: int | None = None
     # Where flex mode uses what it retrieves: "prompt" (the actor's context, the paper's way) or "review" (the
     # agent's critic checks each attempt against the principles and patterns, the actor sees the golden cases;
-    # up to `agent_rounds` attempts).
-    guide_at: str = "prompt"
+    # up to `agent_rounds` attempts). None: by the actor (`guide_at_default`).
+    guide_at: str | None = None
     concurrency: int = 4
     seed: int = 0
     # Samples per problem (pass@1 averaged over samples); use a temperature above 0 for them to differ.
@@ -88,7 +97,7 @@ class EvalConfig:
     max_error_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.guide_at not in GUIDE_AT:
+        if self.guide_at is not None and self.guide_at not in GUIDE_AT:
             raise ConfigError(f"unknown guide_at {self.guide_at!r}; choose from {', '.join(GUIDE_AT)}")
 
 
@@ -137,7 +146,7 @@ async def _one(
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
-    review = mode == Mode.FLEX and config.guide_at == "review"
+    review = mode == Mode.FLEX and (config.guide_at or guide_at_default(agents.actor)) == "review"
     # In review, the lessons go to the critic; the actor sees only the worked cases of problems like this one (the
     # ones that passed the case gate), the form a small model follows, besides the question and the feedback.
     checklist = render_checklist(guidance) if review else ""
