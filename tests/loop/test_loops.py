@@ -365,4 +365,5 @@ def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
     assert guide_at_default(FunctionModel(reply, name="local:qwen2.5-coder-1.5b")) == "review"
     assert guide_at_default(FunctionModel(reply, name="local", prompt_kind=PromptKind.COMPLETION)) == "prompt"
     assert guide_at_default(FunctionModel(reply, name="openai:qwen2.5-7b")) == "prompt"
+    assert guide_at_default(FunctionModel(reply, name="local:/models/my-7b-instruct.gguf")) == "prompt"
     assert EvalConfig().guide_at is None  # resolved per actor when flex mode runs

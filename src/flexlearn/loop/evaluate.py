@@ -36,6 +36,7 @@ from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
+from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
 from flexlearn.retrieval.guidance import case_gate
@@ -61,7 +62,7 @@ def guide_at_default(actor: ChatModel) -> str:
     """Where flex mode uses its experience when not told: at review for an embedded chat model, in the actor's
     prompt (the paper's way) for every other. Lessons in its prompt cost the embedded Qwen2.5-Coder 1.5B 8-10
     points on GSM8k, however good they were; at review they cost nothing (README, "Does learning help?")."""
-    if actor.prompt_kind == PromptKind.CHAT and actor.name.startswith("local:"):
+    if actor.prompt_kind == PromptKind.CHAT and is_embedded_instruct(actor.name):
         return "review"
     return "prompt"
 
