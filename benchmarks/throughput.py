@@ -2,10 +2,11 @@
 
     python benchmarks/throughput.py --concurrency 1,8,32,64 --problems 128 --latency 0.2
 
-The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, no network): every reply takes
-`--latency` seconds and plays the four FLEX roles from a script. A client that keeps `concurrency` requests in
-flight at all times achieves concurrency / latency requests per second: the bound. For each concurrency the
-benchmark learns the problems into a fresh library and reports the requests the server answered per second of
+The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, no network): every reply leaves
+`--latency` seconds after its request arrived (the server's own work included) and plays the four FLEX roles from
+a script. A client that keeps `concurrency` requests in flight at all times achieves concurrency / latency
+requests per second: the bound. For each concurrency the benchmark learns the problems into a fresh library and
+reports the requests the server answered per second of
 the run, that rate over the bound, and the entries left with the same zone, level and text as another
 (`duplicates`, which must be 0). Then a bare client (flexlearn's HTTP client alone,
 `models.http.ClientPool`, `concurrency` workers each sending one actor request after another) runs against the
@@ -112,9 +113,11 @@ async def _serve(latency: float) -> None:
                 if lines[0].startswith("GET /served"):
                     payload = json.dumps({"served": served}).encode()
                 else:
-                    await asyncio.sleep(latency)
-                    served += 1
+                    # The reply goes out `latency` after the request arrived, the server's own work included.
+                    arrived = asyncio.get_running_loop().time()
                     text = reply(json.loads(raw))
+                    await asyncio.sleep(latency - (asyncio.get_running_loop().time() - arrived))
+                    served += 1
                     message = {"role": "assistant", "content": text}
                     usage = {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4}
                     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
