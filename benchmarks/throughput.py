@@ -6,11 +6,10 @@ The benchmark starts its own server in a subprocess (stdlib asyncio, 127.0.0.1, 
 `--latency` seconds after its request arrived (the server's own work included) and plays the four FLEX roles from
 a script. A client that keeps `concurrency` requests in flight at all times achieves concurrency / latency
 requests per second: the bound. For each concurrency the benchmark learns the problems into a fresh library and
-reports the requests the server answered per second of
-the run, that rate over the bound, and the entries left with the same zone, level and text as another
-(`duplicates`, which must be 0). Then a bare client (flexlearn's HTTP client alone,
-`models.http.ClientPool`, `concurrency` workers each sending one actor request after another) runs against the
-same server: `bare_fraction_of_bound` is what this machine achieves with no learning at all, and
+reports the requests the server answered per second of the run, that rate over the bound, and the entries left
+with the same zone, level and text as another (`duplicates`, which must be 0). Then a bare client (flexlearn's
+HTTP client alone, `models.http.ClientPool`, `concurrency` workers each sending one actor request after another)
+runs against the same server: `bare_fraction_of_bound` is what this machine achieves with no learning at all, and
 `fraction_of_bare` the learning run's rate over it, the share that is ours. `fifo_schedule_fraction_of_bound` is
 what the script's chains of calls allow at best when calls are served first come, first served, as `learn` serves
 them: a simulation with no overhead at all (`--compare-orders REQUESTS` simulates other orders, without a run).
