@@ -93,8 +93,10 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
         str(out_dir),
         "--json",
     )
-    results = {r["mode"]: r for r in json.loads(evaluated.stdout)["results"]}
+    printed = json.loads(evaluated.stdout)
+    results = {r["mode"]: r for r in printed["results"]}
     assert set(results) == {"vanilla", "icl", "agent", "flex"}
+    assert printed["config"]["guide_at"] == "prompt"  # a served model reads its lessons, the paper's way
     assert results["vanilla"]["accuracy"] == 0.0
     assert results["flex"]["accuracy"] == 1.0  # the scripted actor is right only with experience in its prompt
     assert results["agent"]["accuracy"] == 1.0  # ... or with the blind critic's feedback

@@ -50,7 +50,7 @@ from flexlearn.cli.output import (
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
-from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, parse_modes, solve
+from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, guide_at_default, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run
@@ -349,14 +349,17 @@ def eval_cmd(
                     on_item=on_item,
                 ),
             )
+        # Where flex mode used its experience (None without flex mode), and whether a critic judged attempts.
+        guide = (guide_at or guide_at_default(agents.actor)) if Mode.FLEX in mode_list else None
+        judged = Mode.AGENT in mode_list or guide == "review"
         meta = {
             "task": the_task.name,
             "test": str(test),
             "train": str(train) if train else None,
             "library": str(library) if library else None,
             "model": agents.actor.name,
-            # The critic plays only the blind judge of agent mode here.
-            "models": agents.models("actor", "critic") if Mode.AGENT in mode_list else agents.models("actor"),
+            # The critic plays only the blind judge of agent mode, and of flex mode at review.
+            "models": agents.models("actor", "critic") if judged else agents.models("actor"),
             "started": started,
             "seconds": time.time() - started,
             "config": {
@@ -368,6 +371,7 @@ def eval_cmd(
                 "limit": limit,
                 "repeats": repeats,
                 "tools": list(tool_names),
+                "guide_at": guide,
             },
             "calls": meter.snapshot(),
         }
