@@ -50,7 +50,13 @@ MODE_PROMPTS = {
 
 
 # The code that turns retrieved experience into the actor's prompt: a change to it invalidates flex's cached items.
-FLEX_SOURCES = ("agents/actor.py", "retrieval/guidance.py", "prompts/review_system.txt", "prompts/review_user.txt")
+FLEX_SOURCES = (
+    "agents/actor.py",
+    "agents/critic.py",
+    "retrieval/guidance.py",
+    "prompts/review_system.txt",
+    "prompts/review_user.txt",
+)
 
 
 def _source_text(names: Sequence[str]) -> list[str]:

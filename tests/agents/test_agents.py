@@ -363,7 +363,7 @@ async def test_a_merge_that_strings_two_lessons_together_keeps_them_apart() -> N
 
 
 def test_the_reviewers_checklist_puts_mistakes_first_and_leaves_cases_out() -> None:
-    from flexlearn.agents.actor import render_checklist
+    from flexlearn.agents.critic import render_checklist
 
     golden = Experience(Zone.GOLDEN, Level.PATTERN, "rates", "Convert every rate to the same unit first.")
     warning = Experience(Zone.WARNING, Level.PRINCIPLE, "reading", "Answering a sub-question instead of the question.")

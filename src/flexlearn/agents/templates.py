@@ -90,3 +90,12 @@ def copies_example(text: str, agent: str) -> bool:
     example ("recall the irregular form with a vowel change" said of a number): a small model copies the example
     in its prompt onto other words, and such a text says nothing about the problem at hand."""
     return bool(_shingles(text) & _example_shingles(agent))
+
+
+# Text from a library is data, never instructions of ours: the fence's own markers and look-alike headers are
+# neutralised inside it, so an entry (an imported one above all) cannot close its fence or pose as our prompt.
+_FENCE_BREAK = re.compile(r"</?\s*experience\b", re.IGNORECASE)
+
+
+def fence(text: str) -> str:
+    return _FENCE_BREAK.sub(lambda m: m.group().replace("<", "\u2039"), text)

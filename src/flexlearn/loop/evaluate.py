@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, render_checklist, worked_shots
+from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
 from flexlearn.agents.critic import judge
 from flexlearn.agents.tool_actor import ToolAttempt, act_with_tools
 from flexlearn.agents.tools import ToolSet, make_toolset, parse_tools
@@ -150,7 +150,7 @@ async def _one(
     review = mode == Mode.FLEX and (config.guide_at or guide_at_default(agents.actor)) == "review"
     # In review, the lessons go to the critic; the actor sees only the worked cases of problems like this one (the
     # ones that passed the case gate), the form a small model follows, besides the question and the feedback.
-    checklist = render_checklist(guidance) if review else ""
+    lessons = guidance if review else []
     shown = [e for e in guidance if e.level == Level.CASE and e.zone == Zone.GOLDEN] if review else guidance
     loops = mode == Mode.AGENT or review
     usage, calls, rounds = Usage(), 0, 0
@@ -187,7 +187,7 @@ async def _one(
                 extracted=task.extract_answer(attempt.text),
                 options=config.critic,
                 meter=agents.meter,
-                lessons=checklist,
+                lessons=lessons,
             )
             usage, calls = usage + verdict.critique.usage, calls + 1
             if verdict.correct:
