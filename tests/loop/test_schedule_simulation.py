@@ -39,3 +39,12 @@ def test_the_script_chains_account_for_every_request() -> None:
     chains = throughput.script_chains(128, 1132)
     assert sum(sum(c) for c in chains) == 1132
     assert {len(c) for c in chains} == {3, 5, 7, 9, 11}
+
+
+def test_serving_the_ends_of_chains_last_lets_a_long_chain_run_on() -> None:
+    # Two slots: a chain of five calls (three rounds, a distiller's call, an updater's call) and a short one whose
+    # updater makes three calls at once. First come, first served, the long chain's distiller call waits at 3 s
+    # behind the short chain's updater calls; served after exploration and distillation they fill the other slot.
+    chains = [[1, 1, 1, 1, 1], [1, 1, 3]]
+    assert throughput.schedule_seconds(chains, 2, 1.0, 2, "fifo") == pytest.approx(6.0)
+    assert throughput.schedule_seconds(chains, 2, 1.0, 2, "ends_last") == pytest.approx(5.0)
