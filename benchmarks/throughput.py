@@ -282,14 +282,19 @@ def compare_orders(problems: int, requests: int, concurrency: int, latency: floa
     }
 
 
-def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
-    train = folder / "train.jsonl"
+def script_problems(problems: int) -> list[dict[str, str]]:
+    """The training problems the script knows: sums, products and differences of two numbers."""
     kinds = list(OPS)
-    lines = []
+    out = []
     for n in range(problems):
         kind, a, b = kinds[n % 3], 10 + n, 3 + (7 * n) % 50
-        lines.append(json.dumps({"question": f"What is the {kind} of {a} and {b}?", "answer": str(OPS[kind](a, b))}))
-    train.write_text("\n".join(lines) + "\n")
+        out.append({"question": f"What is the {kind} of {a} and {b}?", "answer": str(OPS[kind](a, b))})
+    return out
+
+
+def bench(port: int, folder: Path, problems: int, latency: float, concurrency: int) -> dict[str, object]:
+    train = folder / "train.jsonl"
+    train.write_text("".join(json.dumps(p) + "\n" for p in script_problems(problems)))
     library_path = folder / f"c{concurrency}.flexlib"
     before = _served(port)
     run = asyncio.run(_learn(port, train, library_path, concurrency))
