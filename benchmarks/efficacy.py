@@ -32,6 +32,7 @@ from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.models import Meter
+from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.tasks import Problem, get_task
@@ -201,6 +202,15 @@ MODE_SETTINGS = {
 }
 
 
+def mode_settings(model: str, mode: str) -> dict[str, Any]:
+    """The settings `mode`'s items depend on, as the evaluation resolves them: flex's `guide_at` left unset is
+    where it is used for `model` (`--guide-at review` and the default then share their items for the 1.5B)."""
+    settings = {name: EVAL[name] for name in MODE_SETTINGS[mode]}
+    if "guide_at" in settings and settings["guide_at"] is None:
+        settings["guide_at"] = "review" if is_embedded_instruct(model) else "prompt"
+    return settings
+
+
 async def eval_phase(
     args: argparse.Namespace,
     mode: str,
@@ -217,7 +227,7 @@ async def eval_phase(
         mode,
         _prompt_text(MODE_PROMPTS[mode]),
         task.answer_format,
-        {name: EVAL[name] for name in MODE_SETTINGS[mode]},
+        mode_settings(args.model, mode),
         library_fingerprint(library) if mode == "flex" and library is not None else "",
         [p.id for p in train] if mode == "icl" else [],
         *([_source_text(FLEX_SOURCES)] if mode == "flex" else []),
