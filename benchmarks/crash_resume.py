@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
             kills = []
             for n, target in enumerate(int(t) for t in args.kill_at.split(",")):
                 library = folder / f"killed-{n}.flexlib"
-                served = throughput._served(port)
+                answered = throughput.served_count(port)
                 proc = subprocess.Popen(command(library), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 while proc.poll() is None and (
-                    _done(library) < target if target else throughput._served(port) < served + args.concurrency
+                    _done(library) < target if target else throughput.served_count(port) < answered + args.concurrency
                 ):
                     time.sleep(0.005)
                 finished_first = proc.poll() is not None

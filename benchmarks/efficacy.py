@@ -31,8 +31,8 @@ from typing import Any
 from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
-from flexlearn.models import Meter
-from flexlearn.models.embedded import is_embedded_instruct
+from flexlearn.loop.evaluate import guide_at_default
+from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.tasks import Problem, get_task
@@ -202,12 +202,12 @@ MODE_SETTINGS = {
 }
 
 
-def mode_settings(model: str, mode: str) -> dict[str, Any]:
+def mode_settings(actor: ChatModel, mode: str) -> dict[str, Any]:
     """The settings `mode`'s items depend on, as the evaluation resolves them: flex's `guide_at` left unset is
-    where it is used for `model` (`--guide-at review` and the default then share their items for the 1.5B)."""
+    where it is used for `actor` (`--guide-at review` and the default then share their items for the 1.5B)."""
     settings = {name: EVAL[name] for name in MODE_SETTINGS[mode]}
     if "guide_at" in settings and settings["guide_at"] is None:
-        settings["guide_at"] = "review" if is_embedded_instruct(model) else "prompt"
+        settings["guide_at"] = guide_at_default(actor)
     return settings
 
 
@@ -222,48 +222,48 @@ async def eval_phase(
 ) -> list[dict[str, Any]]:
     task = get_task("gsm8k")
     uses_tools = bool(args.tools) and mode in ("agent", "flex")
-    key = fingerprint(
-        args.model,
-        mode,
-        _prompt_text(MODE_PROMPTS[mode]),
-        task.answer_format,
-        mode_settings(args.model, mode),
-        library_fingerprint(library) if mode == "flex" and library is not None else "",
-        [p.id for p in train] if mode == "icl" else [],
-        *([_source_text(FLEX_SOURCES)] if mode == "flex" else []),
-        # How the embedded backend turns a prompt into a reply (it once depended on the previous prompt).
-        *([REPLY_REVISION] if args.model.startswith("local:") else []),
-        # Tools change agent and flex only; without them the key is what it was before --tools existed.
-        *([args.tools, tool_actor_sources()] if uses_tools else []),
-    )
-    todo = [p for p in test if cache.get(key, p.id) is None]
-    if todo:
-        meter = Meter()
-        agents = _connect(args, meter)
-        started = time.monotonic()
-        done = [0]
+    meter = Meter()
+    agents = _connect(args, meter)  # cheap: a local model loads on its first call, an HTTP one connects on it
+    try:
+        key = fingerprint(
+            args.model,
+            mode,
+            _prompt_text(MODE_PROMPTS[mode]),
+            task.answer_format,
+            mode_settings(agents.actor, mode),
+            library_fingerprint(library) if mode == "flex" and library is not None else "",
+            [p.id for p in train] if mode == "icl" else [],
+            *([_source_text(FLEX_SOURCES)] if mode == "flex" else []),
+            # How the embedded backend turns a prompt into a reply (it once depended on the previous prompt).
+            *([REPLY_REVISION] if args.model.startswith("local:") else []),
+            # Tools change agent and flex only; without them the key is what it was before --tools existed.
+            *([args.tools, tool_actor_sources()] if uses_tools else []),
+        )
+        todo = [p for p in test if cache.get(key, p.id) is None]
+        if todo:
+            started = time.monotonic()
+            done = [0]
 
-        def on_item(item: Any) -> None:
-            if item.error is None:
-                cache.put(
-                    {
-                        "key": key,
-                        "mode": mode,
-                        "problem_id": item.problem_id,
-                        "correct": bool(item.correct),
-                        "extracted": item.extracted,
-                        "calls": item.calls,
-                        "prompt_tokens": item.prompt_tokens,
-                        "completion_tokens": item.completion_tokens,
-                        "retrieved": list(item.retrieved),
-                        "tool_calls": item.tool_calls,
-                        "reply": item.reply[-3000:],
-                    }
-                )
-            done[0] += 1
-            print(f"{mode} {done[0]}/{len(todo)}", file=sys.stderr, flush=True)
+            def on_item(item: Any) -> None:
+                if item.error is None:
+                    cache.put(
+                        {
+                            "key": key,
+                            "mode": mode,
+                            "problem_id": item.problem_id,
+                            "correct": bool(item.correct),
+                            "extracted": item.extracted,
+                            "calls": item.calls,
+                            "prompt_tokens": item.prompt_tokens,
+                            "completion_tokens": item.completion_tokens,
+                            "retrieved": list(item.retrieved),
+                            "tool_calls": item.tool_calls,
+                            "reply": item.reply[-3000:],
+                        }
+                    )
+                done[0] += 1
+                print(f"{mode} {done[0]}/{len(todo)}", file=sys.stderr, flush=True)
 
-        try:
             await flexlearn.aevaluate(
                 todo,
                 task=task,
@@ -276,16 +276,16 @@ async def eval_phase(
                 tools=args.tools if uses_tools else (),
                 **EVAL,
             )
-        finally:
-            await agents.aclose()
-        calls, prompt, completion = _meter_totals(meter)
-        phases.add(
-            f"eval:{mode}",
-            seconds=time.monotonic() - started,
-            calls=calls,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-        )
+            calls, prompt, completion = _meter_totals(meter)
+            phases.add(
+                f"eval:{mode}",
+                seconds=time.monotonic() - started,
+                calls=calls,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+            )
+    finally:
+        await agents.aclose()
     items = [cache.get(key, p.id) for p in test]
     return [i for i in items if i is not None]
 

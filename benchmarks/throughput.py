@@ -142,7 +142,7 @@ async def _serve(latency: float) -> None:
 # -- the benchmark ------------------------------------------------------------------------------------------
 
 
-def _served(port: int) -> int:
+def served_count(port: int) -> int:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/served", timeout=10) as response:
@@ -296,9 +296,9 @@ def bench(port: int, folder: Path, problems: int, latency: float, concurrency: i
     train = folder / "train.jsonl"
     train.write_text("".join(json.dumps(p) + "\n" for p in script_problems(problems)))
     library_path = folder / f"c{concurrency}.flexlib"
-    before = _served(port)
+    before = served_count(port)
     run = asyncio.run(_learn(port, train, library_path, concurrency))
-    requests = _served(port) - before
+    requests = served_count(port) - before
     seconds = float(run.pop("seconds"))  # type: ignore[arg-type]
     rate = requests / seconds
     bound = concurrency / latency
