@@ -11,7 +11,7 @@ import typer
 
 from flexlearn import __version__
 from flexlearn.agents.tools import parse_tools
-from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd
+from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, serve_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
     Command,
@@ -179,12 +179,8 @@ def learn_cmd(
     problems = load_limited(the_task, train, limit)
     if run is not None and not resume:
         raise ConfigError("--run names the run to resume: add --resume")
-    # The library, and the run to resume, are checked before a model is loaded or called.
-    with Library.open(library) as lib:
-        lib.check_writable()
-        if resume:
-            run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)
     meter = Meter()
+    # Connecting checks that a local model's native code runs on this CPU, before anything is written.
     agents = build_agents(
         model,
         critic=critic_model,
@@ -195,6 +191,11 @@ def learn_cmd(
         timeout=timeout,
         meter=meter,
     )
+    # The library, and the run to resume, are checked before a model is called.
+    with Library.open(library) as lib:
+        lib.check_writable()
+        if resume:
+            run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)
     defaults = exploration_defaults(agents.actor)
     config = LearnConfig(
         explore=ExploreConfig(
@@ -477,3 +478,4 @@ def solve_cmd(
 # After the core commands, so `flex --help` lists them in the order of a workflow.
 experiments_cmd.register(app)
 demo_cmd.register(app)
+serve_cmd.register(app)

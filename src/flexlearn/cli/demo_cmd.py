@@ -92,10 +92,8 @@ def demo_cmd(
     demo = plan(
         task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
     )
-    run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    library_path = run_dir / "library.flexlib"
     meter = Meter()
+    # Connecting checks that a local model's native code runs on this CPU, before the run folder is made.
     agents = build_agents(
         model,
         critic=critic_model,
@@ -106,6 +104,9 @@ def demo_cmd(
         timeout=timeout,
         meter=meter,
     )
+    run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    library_path = run_dir / "library.flexlib"
     demo.learn.explore.shots = exploration_defaults(agents.actor).shots
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flexlearn.errors import ConfigError, ModelError
+from flexlearn.models import native_check
 from flexlearn.models.base import GenerationOptions, Prompt, PromptKind, Reply, Usage
 from flexlearn.models.embedded import EMBEDDED, GEMMA_270M, EmbeddedModel, assemble, lookup
 
@@ -236,8 +237,14 @@ def _load(path: str, n_ctx: int, n_threads: int) -> Any:
             from llama_cpp import Llama
 
             _quiet_llama_logs()
+            # Checked once per machine, build and model file, in a child process: a CPU kernel that faults would
+            # otherwise kill this process mid-run (see native_check).
+            verdict = native_check.verdict(path)
             t0 = time.perf_counter()
-            llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+            with native_check.model_params(extra_bufts=verdict.extra_bufts):
+                llm = Llama(
+                    model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
+                )
             log.debug("local model %s loaded in %.2fs", path, time.perf_counter() - t0)
             _MODELS[key] = llm
     return llm
@@ -393,8 +400,11 @@ class LocalModel:
     @classmethod
     def from_uri_path(cls, path: str | None) -> LocalModel:
         """`local` -> the embedded default model; `local:NAME` -> an embedded model by name (its own prompt kind);
-        `local:/path/model.gguf` -> that file."""
-        return cls(path or None)
+        `local:/path/model.gguf` -> that file. Checks that llama.cpp runs it on this CPU (`check_native`), so a
+        command that connects before it writes fails cleanly rather than dying mid-run."""
+        model = cls(path or None)
+        model.check_native()
+        return model
 
     # --- public API -----------------------------------------------------------------------------------------
 
@@ -412,6 +422,22 @@ class LocalModel:
 
     async def aclose(self) -> None:
         """Nothing to release: the loaded model stays cached for the rest of the process."""
+
+    def check_native(self) -> native_check.Verdict:
+        """Make sure llama.cpp's native code runs this model on this CPU: a one-time check in a child process,
+        cached per machine, build and model file (see `native_check`). Assembles an embedded model's file if it
+        is not yet. Raises `native_check.NativeCrash` (a ConfigError naming the fix) when it cannot run."""
+        try:
+            path = self._resolve_path()
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ModelError(f"{self.name}: could not prepare the model file: {e}") from e
+        return native_check.verdict(path)
+
+    def llama_path(self) -> str:
+        """The GGUF file this model runs (assembles an embedded model's file on first use)."""
+        return self._resolve_path()
 
     def llama(self) -> Any:
         """The underlying `llama_cpp.Llama` (loads it, on the calling thread). For benchmarks and tests."""
