@@ -1,17 +1,19 @@
-"""Does learning help? Learn on a GSM8k training slice, evaluate a disjoint test slice in the paper's four modes, and
-print ONE JSON object: each mode's accuracy, the paired difference flex minus each baseline with a paired bootstrap
-95% interval, the library's composition, and calls, tokens and seconds per phase.
+"""Does learning help? Learn on a training slice (GSM8k, or ACE's XBRL Formula with `--task formula`), evaluate a
+disjoint test slice in the paper's four modes, and print ONE JSON object: each mode's accuracy (and per category,
+when the problems carry one), the paired difference flex minus each baseline with a paired bootstrap 95% interval,
+the library's composition, and calls, tokens and seconds per phase.
 
     python benchmarks/efficacy.py                                  # local:qwen2.5-coder-1.5b, 30 train, 100 test
     python benchmarks/efficacy.py --train-n 10 --test-n 20         # smaller
+    python benchmarks/efficacy.py --task formula                   # XBRL Formula: 60 train, 200 of val.jsonl
     python benchmarks/efficacy.py --tools python --work benchmarks/.efficacy/tools  # the paper's setting
     python benchmarks/efficacy.py --model openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --concurrency 8
     python benchmarks/efficacy.py --library mine.flexlib --work benchmarks/.efficacy/mine  # flex with a given library
 
-Every finished item is cached in the work folder (`--work`), and learning resumes through the library's own run
-ledger, so an interrupted run picks up where it stopped: run the same command again. A cached item is reused only
-while its fingerprint holds (model, mode, the prompt files the mode reads, the evaluation settings and, for flex,
-the library's content); change one and that mode is evaluated afresh.
+Every finished item is cached in the work folder (`--work`, by default one per model and task), and learning
+resumes through the library's own run ledger, so an interrupted run picks up where it stopped: run the same command
+again. A cached item is reused only while its fingerprint holds (model, mode, the prompt files the mode reads, the
+evaluation settings and, for flex, the library's content); change one and that mode is evaluated afresh.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.loop.evaluate import guide_at_default
+from flexlearn.loop.learn import problem_category
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -39,6 +42,12 @@ from flexlearn.tasks import Problem, get_task
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "gsm8k"
+FORMULA_DATA = HERE / "data" / "finance_formula"
+# Per task: the default --train and --test files and --train-n and --test-n.
+TASKS: dict[str, tuple[Path, Path, int, int]] = {
+    "gsm8k": (DATA / "train.jsonl", DATA / "test.jsonl", 30, 100),
+    "formula": (FORMULA_DATA / "train.jsonl", FORMULA_DATA / "val.jsonl", 60, 200),
+}
 PROMPTS = Path(flexlearn.__file__).resolve().parent / "prompts"
 MODES = ("vanilla", "icl", "agent", "flex")
 # The prompt files each mode's calls read; a change to one invalidates that mode's cached items.
@@ -135,8 +144,8 @@ def composition(library: flexlearn.Library) -> dict[str, Any]:
     return {"total": len(entries), "by_zone_level": dict(sorted(by.items())), "with_parent": linked}
 
 
-def load(path: Path, n: int) -> list[Problem]:
-    problems = get_task("gsm8k").load(path)
+def load(task: str, path: Path, n: int) -> list[Problem]:
+    problems = get_task(task).load(path)
     if n > len(problems):
         sys.exit(f"{path} holds {len(problems)} problems, fewer than the {n} asked for")
     return problems[:n]
@@ -163,7 +172,7 @@ async def learn_phase(
     try:
         summary = await flexlearn.alearn(
             train,
-            task="gsm8k",
+            task=args.task,
             agents=agents,
             library=library,
             concurrency=args.concurrency,
@@ -220,7 +229,7 @@ async def eval_phase(
     cache: Cache,
     phases: Phases,
 ) -> list[dict[str, Any]]:
-    task = get_task("gsm8k")
+    task = get_task(args.task)
     uses_tools = bool(args.tools) and mode in ("agent", "flex")
     meter = Meter()
     agents = _connect(args, meter)  # cheap: a local model loads on its first call, an HTTP one connects on it
@@ -290,11 +299,41 @@ async def eval_phase(
     return [i for i in items if i is not None]
 
 
+def default_work(model: str, task: str) -> Path:
+    """The work folder when --work is not given: one per model, and per task besides gsm8k (whose folder is named
+    as before the option existed, so its caches stay in use)."""
+    return HERE / ".efficacy" / (_slug(model) if task == "gsm8k" else f"{_slug(model)}-{_slug(task)}")
+
+
+def resolve_task_defaults(args: argparse.Namespace) -> None:
+    """Fill in --train, --test, --train-n and --test-n left unset with the defaults of --task."""
+    train, test, train_n, test_n = TASKS[args.task]
+    args.train = args.train or train
+    args.test = args.test or test
+    args.train_n = train_n if args.train_n is None else args.train_n
+    args.test_n = test_n if args.test_n is None else args.test_n
+
+
+def by_category(test: Sequence[Problem], results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[int]]]:
+    """category -> {mode: [correct, n]} over the evaluated items of each mode, categories sorted; empty when no
+    test problem carries a category."""
+    category = {p.id: problem_category(p) for p in test}
+    table: dict[str, dict[str, list[int]]] = {}
+    for mode, items in results.items():
+        for item in items:
+            kind = category.get(item["problem_id"], "")
+            if kind:
+                row = table.setdefault(kind, {}).setdefault(mode, [0, 0])
+                row[0] += int(bool(item["correct"]))
+                row[1] += 1
+    return dict(sorted(table.items()))
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    work = args.work or HERE / ".efficacy" / _slug(args.model)
+    work = args.work or default_work(args.model, args.task)
     work.mkdir(parents=True, exist_ok=True)
-    train = load(args.train, args.train_n)
-    test = load(args.test, args.test_n)
+    train = load(args.task, args.train, args.train_n)
+    test = load(args.task, args.test, args.test_n)
     if {p.question for p in train} & {p.question for p in test}:
         sys.exit("the training and test slices share a question; give disjoint files")
     cache = Cache(work / "items.jsonl")
@@ -342,6 +381,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 base = {i["problem_id"]: i["correct"] for i in items}
                 ids = [p.id for p in test if p.id in flex and p.id in base]
                 out["paired"][f"flex-{mode}"] = paired([flex[i] for i in ids], [base[i] for i in ids])
+        categories = by_category(test, results)
+        if categories:
+            out["by_category"] = categories
         return out
     finally:
         library.close()
@@ -350,14 +392,30 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local:qwen2.5-coder-1.5b")
-    parser.add_argument("--train", type=Path, default=DATA / "train.jsonl")
-    parser.add_argument("--test", type=Path, default=DATA / "test.jsonl")
-    parser.add_argument("--train-n", type=int, default=30)
-    parser.add_argument("--test-n", type=int, default=100)
+    parser.add_argument("--task", choices=tuple(TASKS), default="gsm8k", help="benchmark task [default: gsm8k]")
+    parser.add_argument(
+        "--train",
+        type=Path,
+        default=None,
+        help="training problems [default: data/gsm8k/train.jsonl, data/finance_formula/train.jsonl for formula]",
+    )
+    parser.add_argument(
+        "--test",
+        type=Path,
+        default=None,
+        help="test problems [default: data/gsm8k/test.jsonl, data/finance_formula/val.jsonl for formula]",
+    )
+    parser.add_argument("--train-n", type=int, default=None, help="[default: 30 for gsm8k, 60 for formula]")
+    parser.add_argument("--test-n", type=int, default=None, help="[default: 100 for gsm8k, 200 for formula]")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--work", type=Path, default=None, help="cache folder [default: benchmarks/.efficacy/MODEL]")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="cache folder [default: benchmarks/.efficacy/MODEL for gsm8k, benchmarks/.efficacy/MODEL-TASK otherwise]",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument(
         "--library",
@@ -398,6 +456,7 @@ def main() -> None:
         "vanilla and icl stay tool-free; give a fresh --work)",
     )
     args = parser.parse_args()
+    resolve_task_defaults(args)
     EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
     EVAL["case_min_shared"], EVAL["guide_at"] = args.case_min_shared, args.guide_at
     result = asyncio.run(main_async(args))

@@ -21,6 +21,8 @@ def _problem(answer: str) -> Problem:
         ("math", "\\frac{1}{2}", "It should come to $\\frac{2}{4}$ once you simplify.", "\\frac{2}{4}"),
         ("exact", "Eiffel Tower", "You named the Louvre; the answer is the eiffel tower.", "eiffel tower"),
         ("exact", "went", "The correct past tense is 'went', not goed.", "went"),
+        ("formula", "0.2", "Divide the gain by the cost: it comes to 0.20, not 20.", "0.20"),
+        ("formula", "1000.0", "Subtract the two totals to get 1,000.00 in all.", "1,000.00"),
     ],
 )
 def test_equivalent_forms_of_the_answer_are_masked(task: str, answer: str, feedback: str, leak: str) -> None:

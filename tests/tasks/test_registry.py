@@ -74,7 +74,7 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 
 
 def test_builtins() -> None:
-    assert {"math", "gsm8k", "exact"} <= set(available_tasks())
+    assert {"math", "gsm8k", "exact", "formula"} <= set(available_tasks())
     assert available_tasks() == sorted(available_tasks())
     assert isinstance(get_task("math"), MathTask)
     assert isinstance(get_task(" gsm8k "), Gsm8kTask)
@@ -101,7 +101,7 @@ def test_entry_point_names(monkeypatch: pytest.MonkeyPatch, user_package: str) -
     plugin = EntryPoint(name="reverse", value=f"{user_package}.extra:ReverseTask", group=registry.ENTRY_POINT_GROUP)
     shadow = EntryPoint(name="math", value=f"{user_package}.extra:NotATask", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [plugin, shadow] if group == plugin.group else [])
-    assert available_tasks() == ["aime", "exact", "gsm8k", "math", "math500", "protein", "retro", "reverse"]
+    assert available_tasks() == ["aime", "exact", "formula", "gsm8k", "math", "math500", "protein", "retro", "reverse"]
     assert get_task("reverse").name == "reverse"
     assert isinstance(get_task("math"), MathTask)  # a built-in is not replaced by a plugin of the same name
 
@@ -109,7 +109,7 @@ def test_entry_point_names(monkeypatch: pytest.MonkeyPatch, user_package: str) -
 @pytest.mark.parametrize(
     ("spec", "fragments"),
     [
-        ("maths", ["unknown task 'maths'", "Did you mean 'math'?", "exact, gsm8k, math", "module:Class"]),
+        ("maths", ["unknown task 'maths'", "Did you mean 'math'?", "exact, formula, gsm8k, math", "module:Class"]),
         ("", ["unknown task ''"]),
         ("flexuser_tasks.nowhere:Task", ["cannot import module 'flexuser_tasks.nowhere'"]),
         ("flexuser_tasks.broken:Task", ["No module named 'flexuser_no_such_dependency'"]),

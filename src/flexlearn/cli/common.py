@@ -95,8 +95,9 @@ TaskOpt = Annotated[
     typer.Option(
         "--task",
         "-t",
-        help="Task: math, gsm8k, exact, aime, math500, retro, protein, an entry-point name, or module:Class. "
-        "Default: the task the --library was learned on (a notice says which); required when there is none.",
+        help="Task: math, gsm8k, exact, formula, aime, math500, retro, protein, an entry-point name, or "
+        "module:Class. Default: the task the --library was learned on (a notice says which); required when there "
+        "is none.",
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]

@@ -1,6 +1,7 @@
 """Tasks: how problems are loaded, shown to the actor and scored. See `base.Task` for the interface.
 
-Built-in tasks (math, gsm8k, exact, aime, math500, retro, protein) are imported only when `get_task` asks for them.
+Built-in tasks (math, gsm8k, exact, formula, aime, math500, retro, protein) are imported only when `get_task` asks
+for them.
 """
 
 from flexlearn.tasks.base import MetricTask, Problem, Score, Task

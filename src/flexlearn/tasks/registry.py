@@ -18,6 +18,7 @@ _BUILTINS = {
     "math": "flexlearn.tasks.math:MathTask",
     "gsm8k": "flexlearn.tasks.gsm8k:Gsm8kTask",
     "exact": "flexlearn.tasks.exact:ExactTask",
+    "formula": "flexlearn.tasks.formula:FormulaTask",
     "aime": "flexlearn.tasks.aime:AimeTask",
     "math500": "flexlearn.tasks.math500:Math500Task",
     "retro": "flexlearn.tasks.retro:RetroTask",

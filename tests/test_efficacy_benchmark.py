@@ -1,0 +1,137 @@
+"""benchmarks/efficacy.py's --task option: per-task defaults and work folders, and the per-category table, run
+against a scripted model served over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from flexlearn.library.store import Library
+from flexlearn.tasks import Problem
+from tests.support.cli import model_uri
+from tests.support.fake_openai import FakeOpenAI
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def efficacy() -> ModuleType:
+    """benchmarks/efficacy.py as a module (it imports its neighbour item_cache, so benchmarks/ goes on the path)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("efficacy_benchmark", BENCHMARKS / "efficacy.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def parse(efficacy: ModuleType, *argv: object) -> dict[str, object]:
+    """The arguments `efficacy.main` would run with, defaults resolved."""
+    args = argparse.Namespace(task="gsm8k", train=None, test=None, train_n=None, test_n=None)
+    for name, value in zip(argv[::2], argv[1::2], strict=True):
+        setattr(args, name, value)
+    efficacy.resolve_task_defaults(args)
+    return vars(args)
+
+
+def test_gsm8k_defaults_are_unchanged(efficacy: ModuleType) -> None:
+    data = BENCHMARKS / "data" / "gsm8k"
+    assert parse(efficacy) == {
+        "task": "gsm8k",
+        "train": data / "train.jsonl",
+        "test": data / "test.jsonl",
+        "train_n": 30,
+        "test_n": 100,
+    }
+    assert efficacy.default_work("local:qwen2.5-coder-1.5b", "gsm8k") == (
+        BENCHMARKS / ".efficacy" / "local-qwen2.5-coder-1.5b"
+    )
+
+
+def test_formula_has_its_own_data_sizes_and_work_folder(efficacy: ModuleType) -> None:
+    data = BENCHMARKS / "data" / "finance_formula"
+    assert parse(efficacy, "task", "formula") == {
+        "task": "formula",
+        "train": data / "train.jsonl",
+        "test": data / "val.jsonl",
+        "train_n": 60,
+        "test_n": 200,
+    }
+    assert parse(efficacy, "task", "formula", "train_n", 5, "test", Path("t.jsonl"))["test"] == Path("t.jsonl")
+    assert parse(efficacy, "task", "formula", "train_n", 5)["train_n"] == 5
+    assert efficacy.default_work("local:qwen2.5-coder-1.5b", "formula") == (
+        BENCHMARKS / ".efficacy" / "local-qwen2.5-coder-1.5b-formula"
+    )
+
+
+def test_by_category_counts_each_mode(efficacy: ModuleType) -> None:
+    test = [
+        Problem(id="a", question="qa", answer="1", meta={"category": "Beta"}),
+        Problem(id="b", question="qb", answer="1", meta={"category": "Alpha"}),
+        Problem(id="c", question="qc", answer="1", meta={"category": "Beta"}),
+    ]
+    results = {
+        "vanilla": [{"problem_id": "a", "correct": True}, {"problem_id": "c", "correct": False}],
+        "flex": [{"problem_id": p, "correct": True} for p in "abc"],
+    }
+    table = efficacy.by_category(test, results)
+    assert table == {"Alpha": {"flex": [1, 1]}, "Beta": {"vanilla": [1, 2], "flex": [2, 2]}}
+    assert list(table) == ["Alpha", "Beta"]
+    assert efficacy.by_category([Problem(id="a", question="q", answer="1")], results) == {}
+
+
+def write(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"question": q, "answer": a, "category": c}) + "\n" for q, a, c in rows))
+    return path
+
+
+def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
+    efficacy: ModuleType,
+    tmp_path: Path,
+    scripted_server: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    train = write(
+        tmp_path / "train.jsonl",
+        [("What is the sum of 12 and 30?", "42.0", "sums"), ("What is the product of 6 and 7?", "42.0", "products")],
+    )
+    test = write(
+        tmp_path / "test.jsonl",
+        [
+            ("What is the sum of 20 and 5?", "25.0", "sums"),
+            ("What is the product of 3 and 4?", "12.0", "products"),
+            ("What is the sum of 1 and 2?", "3.0", "sums"),
+        ],
+    )
+    work = tmp_path / "work"
+    argv = ["efficacy.py", "--task", "formula", "--model", model_uri(scripted_server), "--modes", "vanilla,flex"]
+    argv += ["--train", str(train), "--test", str(test), "--train-n", "2", "--test-n", "3", "--work", str(work)]
+    monkeypatch.setattr(sys, "argv", argv)
+
+    efficacy.main()
+    first = json.loads(capsys.readouterr().out)
+    assert first["test"] == {"file": str(test), "n": 3}
+    assert set(first["modes"]) == {"vanilla", "flex"}
+    assert set(first["by_category"]) == {"products", "sums"}
+    for mode in ("vanilla", "flex"):
+        assert [first["by_category"][kind][mode][1] for kind in ("products", "sums")] == [1, 2]
+        correct = sum(first["by_category"][kind][mode][0] for kind in ("products", "sums"))
+        assert correct == first["modes"][mode]["correct"]
+    with Library.open(work / "train2.flexlib", create=False) as lib:
+        assert {e.title for e in lib.list()} == {"sums", "products"}
+
+    requests = len(scripted_server.requests)
+    efficacy.main()
+    again = json.loads(capsys.readouterr().out)
+    assert len(scripted_server.requests) == requests  # learned and evaluated already: all from the cache
+    assert (again["modes"], again["by_category"]) == (first["modes"], first["by_category"])
