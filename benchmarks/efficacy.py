@@ -9,6 +9,7 @@ the library's composition, and calls, tokens and seconds per phase.
     python benchmarks/efficacy.py --tools python --work benchmarks/.efficacy/tools  # the paper's setting
     python benchmarks/efficacy.py --model openai:qwen2.5-7b@http://127.0.0.1:8000/v1 --concurrency 8
     python benchmarks/efficacy.py --library mine.flexlib --work benchmarks/.efficacy/mine  # flex with a given library
+    python benchmarks/efficacy.py --task formula --modes vanilla,icl,agent,flex,ace --ace-python ace-venv/bin/python
 
 Every finished item is cached in the work folder (`--work`, by default one per model and task), and learning
 resumes through the library's own run ledger, so an interrupted run picks up where it stopped: run the same command
@@ -24,8 +25,11 @@ import json
 import os
 import random
 import re
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -299,6 +303,62 @@ async def eval_phase(
     return [i for i in items if i is not None]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ace_phase(args: argparse.Namespace, test: list[Problem], work: Path, phases: Phases) -> list[dict[str, Any]]:
+    """The peer's row: `flex serve` puts the same GGUF behind an OpenAI-compatible endpoint, `ace_peer.py` runs
+    kayba's ACE against it in its own environment (`--ace-python`: learning on the same training problems, then
+    answering the test problems; resumable), and each final answer it gave is scored with this task's checker."""
+    if not args.ace_python:
+        sys.exit("mode ace needs --ace-python: the python of an environment with ace-framework installed")
+    if not args.model.startswith("local:"):
+        sys.exit("mode ace serves the local model with flex serve: give a local:... --model")
+    name = args.model.removeprefix("local:")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flexlearn", "serve", "--model", args.model, "--port", str(port), "--alias", name],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if server.poll() is not None:
+                sys.exit(f"flex serve exited: {server.stderr.read() if server.stderr else ''}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("flex serve did not come up within 600 s")
+                time.sleep(1)
+        cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", base_url, "--model", name]
+        cmd += ["--train", str(args.train), "--train-n", str(args.train_n)]
+        cmd += ["--test", str(args.test), "--test-n", str(args.test_n), "--work", str(work)]
+        subprocess.run(cmd, check=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    state = json.loads((work / "state.json").read_text())
+    phases.data.update({f"ace:{k}": v for k, v in state.get("phases", {}).items()})
+    task = get_task(args.task)
+    by_id = {p.id: p for p in test}
+    items = []
+    for line in (work / "items.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        problem = by_id.get(item["problem_id"])
+        if problem is None:
+            continue
+        score = task.score(item["final_answer"], problem)
+        items.append({**item, "correct": score.correct, "extracted": score.extracted})
+    return items
+
+
 def default_work(model: str, task: str) -> Path:
     """The work folder when --work is not given: one per model, and per task besides gsm8k (whose folder is named
     as before the option existed, so its caches stay in use)."""
@@ -349,7 +409,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"library: {composition(library)}", file=sys.stderr, flush=True)
         results: dict[str, list[dict[str, Any]]] = {}
         for mode in modes:
-            results[mode] = await eval_phase(args, mode, test, train, library, cache, phases)
+            if mode == "ace":
+                results[mode] = ace_phase(args, test, work / "ace", phases)
+            else:
+                results[mode] = await eval_phase(args, mode, test, train, library, cache, phases)
         out: dict[str, Any] = {
             "model": args.model,
             "train": {"file": str(args.train), "n": len(train)},
@@ -407,7 +470,18 @@ def main() -> None:
     )
     parser.add_argument("--train-n", type=int, default=None, help="[default: 30 for gsm8k, 60 for formula]")
     parser.add_argument("--test-n", type=int, default=None, help="[default: 100 for gsm8k, 200 for formula]")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated, of vanilla, icl, agent, flex and ace (the peer: needs --ace-python) "
+        "[default: %(default)s]",
+    )
+    parser.add_argument(
+        "--ace-python",
+        type=Path,
+        default=None,
+        help="mode ace: the python of a separate environment with ace-framework==0.7.1 installed",
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(

@@ -1,0 +1,174 @@
+"""The peer, run as its users run it: kayba's ACE (`pip install ace-framework==0.7.1`, the newest release that
+installs on Python 3.11) adapts a skillbook offline on training problems and answers test problems with it,
+against any OpenAI-compatible endpoint. Writes one JSON line per answered test problem to WORK/items.jsonl.
+
+    /path/to/ace-venv/bin/python benchmarks/ace_peer.py --base-url http://127.0.0.1:8000/v1 \\
+        --model qwen2.5-coder-1.5b --train data/finance_formula/train.jsonl --train-n 60 \\
+        --test data/finance_formula/val.jsonl --test-n 200 --work /tmp/ace-work
+
+It imports nothing of flexlearn (ACE and flexlearn live in separate environments: ACE pulls in litellm,
+instructor and browser-use). `benchmarks/efficacy.py --ace-python` starts `flex serve` for the same GGUF, runs this
+script, and scores the final answers it wrote with the task's own checker, as the `ace` row.
+
+Configured from ACE's own documentation (the docstrings of `OfflineACE`, `Agent`, `Reflector`, `SkillManager` and
+`LiteLLMClient`): one `LiteLLMClient` for the three roles, `OfflineACE(...).run(samples, environment, epochs=1)`,
+then `Agent.generate(question=..., context=..., skillbook=...)` with the learned skillbook. The environment is the
+one thing a user writes: here it applies the benchmark's rule from the ACE paper's own repository (commas removed,
+equal as floats) and answers "Correct!" or "Incorrect. Expected: X", as ACE's `SimpleEnvironment` does.
+
+Resumable: the skillbook is saved after every training problem with the count done, and every answered test
+problem is appended as it finishes; run the same command again to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _rows(path: Path, n: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if n > len(rows):
+        sys.exit(f"{path} holds {len(rows)} problems, fewer than the {n} asked for")
+    return [{**row, "id": f"{path.name}:{i}"} for i, row in enumerate(rows[:n], start=1)]
+
+
+def ace_correct(prediction: str, target: str) -> bool:
+    """The rule of the ACE paper's finance evaluation: commas removed, equal as floats."""
+    try:
+        return float(str(prediction).replace(",", "").strip()) == float(str(target).replace(",", ""))
+    except ValueError:
+        return False
+
+
+class Usage:
+    """Calls and tokens of every LLM call ACE makes, through litellm's success callback."""
+
+    def __init__(self) -> None:
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+
+    def __call__(self, kwargs: Any, response: Any, start: Any, end: Any) -> None:
+        self.calls += 1
+        usage = getattr(response, "usage", None)
+        self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+        self.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+
+    def snapshot(self) -> dict[str, int]:
+        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--model", required=True, help="the served model's name")
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--train-n", type=int, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--test-n", type=int, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--max-tokens", type=int, default=2048, help="ACE's LiteLLMClient default")
+    parser.add_argument("--timeout", type=int, default=600)
+    args = parser.parse_args()
+
+    # Offline: litellm would otherwise try to fetch its model price list from the internet at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+    from ace import Agent, OfflineACE, Reflector, Sample, Skillbook, SkillManager
+    from ace.adaptation import EnvironmentResult, TaskEnvironment
+    from ace.llm_providers import LiteLLMClient
+
+    class FormulaEnvironment(TaskEnvironment):
+        def evaluate(self, sample: Any, agent_output: Any) -> Any:
+            correct = ace_correct(agent_output.final_answer, sample.ground_truth)
+            return EnvironmentResult(
+                feedback="Correct!" if correct else f"Incorrect. Expected: {sample.ground_truth}",
+                ground_truth=sample.ground_truth,
+                metrics={"correct": 1.0 if correct else 0.0},
+            )
+
+    usage = Usage()
+    litellm.success_callback = [usage]
+    os.environ.setdefault("OPENAI_API_KEY", "none")  # a local server needs none; litellm wants one set
+    client = LiteLLMClient(
+        model=f"openai/{args.model}",
+        api_base=args.base_url,
+        max_tokens=args.max_tokens,
+        timeout=args.timeout,
+    )
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    book_path, state_path, items_path = work / "skillbook.json", work / "state.json", work / "items.jsonl"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"trained": 0, "phases": {}}
+    skillbook = Skillbook.load_from_file(str(book_path)) if book_path.exists() else Skillbook()
+
+    def save_state() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, state_path)
+
+    def add_phase(name: str, seconds: float, before: dict[str, int]) -> None:
+        now = usage.snapshot()
+        row = state["phases"].setdefault(name, {"seconds": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        row["seconds"] += seconds
+        for k in now:
+            row[k] += now[k] - before[k]
+
+    train = _rows(args.train, args.train_n)
+    ace = OfflineACE(
+        skillbook=skillbook, agent=Agent(client), reflector=Reflector(client), skill_manager=SkillManager(client)
+    )
+    env = FormulaEnvironment()
+    for row in train[state["trained"] :]:
+        started, before = time.monotonic(), usage.snapshot()
+        results = ace.run([Sample(question=row["question"], ground_truth=row["answer"])], env, epochs=1)
+        ace.skillbook.save_to_file(str(book_path))
+        state["trained"] += 1
+        state.setdefault("train_failed", 0)
+        state["train_failed"] += 0 if results else 1
+        add_phase("learn", time.monotonic() - started, before)
+        save_state()
+        print(f"ace learn {state['trained']}/{len(train)} skills {len(ace.skillbook.skills())}", file=sys.stderr)
+
+    done = set()
+    if items_path.exists():
+        for line in items_path.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["problem_id"])
+            except (ValueError, KeyError):
+                continue
+    agent = Agent(client)
+    test = [r for r in _rows(args.test, args.test_n) if r["id"] not in done]
+    for i, row in enumerate(test, start=1):
+        started, before = time.monotonic(), usage.snapshot()
+        try:
+            output = agent.generate(question=row["question"], context="", skillbook=ace.skillbook)
+            answer, reasoning, error = str(output.final_answer), str(output.reasoning), None
+        except Exception as e:  # a reply instructor could not validate: the item counts as wrong
+            answer, reasoning, error = "", "", f"{type(e).__name__}: {str(e)[:300]}"
+        seconds = time.monotonic() - started
+        add_phase("eval", seconds, before)
+        after = usage.snapshot()
+        item = {
+            "problem_id": row["id"],
+            "final_answer": answer,
+            "correct_ace_rule": ace_correct(answer, row["answer"]),
+            "error": error,
+            "seconds": seconds,
+            **{k: after[k] - before[k] for k in after},
+            "reasoning": reasoning[-2000:],
+        }
+        with items_path.open("a") as f:
+            f.write(json.dumps(item) + "\n")
+        save_state()
+        print(f"ace eval {i}/{len(test)}", file=sys.stderr)
+    summary = {"skills": len(ace.skillbook.skills()), **state}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
