@@ -119,3 +119,29 @@ def test_meta(lib: Library) -> None:
     assert lib.get_meta("schema_version") == "2"
     with pytest.raises(LibraryError):
         lib.set_meta("schema_version", "7")
+
+
+# -- one file ---------------------------------------------------------------------------------------------------
+
+
+def test_the_file_alone_is_the_whole_library_once_closed(tmp_path: Path) -> None:
+    """A reader still open (the retrieval index keeps one) stops SQLite from folding its log into the file at the
+    last close; `close` does it, so a copy of the `.flexlib` alone holds everything written."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "lib.flexlib"
+    lib = Library.open(path)
+    reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    reader.execute("SELECT count(*) FROM experiences").fetchone()
+    for i in range(20):
+        lib.add(make(f"lesson number {i} " * 20), reason="r")
+    lib.close()
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    shutil.copy(path, elsewhere / "lib.flexlib")  # the file alone, no -wal beside it
+    try:
+        with Library.open(elsewhere / "lib.flexlib", create=False) as copy:
+            assert copy.count() == 20
+    finally:
+        reader.close()

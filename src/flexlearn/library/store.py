@@ -9,6 +9,7 @@ one `Library` object belongs to one thread. `Library` is composed of one mixin p
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from types import TracebackType
@@ -85,7 +86,12 @@ class Library(Experiences, Search, Runs):
             schema.upgrade(self._conn, version, self.SCHEMA_VERSION)
 
     def close(self) -> None:
-        """Close the file. Safe to call twice."""
+        """Close the file, complete in itself: what the write-ahead log holds is copied into it first, so the
+        `.flexlib` alone can be copied or handed on once a command has finished. (SQLite does that by itself only
+        when the last connection to the file closes, and the retrieval index keeps a read connection of its own.)
+        Safe to call twice."""
+        with contextlib.suppress(sqlite3.Error):  # closed already, or a read-only file: nothing to copy
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
 
     def __enter__(self) -> Library:
