@@ -110,6 +110,18 @@ async def test_learn_stops_after_consecutive_model_failures_and_resumes(tmp_path
             await learn(PROBLEMS[:2], task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
 
 
+async def test_a_short_run_in_which_every_problem_failed_at_the_model_is_an_error(tmp_path: Path) -> None:
+    def down(prompt, role, schema):  # type: ignore[no-untyped-def]
+        raise ModelError("connection refused")
+
+    config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1), max_consecutive_failures=5, concurrency=1)
+    with Library.open(tmp_path / "l.flexlib") as lib:
+        with pytest.raises(ModelError, match=r"all 3 problems failed at the model.*connection refused"):
+            await learn(PROBLEMS[:3], task=TASK, agents=Agents.single(FunctionModel(down)), library=lib, config=config)
+        assert lib.count() == 0
+        assert lib.resumable_run("learn", task=TASK.name, problem_ids=[p.id for p in PROBLEMS[:3]])
+
+
 async def test_resume_without_a_run_is_an_error(tmp_path: Path) -> None:
     with Library.open(tmp_path / "l.flexlib") as lib, pytest.raises(FlexError, match="nothing to resume"):
         await learn(PROBLEMS, task=TASK, agents=Agents.single(FunctionModel(never_right)), library=lib, resume=True)
@@ -258,13 +270,16 @@ async def test_a_model_error_in_any_role_fails_the_problem_and_resume_retries_it
             await learn(seed, task=TASK, agents=Agents.single(model), library=lib)
             down["on"] = True
         before = lib.count()
-        summary = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config)
-        assert summary.failed == len(PROBLEMS) and summary.solved + summary.unsolved == 0
+        # Every problem failed: the run is an error however large the streak allowed, and stays resumable.
+        with pytest.raises(ModelError, match=f"all {len(PROBLEMS)} problems failed at the model"):
+            await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config)
+        run_id = lib.latest_run("learn")
+        assert run_id is not None
         assert lib.count() == before  # nothing from a failed problem was written
-        assert set(lib.problem_status(summary.run_id).values()) == {"failed"}
+        assert set(lib.problem_status(run_id).values()) == {"failed"}
         down["on"] = False
         again = await learn(PROBLEMS, task=TASK, agents=Agents.single(model), library=lib, config=config, resume=True)
-        assert again.run_id == summary.run_id and again.failed == 0 and again.unsolved == len(PROBLEMS)
+        assert again.run_id == run_id and again.failed == 0 and again.unsolved == len(PROBLEMS)
 
 
 async def test_a_merge_that_would_copy_another_entry_is_a_discard_linked_to_it(tmp_path: Path) -> None:

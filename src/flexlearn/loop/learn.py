@@ -253,6 +253,7 @@ async def learn(
     window: deque[tuple[Problem, asyncio.Task[_Outcome]]] = deque()
     pending = iter(todo)
     consecutive_failures = 0
+    last_error: str | None = None
     try:
         while True:
             while len(window) < 2 * in_flight:
@@ -287,6 +288,7 @@ async def learn(
             if outcome.error is not None or absorbed is None:
                 consecutive_failures += 1
                 summary.failed += 1
+                last_error = outcome.error or last_error
                 library.record_problem(run_id, problem.id, status="failed", trajectory={"error": outcome.error})
                 if consecutive_failures >= config.max_consecutive_failures:
                     raise ModelError(
@@ -306,6 +308,13 @@ async def learn(
         for task in [job for _, job in window] + list(early.values()):
             task.cancel()
         await asyncio.gather(*(job for _, job in window), *early.values(), return_exceptions=True)
+    if todo and summary.failed == len(todo):
+        # However few problems there were: a run in which none was learned from failed (the guard above needs a
+        # streak of `max_consecutive_failures`, which a short run never reaches).
+        raise ModelError(
+            f"all {len(todo)} problems failed at the model; last error: {last_error}. "
+            "Fix the model endpoint and run again with --resume."
+        )
     if summary.failed == 0:
         library.finish_run(run_id, status="done")
     summary.seconds = time.monotonic() - started
