@@ -3,8 +3,10 @@ installs on Python 3.11) adapts a skillbook offline on training problems and ans
 against any OpenAI-compatible endpoint. Writes one JSON line per answered test problem to WORK/items.jsonl.
 
     /path/to/ace-venv/bin/python benchmarks/ace_peer.py --base-url http://127.0.0.1:8000/v1 \\
-        --model qwen2.5-coder-1.5b --train data/finance_formula/train.jsonl --train-n 60 \\
-        --test data/finance_formula/val.jsonl --test-n 200 --work /tmp/ace-work
+        --model qwen2.5-coder-1.5b --train train.jsonl --test test.jsonl --work /tmp/ace-work
+
+`--train` and `--test` are JSONL of {"id", "question", "answer"}: the problems exactly as the caller loaded them
+(efficacy.py writes them from its own slices, so both sides name each problem alike).
 
 It imports nothing of flexlearn (ACE and flexlearn live in separate environments: ACE pulls in litellm,
 instructor and browser-use). `benchmarks/efficacy.py --ace-python` starts `flex serve` for the same GGUF, runs this
@@ -31,11 +33,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _rows(path: Path, n: int) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if n > len(rows):
-        sys.exit(f"{path} holds {len(rows)} problems, fewer than the {n} asked for")
-    return [{**row, "id": f"{path.name}:{i}"} for i, row in enumerate(rows[:n], start=1)]
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def ace_correct(prediction: str, target: str) -> bool:
@@ -66,10 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--model", required=True, help="the served model's name")
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--train-n", type=int, required=True)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--test-n", type=int, required=True)
+    parser.add_argument("--train", type=Path, required=True, help="JSONL of id, question, answer")
+    parser.add_argument("--test", type=Path, required=True, help="JSONL of id, question, answer")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--max-tokens", type=int, default=2048, help="ACE's LiteLLMClient default")
     parser.add_argument("--timeout", type=int, default=600)
@@ -118,7 +115,7 @@ def main() -> None:
         for k in now:
             row[k] += now[k] - before[k]
 
-    train = _rows(args.train, args.train_n)
+    train = _rows(args.train)
     ace = OfflineACE(
         skillbook=skillbook, agent=Agent(client), reflector=Reflector(client), skill_manager=SkillManager(client)
     )
@@ -142,7 +139,7 @@ def main() -> None:
             except (ValueError, KeyError):
                 continue
     agent = Agent(client)
-    test = [r for r in _rows(args.test, args.test_n) if r["id"] not in done]
+    test = [r for r in _rows(args.test) if r["id"] not in done]
     for i, row in enumerate(test, start=1):
         started, before = time.monotonic(), usage.snapshot()
         try:

@@ -309,7 +309,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ace_phase(args: argparse.Namespace, test: list[Problem], work: Path, phases: Phases) -> list[dict[str, Any]]:
+def ace_phase(
+    args: argparse.Namespace, train: list[Problem], test: list[Problem], work: Path, phases: Phases
+) -> list[dict[str, Any]]:
     """The peer's row: `flex serve` puts the same GGUF behind an OpenAI-compatible endpoint, `ace_peer.py` runs
     kayba's ACE against it in its own environment (`--ace-python`: learning on the same training problems, then
     answering the test problems; resumable), and each final answer it gave is scored with this task's checker."""
@@ -318,18 +320,26 @@ def ace_phase(args: argparse.Namespace, test: list[Problem], work: Path, phases:
     if not args.model.startswith("local:"):
         sys.exit("mode ace serves the local model with flex serve: give a local:... --model")
     name = args.model.removeprefix("local:")
+    work.mkdir(parents=True, exist_ok=True)
+    slices = {}
+    for part, problems in (("train", train), ("test", test)):  # the problems as loaded here, ids included
+        slices[part] = work / f"{part}.jsonl"
+        rows = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) for p in problems)
+        slices[part].write_text("".join(f"{row}\n" for row in rows))
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flexlearn", "serve", "--model", args.model, "--port", str(port), "--alias", name],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server_log = work / "serve.log"  # a file, not a pipe nobody reads while ACE runs for hours
+    with server_log.open("w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flexlearn", "serve", "--model", args.model, "--port", str(port), "--alias", name],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 600
         while True:
             if server.poll() is not None:
-                sys.exit(f"flex serve exited: {server.stderr.read() if server.stderr else ''}")
+                sys.exit(f"flex serve exited: {server_log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{base_url}/models", timeout=5):
                     break
@@ -338,8 +348,7 @@ def ace_phase(args: argparse.Namespace, test: list[Problem], work: Path, phases:
                     sys.exit("flex serve did not come up within 600 s")
                 time.sleep(1)
         cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", base_url, "--model", name]
-        cmd += ["--train", str(args.train), "--train-n", str(args.train_n)]
-        cmd += ["--test", str(args.test), "--test-n", str(args.test_n), "--work", str(work)]
+        cmd += ["--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
         subprocess.run(cmd, check=True)
     finally:
         server.terminate()
@@ -410,7 +419,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, list[dict[str, Any]]] = {}
         for mode in modes:
             if mode == "ace":
-                results[mode] = ace_phase(args, test, work / "ace", phases)
+                results[mode] = ace_phase(args, train, test, work / "ace", phases)
             else:
                 results[mode] = await eval_phase(args, mode, test, train, library, cache, phases)
         out: dict[str, Any] = {
