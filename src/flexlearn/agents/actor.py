@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from flexlearn.agents.templates import completion_cue, fence, fill, shorten
+from flexlearn.agents.templates import completion_cue, fence, fill, origin_of, shorten
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, Usage
@@ -50,14 +50,6 @@ def worked_shots(task: Task, train: Sequence[Problem], problem: Problem, k: int,
 _ZONE_USE = {Zone.GOLDEN: "worked: follow it where it applies", Zone.WARNING: "failed: avoid it"}
 
 
-def _origin(e: Experience) -> str:
-    """Where an entry came from, as the actor is told: learned here, or the import and its file."""
-    source = e.provenance.source or "learned"
-    if source == "learned":
-        return "learned here"
-    return f"{source} from {e.provenance.origin}" if e.provenance.origin else source
-
-
 def _worked(e: Experience) -> tuple[str, str] | None:
     """The first worked example a case carries, as (problem, solution), or None."""
     for x in e.examples:
@@ -99,7 +91,7 @@ def render_guidance(experiences: list[Experience], *, limits: Limits = DEFAULT_L
     for e in experiences:
         title = f' kind="{fence(e.title)}"' if e.title else ""
         lines.append(
-            f'<experience zone="{e.zone}" level="{e.level}"{title} origin="{fence(_origin(e))}"> '
+            f'<experience zone="{e.zone}" level="{e.level}"{title} origin="{fence(origin_of(e))}"> '
             f"({_ZONE_USE[Zone(e.zone)]})"
         )
         lines.extend(_body(e, limits))

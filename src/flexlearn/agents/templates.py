@@ -10,6 +10,7 @@ import re
 from functools import cache
 from importlib import resources
 
+from flexlearn.experience import Experience
 from flexlearn.models.base import Message, Prompt
 
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
@@ -99,3 +100,11 @@ _FENCE_BREAK = re.compile(r"</?\s*experience\b", re.IGNORECASE)
 
 def fence(text: str) -> str:
     return _FENCE_BREAK.sub(lambda m: m.group().replace("<", "\u2039"), text)
+
+
+def origin_of(e: Experience) -> str:
+    """Where an entry came from, as a model is told: learned here, or the import and its file."""
+    source = e.provenance.source or "learned"
+    if source == "learned":
+        return "learned here"
+    return f"{source} from {e.provenance.origin}" if e.provenance.origin else source

@@ -11,10 +11,10 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flexlearn.agents.templates import fill, shorten
+from flexlearn.agents.templates import fence, fill, origin_of, shorten
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
-from flexlearn.library.store import Library
+from flexlearn.library.shown import Shown
 from flexlearn.retrieval.base import Retriever
 from flexlearn.sandbox import SandboxLimits
 
@@ -57,10 +57,13 @@ class ToolBounds:
 @dataclass
 class ExperienceTool:
     """`search_experience(query, zone=None, level=None)` over a `Retriever`, and `experience_details(id)` to go
-    from a principle to its patterns and from a pattern to its cases, as the paper's retriever does."""
+    from a principle to its patterns and from a pattern to its cases, as the paper's retriever does.
+
+    It reads the library through `Shown`, so a quarantined entry never reaches the model, as a hit, a parent or
+    a child; and every entry's text is fenced and names its origin, as retrieved guidance does."""
 
     retriever: Retriever
-    library: Library
+    shown: Shown
     bounds: ToolBounds = field(default_factory=ToolBounds)
 
     def search(self, query: str, zone: str | None = None, level: str | None = None) -> tuple[str, list[str]]:
@@ -76,29 +79,32 @@ class ExperienceTool:
         lines = []
         for hit in hits:
             lines.append(self._line(hit.experience))
-            kids = self.library.children(hit.experience.id)
+            kids = self.shown.children(hit.experience.id)
             if kids:
                 label = "patterns" if hit.experience.level == Level.PRINCIPLE else "cases"
-                lines.append(f"    {label}: " + "; ".join(f"[{c.id}] {c.title or c.zone}" for c in kids[:5]))
+                lines.append(f"    {label}: " + "; ".join(f"[{c.id}] {fence(c.title or c.zone)}" for c in kids[:5]))
         return "\n".join(lines), [h.experience.id for h in hits]
 
     def details(self, id: str) -> tuple[str, list[str]]:
-        exp = self.library.find(id.strip().strip("[]"))
+        exp = self.shown.find(str(id).strip().strip("[]"))
         if exp is None:
             return f"No experience with id {id!r}; use an id shown in brackets by {SEARCH}.", []
-        lines = [f"[{exp.id}] {exp.zone} {exp.level}: {exp.title}", exp.content]
-        lines += [f"e.g. {shorten(x, self.bounds.entry_chars)}" for x in exp.examples[:2]]
-        if exp.parent_id and (parent := self.library.find(exp.parent_id)) is not None:
+        lines = [
+            f"[{exp.id}] {exp.zone} {exp.level} ({fence(origin_of(exp))}): {fence(exp.title)}",
+            fence(exp.content),
+        ]
+        lines += [f"e.g. {fence(shorten(x, self.bounds.entry_chars))}" for x in exp.examples[:2]]
+        if (parent := self.shown.parent(exp)) is not None:
             lines.append(f"part of: {self._line(parent)}")
-        kids = self.library.children(exp.id)
+        kids = self.shown.children(exp.id)
         if kids:
             lines.append("patterns:" if exp.level == Level.PRINCIPLE else "cases:")
             lines += [f"  {self._line(c)}" for c in kids[:8]]
         return "\n".join(lines), [exp.id, *(c.id for c in kids[:8])]
 
     def _line(self, e: Experience) -> str:
-        head = f"[{e.id}] {e.zone} {e.level}"
-        return f"{head} {e.title}: {shorten(e.content, self.bounds.entry_chars)}"
+        head = f"[{e.id}] {e.zone} {e.level} ({fence(origin_of(e))})"
+        return f"{head} {fence(e.title)}: {fence(shorten(e.content, self.bounds.entry_chars))}"
 
 
 @dataclass(frozen=True)
@@ -133,21 +139,22 @@ class ToolSet:
 def make_toolset(
     names: Sequence[str],
     *,
-    library: Library | None = None,
+    shown: Shown | None = None,
     retriever: Retriever | None = None,
     limits: SandboxLimits | None = None,
     bounds: ToolBounds | None = None,
 ) -> ToolSet | None:
-    """The tools `names` asks for (None for none). The experience tool needs a library to search."""
+    """The tools `names` asks for (None for none). The experience tool needs a library to search, given as what a
+    model may read of it (`shown()` of the library)."""
     names = parse_tools(names)
     if not names:
         return None
     bounds = bounds or ToolBounds()
     experience = None
     if "experience" in names:
-        if library is None or retriever is None:
+        if shown is None or retriever is None:
             raise ConfigError("tool 'experience' searches an experience library: pass --library")
-        experience = ExperienceTool(retriever, library, bounds)
+        experience = ExperienceTool(retriever, shown, bounds)
     return ToolSet(python="python" in names, experience=experience, limits=limits or SandboxLimits(), bounds=bounds)
 
 

@@ -16,6 +16,7 @@ from flexlearn.errors import LibraryError
 from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Status, Zone
 from flexlearn.library.base import LibraryBase
 from flexlearn.library.rows import dumps, filters, loads, to_experience
+from flexlearn.library.shown import Shown
 from flexlearn.library.text import clean_text
 
 MAX_EXAMPLES = 5
@@ -55,6 +56,10 @@ class Experiences(LibraryBase):
         Every retriever resolves its hits through this (or filters on `status` itself)."""
         found = self.find_many(ids)
         return {id: e for id, e in found.items() if e.status == Status.ACTIVE}
+
+    def shown(self) -> Shown:
+        """The entries a model may read (the active ones): the reader every prompt-building component takes."""
+        return Shown(self)
 
     def quarantined(self) -> builtins.list[Experience]:
         """The entries waiting for approval (imported without `--trust`), in insertion order."""

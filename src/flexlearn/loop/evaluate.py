@@ -305,9 +305,10 @@ async def evaluate(
     tool_names = parse_tools(config.tools)
     if tool_names:
         check_tool_model(agents.actor)
+    shown = library.shown() if library is not None else None
     toolsets = {
         Mode.AGENT: make_toolset([n for n in tool_names if n != "experience"], limits=config.sandbox),
-        Mode.FLEX: make_toolset(tool_names, library=library, retriever=retriever, limits=config.sandbox)
+        Mode.FLEX: make_toolset(tool_names, shown=shown, retriever=retriever, limits=config.sandbox)
         if Mode.FLEX in modes
         else None,
     }
@@ -450,7 +451,7 @@ async def solve(
     problem = Problem(id="question", question=question, answer=answer or "")
     guidance: list[Experience] = []
     search = get_retriever(retriever, library) if library is not None else None
-    toolset = make_toolset(tools, library=library, retriever=search)
+    toolset = make_toolset(tools, shown=library.shown() if library is not None else None, retriever=search)
     if toolset is not None:
         check_tool_model(agents.actor)
     if library is not None and search is not None:

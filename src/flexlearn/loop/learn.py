@@ -164,7 +164,7 @@ async def learn(
     config = config or LearnConfig()
     # An unknown retriever or tool fails here, not after the first exploration.
     retriever = get_retriever(config.retriever, library)
-    tools = make_toolset(config.explore.tools, library=library, retriever=retriever)
+    tools = make_toolset(config.explore.tools, shown=library.shown(), retriever=retriever)
     started = time.monotonic()
     run_id = _resolve_run(library, task, problems, source, resume, agents.models())
     status = library.problem_status(run_id)

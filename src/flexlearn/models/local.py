@@ -242,9 +242,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> Any:
             verdict = native_check.verdict(path)
             t0 = time.perf_counter()
             with native_check.model_params(extra_bufts=verdict.extra_bufts):
-                llm = Llama(
-                    model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
-                )
+                llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
             log.debug("local model %s loaded in %.2fs", path, time.perf_counter() - t0)
             _MODELS[key] = llm
     return llm

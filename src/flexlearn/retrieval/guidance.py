@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Status, Zone
+from flexlearn.library.shown import Shown
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.models.base import PromptKind
@@ -24,20 +25,9 @@ def case_gate(kind: PromptKind) -> int:
     return CHAT_CASE_MIN_SHARED if kind == PromptKind.CHAT else 0
 
 
-def _ancestors(library: Library, exp: Experience) -> list[Experience]:
-    """The parent, grandparent... of `exp`, nearest first, up to the first one that is missing or quarantined
-    (never shown to a model). Parents are strictly more general, so this ends."""
-    chain: list[Experience] = []
-    parent_id = exp.parent_id
-    while parent_id is not None and (parent := library.find_retrievable([parent_id]).get(parent_id)) is not None:
-        chain.append(parent)
-        parent_id = parent.parent_id
-    return chain
-
-
 def select_guidance(
     retriever: Retriever,
-    library: Library,
+    library: Library | Shown,
     query: str,
     *,
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
@@ -48,8 +38,8 @@ def select_guidance(
     """The experiences to show the actor for `query`, at most `budget_tokens` in all (by `approx_tokens`).
 
     Up to `per_level` hits are searched in each zone and level; a hit brings its ancestors along (a case its
-    pattern and principle, a pattern its principle; read from `library`), since a concrete entry is read best
-    with the lesson it illustrates. The budget is
+    pattern and principle, a pattern its principle; read through `library.shown()`, so never a quarantined one),
+    since a concrete entry is read best with the lesson it illustrates. The budget is
     filled round by round: every zone and level's best hit first (shortest first), then the ancestors those
     hits brought, then every list's second hit, and so on, so that no single zone or level can crowd out the
     others. An entry that does not fit is skipped, not cut. The result reads from general to concrete:
@@ -69,6 +59,7 @@ def select_guidance(
     """
     if budget_tokens <= 0 or per_level <= 0:
         return []
+    shown = library if isinstance(library, Shown) else library.shown()
     hits = [retriever.search(query, k=per_level, zone=z, level=lv) for lv in Level for z in Zone]
     if min_shared > 0 or case_min_shared > 0:
         asked = content_words(query)
@@ -88,7 +79,7 @@ def select_guidance(
         round_hits = sorted((h[rank].experience for h in hits if rank < len(h)), key=Experience.approx_tokens)
         queue += round_hits
         # A hit at any level brings the more general lessons above it, principles first.
-        queue += [a for exp in round_hits for a in reversed(_ancestors(library, exp))]
+        queue += [a for exp in round_hits for a in reversed(shown.ancestors(exp))]
 
     chosen: dict[str, Experience] = {}
     used = 0
