@@ -38,7 +38,6 @@ from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.loop.evaluate import guide_at_default
-from flexlearn.loop.learn import problem_category
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -386,7 +385,7 @@ def resolve_task_defaults(args: argparse.Namespace) -> None:
 def by_category(test: Sequence[Problem], results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[int]]]:
     """category -> {mode: [correct, n]} over the evaluated items of each mode, categories sorted; empty when no
     test problem carries a category."""
-    category = {p.id: problem_category(p) for p in test}
+    category = {p.id: p.category for p in test}
     table: dict[str, dict[str, list[int]]] = {}
     for mode, items in results.items():
         for item in items:

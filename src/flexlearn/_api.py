@@ -86,19 +86,26 @@ class Guidance(str):
 
 
 def guidance(
-    library: Library, question: str, *, budget_tokens: int = BUDGET_TOKENS, retriever: str = DEFAULT_RETRIEVER
+    library: Library,
+    question: str,
+    *,
+    budget_tokens: int = BUDGET_TOKENS,
+    retriever: str = DEFAULT_RETRIEVER,
+    category: str = "",
 ) -> Guidance:
     """The experience block for `question`, to paste into your own agent's prompt: the entries retrieved within
     `budget_tokens`, chosen and rendered exactly as flex mode shows them to a chat actor (fenced reference
     material, general lessons first, a worked case only when it shares enough of the question's words). Empty
-    when nothing relevant is in the library. The entries' retrieval counters go up; pass the result to
-    `record(..., guidance=...)` with the outcome to count whether they helped."""
+    when nothing relevant is in the library. `category` names the kind of problem (as a data file's "category"
+    field does): the library's worked cases of that kind are then preferred. The entries' retrieval counters go
+    up; pass the result to `record(..., guidance=...)` with the outcome to count whether they helped."""
     entries = select_guidance(
         get_retriever(retriever, library),
         library,
         question,
         budget_tokens=budget_tokens,
         case_min_shared=case_gate(PromptKind.CHAT),
+        category=category,
     )
     if entries:
         library.record_retrieval([e.id for e in entries])
@@ -239,8 +246,10 @@ async def asolve(
     max_tokens: int | None = None,
     tools: str | Sequence[str] = (),
     answer: str | None = None,
+    category: str = "",
 ) -> Solution:
-    """Answer one question with the actor, guided by experience from `library` (none without one). With
+    """Answer one question with the actor, guided by experience from `library` (none without one); `category`
+    names its kind of problem, whose worked cases are then preferred. With
     `tools` ("python", "experience") the actor may run code in a sandbox and search the library; the
     solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
     the entries shown count as having helped or hurt."""
@@ -254,6 +263,7 @@ async def asolve(
         retriever=retriever,
         tools=parse_tools(tools),
         answer=answer,
+        category=category,
     )
 
 

@@ -371,6 +371,26 @@ async def test_flex_review_gives_the_lessons_to_the_critic_and_retries_on_its_fe
         EvalConfig(guide_at="system")
 
 
+async def test_flex_review_shows_the_actor_the_failed_cases_of_its_own_kind(tmp_path: Path) -> None:
+    lib = Library.open(tmp_path / "lib.flexlib")
+    failed = "Q: Capital of country 7?\nWrong: nowhere\nRight answer: city7"
+    lib.add(Experience(Zone.WARNING, Level.CASE, "capitals", "Failed: country 7.", examples=[failed]), reason="t")
+    lib.add(Experience(Zone.WARNING, Level.CASE, "rivers", "Failed: country river.", examples=[]), reason="t")
+    problem = Problem(id="p0", question="Capital of country 0?", answer="city0", meta={"category": "Capitals"})
+    model = FunctionModel(
+        lambda prompt, role, schema: "Final answer: city0" if role == "actor" else json.dumps({"correct": True})
+    )
+    config = EvalConfig(guide_at="review", agent_rounds=2, case_min_shared=0)
+    [r] = await evaluate(
+        [problem], task=TASK, modes=[Mode.FLEX], agents=Agents.single(model), library=lib, config=config
+    )
+    [actor] = [c.prompt.messages[1].content for c in model.calls if c.role == "actor"]
+    # Its own kind's failed case, with the right answer; not a failed case of another kind.
+    assert "Example problem: Capital of country 7?" in actor and "Right answer: city7" in actor
+    assert "country river" not in actor
+    assert r.items[0].correct
+
+
 def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
     from flexlearn.loop.evaluate import guide_at_default
 

@@ -140,3 +140,39 @@ def test_a_short_question_holds_cases_to_half_its_words(lib: Library) -> None:
     case = add(lib, Zone.GOLDEN, Level.CASE, "The capital of France is Paris.")
     got = select_guidance(Bm25Retriever(lib), lib, "What is the capital of France?", case_min_shared=5)
     assert [e.id for e in got] == [case.id]  # shares "capital" and "france": both of the question's words
+
+
+def kind(lib: Library, zone: Zone, title: str, content: str) -> Experience:
+    return lib.add(Experience(zone=zone, level=Level.CASE, title=title, content=content), reason="test")
+
+
+FORMULA_Q = (
+    "Use formula Working Capital to answer the question. Answer with a number. Formula: Working Capital = Current "
+    "Assets - Current Liabilities. Question: a hotel has current assets of $780,000 and current liabilities of "
+    "$521,000. What is its working capital?"
+)
+
+
+def test_a_category_shows_the_cases_of_its_kind_alone(lib: Library) -> None:
+    # A case of another kind sharing more of the question's words than the one of its own kind.
+    other = kind(lib, Zone.GOLDEN, "Current Ratio", "Current assets $780,000 over current liabilities $521,000: 1.50.")
+    own = kind(lib, Zone.GOLDEN, "Working Capital", "Capital of a shop: 90,000 - 40,000 = 50000.00.")
+    failed = kind(lib, Zone.WARNING, "working  capital", "Gave 250.00 for $250,000: the right answer was 250000.0.")
+    lesson = add(lib, Zone.GOLDEN, Level.PRINCIPLE, "Working capital is what current assets leave after liabilities.")
+    plain = select_guidance(Bm25Retriever(lib), lib, FORMULA_Q)
+    assert other.id in {e.id for e in plain}
+    got = select_guidance(Bm25Retriever(lib), lib, FORMULA_Q, category="Working Capital")
+    # The other kind's case is gone; both zones' cases of its kind are shown, and lessons are chosen as before.
+    assert {e.id for e in got} == {own.id, failed.id, lesson.id}
+    # A kind the library holds no case of: cases are chosen as without a category.
+    assert {e.id for e in select_guidance(Bm25Retriever(lib), lib, FORMULA_Q, category="EBITDA")} == {
+        e.id for e in plain
+    }
+
+
+def test_cases_of_the_kind_are_found_beyond_the_best_matches(lib: Library) -> None:
+    for i in range(30):
+        kind(lib, Zone.GOLDEN, "Current Ratio", f"Current assets and current liabilities of hotel {i}: ratio 1.{i}.")
+    own = kind(lib, Zone.GOLDEN, "Working Capital", "A shop: 90 - 40 = 50.")
+    got = select_guidance(Bm25Retriever(lib), lib, FORMULA_Q, category="Working Capital", per_level=2)
+    assert [e.id for e in got if e.level == Level.CASE] == [own.id]

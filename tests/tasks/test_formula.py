@@ -12,7 +12,7 @@ from flexlearn.experience import Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.explore import ExploreConfig
-from flexlearn.loop.learn import LearnConfig, learn, problem_category
+from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.models.function import FunctionModel
 from flexlearn.tasks import Problem, Task, get_task
 from flexlearn.tasks.formula import FormulaTask
@@ -119,7 +119,7 @@ def test_the_shipped_benchmark_data_loads_with_its_categories(name: str, size: i
     assert len({p.meta["category"] for p in problems}) == 50
     for item in problems:
         # The formula's name is the problem's category, which learning uses to title its lessons.
-        assert problem_category(item) == item.meta["category"]
+        assert item.category == item.meta["category"]
         assert item.question.startswith(f"Use formula {item.meta['category']} to answer")
         assert TASK.score(TASK.format_answer(item), item).correct
         assert TASK.score(item.answer, item).correct

@@ -59,16 +59,45 @@ def _worked(e: Experience) -> tuple[str, str] | None:
     return None
 
 
+# How a warning case's example names the fix after the wrong answer (`agents.distiller._worked_example`).
+_FIXES = (("\nCorrected: ", "Corrected solution"), ("\nRight answer: ", "Right answer"))
+
+
+def _failed(e: Experience) -> tuple[str, str, str, str] | None:
+    """The first failed example a warning case carries, as (problem, wrong answer, what names the fix, the fix),
+    or None."""
+    for x in e.examples:
+        if not (x.startswith("Q: ") and "\nWrong: " in x):
+            continue
+        question, _, rest = x[3:].partition("\nWrong: ")
+        for marker, label in _FIXES:
+            if marker in rest:
+                wrong, _, fix = rest.partition(marker)
+                return question.strip(), wrong.strip(), label, fix.strip()
+    return None
+
+
 def _body(e: Experience, limits: Limits) -> list[str]:
     """One entry's text inside its fence. A golden case that carries its worked solution is shown as a worked
-    example (problem, then the solution in full), the form a chat model follows best; a warning case as the problem,
-    the wrong answer and why, cut to a few lines; a principle or pattern as its lesson and one short example."""
+    example (problem, then the solution in full), the form a chat model follows best; a warning case as its problem
+    in full, the wrong answer (and why) and the corrected solution or the right answer, when it carries that
+    example, else its summary cut to a few lines; a principle or pattern as its lesson and one short example."""
     worked = _worked(e) if e.level == Level.CASE else None
     if worked is not None and e.zone == Zone.GOLDEN:
         question, solution = worked
         return [
             f"Example problem: {fence(question)}",
             f"Example solution: {fence(shorten(solution, limits.actor_case_solution_chars))}",
+        ]
+    failed = _failed(e) if e.level == Level.CASE and e.zone == Zone.WARNING else None
+    if failed is not None:
+        # The problem in full, the wrong answer and the fix: a summary cut to a few lines would lose the figures
+        # the right answer was computed from.
+        question, wrong, label, fix = failed
+        return [
+            f"Example problem: {fence(question)}",
+            f"Wrong answer given: {fence(shorten(wrong, limits.actor_warning_case_chars))}",
+            f"{label}: {fence(shorten(fix, limits.actor_case_solution_chars))}",
         ]
     if e.level == Level.CASE:
         return [fence(shorten(e.content, limits.actor_warning_case_chars))]

@@ -39,7 +39,7 @@ from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usag
 from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
-from flexlearn.retrieval.guidance import case_gate
+from flexlearn.retrieval.guidance import case_gate, of_kind
 from flexlearn.sandbox import SandboxLimits
 from flexlearn.tasks.base import MetricTask, Problem, Task
 from flexlearn.tasks.loader import check_question_length
@@ -143,15 +143,21 @@ async def _one(
             case_min_shared=(
                 case_gate(agents.actor.prompt_kind) if config.case_min_shared is None else config.case_min_shared
             ),
+            category=problem.category,
         )
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
     review = mode == Mode.FLEX and (config.guide_at or guide_at_default(agents.actor)) == "review"
     # In review, the lessons go to the critic; the actor sees only the worked cases of problems like this one (the
-    # ones that passed the case gate), the form a small model follows, besides the question and the feedback.
+    # ones that passed the case gate), the form a small model follows, besides the question and the feedback; and
+    # the failed cases of its own kind, whose right answers show what a problem of exactly this kind expects.
     lessons = guidance if review else []
-    shown = [e for e in guidance if e.level == Level.CASE and e.zone == Zone.GOLDEN] if review else guidance
+    shown = (
+        [e for e in guidance if e.level == Level.CASE and (e.zone == Zone.GOLDEN or of_kind(e, problem.category))]
+        if review
+        else guidance
+    )
     loops = mode == Mode.AGENT or review
     usage, calls, rounds = Usage(), 0, 0
     feedback: list[Feedback] = []
@@ -443,12 +449,14 @@ async def solve(
     retriever: str = DEFAULT_RETRIEVER,
     tools: Sequence[str] = (),
     answer: str | None = None,
+    category: str = "",
 ) -> Solution:
     """Answer one question with guidance retrieved from the library by the retriever named `retriever`, and with
     `tools` ("python", "experience") when given. With a known `answer` the reply is scored, and the entries shown
-    are counted as having helped or hurt."""
+    are counted as having helped or hurt. `category` names the kind of problem, as a data file's "category" field
+    does: the library's worked cases of that kind are preferred (see `select_guidance`)."""
     check_question_length(question)
-    problem = Problem(id="question", question=question, answer=answer or "")
+    problem = Problem(id="question", question=question, answer=answer or "", meta={"category": category})
     guidance: list[Experience] = []
     search = get_retriever(retriever, library) if library is not None else None
     toolset = make_toolset(tools, shown=library.shown() if library is not None else None, retriever=search)
@@ -456,7 +464,12 @@ async def solve(
         check_tool_model(agents.actor)
     if library is not None and search is not None:
         guidance = select_guidance(
-            search, library, question, budget_tokens=budget_tokens, case_min_shared=case_gate(agents.actor.prompt_kind)
+            search,
+            library,
+            question,
+            budget_tokens=budget_tokens,
+            case_min_shared=case_gate(agents.actor.prompt_kind),
+            category=category,
         )
     prompt = actor_prompt(task, problem, guidance=guidance)
     steps: list[ToolStepRecord] = []

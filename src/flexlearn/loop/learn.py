@@ -202,6 +202,7 @@ async def learn(
                     task.render(problem),
                     budget_tokens=config.budget_tokens,
                     case_min_shared=case_gate(agents.actor.prompt_kind),
+                    category=problem.category,
                 )
             trajectory = await explore(
                 problem,
@@ -219,7 +220,7 @@ async def learn(
                 question=task.render(problem),
                 answer=reference_text(task, problem),
                 category=task.name,
-                known_category=problem_category(problem),
+                known_category=problem.category,
                 agents=agents,
                 run_id=run_id,
                 config=config,
@@ -339,15 +340,6 @@ class Absorbed:
     actions: dict[str, int] = field(default_factory=lambda: {"add": 0, "merge": 0, "discard": 0})
     # Entries added, and existing entries merged into, in the order the candidates were decided.
     experience_ids: list[str] = field(default_factory=list)
-
-
-def problem_category(problem: Problem) -> str:
-    """The kind of problem the data says this is: its "category" field (or MATH's "subject" or "type"), else ""."""
-    for key in ("category", "subject", "type"):
-        value = problem.meta.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
 
 
 async def distil_trajectory(

@@ -10,7 +10,7 @@ from flexlearn.library.shown import Shown
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.models.base import PromptKind
-from flexlearn.retrieval.base import Retriever
+from flexlearn.retrieval.base import Hit, Retriever
 
 # How many content words a case must share with the question before a chat actor is shown it (see
 # `select_guidance`'s `case_min_shared`). Five keeps the cases that are the same kind of problem (of GSM8k's first
@@ -34,6 +34,7 @@ def select_guidance(
     per_level: int = 4,
     min_shared: int = 0,
     case_min_shared: int = 0,
+    category: str = "",
 ) -> list[Experience]:
     """The experiences to show the actor for `query`, at most `budget_tokens` in all (by `approx_tokens`).
 
@@ -55,6 +56,12 @@ def select_guidance(
     "$200 budget" copied into problems that had neither); a principle or pattern is written to hold for a kind of
     problem, so it is not held to the same bar.
 
+    `category` is the kind of problem the data says the query is (`Problem.category`; "" when it says none).
+    When the library holds cases of that kind (entries are titled with their problem's category when learned), the
+    cases shown are only those, in both zones, however few words they share: a worked case of the same kind is the
+    nearest evidence there is, and one of another kind is what a chat model copies from. When it holds none, cases
+    are chosen as without a category.
+
     Retrieval counters are not touched; the caller records what it actually showed.
     """
     if budget_tokens <= 0 or per_level <= 0:
@@ -72,6 +79,11 @@ def select_guidance(
             return need <= 0 or len(asked & content_words(f"{exp.title} {exp.content}")) >= need
 
         hits = [[h for h in found if related(h.experience)] for found in hits]
+    if category:
+        same = {z: _same_kind(retriever, query, category, z, per_level) for z in Zone}
+        if any(same.values()):
+            lists = [(lv, z) for lv in Level for z in Zone]
+            hits = [same[z] if lv == Level.CASE else found for (lv, z), found in zip(lists, hits, strict=True)]
     queue: list[Experience] = []
     for rank in range(per_level):
         # Within a round every hit is the best its list has left, so the smaller go first: one long worked
@@ -92,6 +104,28 @@ def select_guidance(
             used += cost
     # sorted() is stable: within a level and zone, entries keep the order they were chosen in.
     return sorted(chosen.values(), key=lambda e: (LEVEL_RANK[e.level], ZONE_RANK[e.zone]))
+
+
+# How many more hits than wanted are searched for cases of one kind: the question's best matches are of its kind
+# in a library of a few kinds, but in a large one those may sit further down.
+KIND_SEARCH_WIDTH = 4
+
+
+def of_kind(exp: Experience, category: str) -> bool:
+    """Whether `exp` is titled with the kind of problem `category` names (case and spacing aside)."""
+    return bool(category.strip()) and " ".join(exp.title.split()).casefold() == " ".join(category.split()).casefold()
+
+
+def _same_kind(retriever: Retriever, query: str, category: str, zone: Zone, k: int) -> list[Hit]:
+    """Up to `k` cases of `zone` titled `category`: the question's best matches of that kind first, then those
+    the category's own words find."""
+    found = retriever.search(query, k=k * KIND_SEARCH_WIDTH, zone=zone, level=Level.CASE)
+    found += retriever.search(category, k=k * KIND_SEARCH_WIDTH, zone=zone, level=Level.CASE)
+    out: dict[str, Hit] = {}
+    for hit in found:
+        if of_kind(hit.experience, category):
+            out.setdefault(hit.experience.id, hit)
+    return list(out.values())[:k]
 
 
 _WORD = re.compile(r"[a-z]{4,}")

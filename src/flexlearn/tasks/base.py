@@ -17,6 +17,16 @@ class Problem:
     answer: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def category(self) -> str:
+        """The kind of problem the data says this is: its "category" field (or MATH's "subject" or "type"), else
+        "". Learning titles the lessons of a problem with it, and guidance prefers worked cases of the same kind."""
+        for key in ("category", "subject", "type"):
+            value = self.meta.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return ""
+
 
 @dataclass
 class Score:
