@@ -282,6 +282,36 @@ async def test_a_model_error_in_any_role_fails_the_problem_and_resume_retries_it
         assert again.run_id == run_id and again.failed == 0 and again.unsolved == len(PROBLEMS)
 
 
+async def test_the_updater_compares_lessons_of_a_kind_the_data_names_with_that_kind_alone(tmp_path: Path) -> None:
+    kinds = ["Current Ratio", "Working Capital", "Current Ratio"]
+    problems = [
+        Problem(id=f"k{i}", question=f"Capital of country {i}?", answer=f"city{i}", meta={"category": kind})
+        for i, kind in enumerate(kinds)
+    ]
+    seen: list[str] = []
+
+    def model(prompt, role, schema):  # type: ignore[no-untyped-def]
+        if role == "updater":
+            seen.append(prompt.messages[-1].content)
+        if role == "distiller":
+            n = len([c for c in calls if c == "distiller"])
+            calls.append(role)
+            lesson = f"Lesson {n}: never answer nowhere for a capital."
+            principle = {"zone": "warning", "level": "principle", "title": "capitals", "content": lesson}
+            return json.dumps({"experiences": [principle]})
+        return never_right(prompt, role, schema)
+
+    calls: list[str] = []
+    with Library.open(tmp_path / "lib.flexlib") as lib:
+        config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1), concurrency=1, problems_in_flight=1)
+        await learn(problems, task=TASK, agents=Agents.single(FunctionModel(model)), library=lib, config=config)
+        # The second problem's kind is new, so its lesson is added without asking; the third's kind is the
+        # first's, and the updater is asked about it against the first's entry alone.
+        assert len(seen) == 1 and "Lesson 0" in seen[0] and "Lesson 1" not in seen[0]
+        principles = lib.list(level=Level.PRINCIPLE)
+        assert sorted(e.title for e in principles) == ["Current Ratio", "Current Ratio", "Working Capital"]
+
+
 async def test_a_merge_that_would_copy_another_entry_is_a_discard_linked_to_it(tmp_path: Path) -> None:
     lessons = iter(["Alpha lesson about capitals.", "Beta lesson about capitals.", "Gamma lesson about capitals."])
 

@@ -58,6 +58,8 @@ class Candidates:
     error: str | None = None
     # Lessons the model wrote that were not kept, each with its zone, level, content and why.
     dropped: list[dict[str, str]] = field(default_factory=list)
+    # The kind of problem the data named (its category), which titles every candidate; "" when the data named none.
+    kind: str = ""
 
 
 # The lessons a chat model is asked for, in order, for each zone the trajectory supports: one general principle and
@@ -261,7 +263,14 @@ async def distill(
                         provenance=Provenance(**vars(provenance)),
                     )
                 )
-    return Candidates(experiences, parents=_link(experiences), usage=result.usage, error=result.error, dropped=dropped)
+    return Candidates(
+        experiences,
+        parents=_link(experiences),
+        usage=result.usage,
+        error=result.error,
+        dropped=dropped,
+        kind=_category(known_category, category),
+    )
 
 
 def _rejected(

@@ -37,7 +37,7 @@ from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.models.base import GenerationOptions, PromptKind, Usage
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.retrieval.base import Retriever
-from flexlearn.retrieval.guidance import case_gate
+from flexlearn.retrieval.guidance import KIND_SEARCH_WIDTH, case_gate, of_kind
 from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
@@ -424,10 +424,26 @@ async def absorb(
     return apply(trajectory, decided, library=library, run_id=run_id, written={})
 
 
-def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience) -> list[Experience]:
-    # Only entries the candidate may be merged into: the same zone and level.
-    hits = retriever.neighbours(candidate, k=config.neighbours, zone=candidate.zone, level=candidate.level)
-    return [hit.experience for hit in hits]
+def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience, kind: str = "") -> list[Experience]:
+    """The entries the candidate may be merged into: its nearest of the same zone and level and, when the data
+    named the problem's kind, of that kind alone. Lessons of two kinds the data tells apart are not merged, and a
+    candidate of a kind the library has not seen yet is added without an updater call (an empty neighbourhood):
+    on a dataset of many kinds that is most of them."""
+    if not kind:
+        hits = retriever.neighbours(candidate, k=config.neighbours, zone=candidate.zone, level=candidate.level)
+        return [hit.experience for hit in hits]
+    wide = config.neighbours * KIND_SEARCH_WIDTH
+    hits = retriever.neighbours(candidate, k=wide, zone=candidate.zone, level=candidate.level)
+    hits += [
+        h
+        for h in retriever.search(kind, k=wide, zone=candidate.zone, level=candidate.level)
+        if h.experience.id != candidate.id
+    ]
+    same: dict[str, Experience] = {}
+    for hit in hits:
+        if of_kind(hit.experience, kind):
+            same.setdefault(hit.experience.id, hit.experience)
+    return list(same.values())[: config.neighbours]
 
 
 async def decide_candidates(
@@ -437,7 +453,7 @@ async def decide_candidates(
     before the first model call, so every decision saw the library at one revision, the one recorded."""
     revision = library.revision()
     experiences = candidates.experiences
-    neighbours = [_neighbours(retriever, config, candidate) for candidate in experiences]
+    neighbours = [_neighbours(retriever, config, candidate, candidates.kind) for candidate in experiences]
     replies = await asyncio.gather(
         *(
             decide(agents.updater, candidate, near, options=config.updater, meter=agents.meter)
@@ -476,7 +492,7 @@ async def recheck(
     experiences = decided.candidates.experiences
     stale: dict[int, list[Experience]] = {}
     for i in decided.decisions:
-        near = _neighbours(retriever, config, experiences[i])
+        near = _neighbours(retriever, config, experiences[i], decided.candidates.kind)
         if _identity(near) != decided.seen[i]:
             stale[i] = near
     replies = await asyncio.gather(
