@@ -85,6 +85,36 @@ def test_refused_library_commands_change_nothing_on_disk(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "empty.flexlib", "shape.json"]
 
 
+def test_a_refused_learn_writes_nothing(tmp_path: Path) -> None:
+    """Issue 26's second hole: every refusal of `flex learn` on a new library path left an empty library behind,
+    and a bad FLEX_MAX_TOKENS_* was found only once the run had started (leaving it marked running)."""
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    new = tmp_path / "new.flexlib"
+    with FakeOpenAI(ScriptedFlex()) as server:
+        base = ("learn", "--task", "math", "--train", str(train), "--library", str(new))
+        model = ("--model", model_uri(server))
+        refusals = [
+            (("--model", "nosuch:model"), {}, "unknown model"),
+            ((*model, "--retriever", "nosuch"), {}, "unknown retriever 'nosuch'"),
+            ((*model, "--prompt-kind", "bogus"), {}, "must be 'chat' or 'completion'"),
+            (model, {"FLEX_MAX_TOKENS_ACTOR": "abc"}, "FLEX_MAX_TOKENS_ACTOR must be a positive whole number"),
+            ((*model, "--resume"), {}, "no library at"),
+            ((*model, "--resume", "--run", "learn-nosuch"), {}, "no library at"),
+        ]
+        for extra, env, message in refusals:
+            refused(flex(*base, *extra, env_extra=env, check=False), message)
+            assert not new.exists(), extra
+        assert server.requests == []
+
+        # On an existing library, a bad setting refuses before a run is begun.
+        Library.open(new).close()
+        refused(flex(*base, *model, env_extra={"FLEX_MAX_TOKENS_ACTOR": "abc"}, check=False), "FLEX_MAX_TOKENS_ACTOR")
+        with Library.open(new, create=False) as lib:
+            assert lib.runs() == []
+        assert server.requests == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.flexlib", "train.jsonl"]
+
+
 def test_import_quarantines_and_review_approves(tmp_path: Path) -> None:
     export = tmp_path / "shared.json"
     entry = {"id": "E1", "zone": "golden", "level": "pattern", "title": "t", "content": "Add the numbers."}

@@ -57,6 +57,7 @@ from flexlearn.loop.results import write_run
 from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
+from flexlearn.retrieval.registry import check_retriever
 from flexlearn.tasks.loader import check_question_length
 
 app = typer.Typer(
@@ -191,8 +192,11 @@ def learn_cmd(
         timeout=timeout,
         meter=meter,
     )
-    # The library, and the run to resume, are checked before a model is called.
-    with Library.open(library) as lib:
+    check_retriever(retriever)
+    # Every option is checked above, before the library is opened: a refused command leaves no file behind. The
+    # library, and the run to resume, are checked before a model is called; a run is resumed from a library that
+    # exists, never from one this command would create.
+    with Library.open(library, create=not resume) as lib:
         lib.check_writable()
         if resume:
             run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)

@@ -29,7 +29,16 @@ from typing import Any
 import httpx
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
-from flexlearn.models.base import GenerationOptions, Message, Prompt, PromptKind, Reply, Usage, default_max_tokens
+from flexlearn.models.base import (
+    GenerationOptions,
+    Message,
+    Prompt,
+    PromptKind,
+    Reply,
+    Usage,
+    check_max_tokens_env,
+    default_max_tokens,
+)
 from flexlearn.models.http import ClientPool, error_message, parse_retry_after, post, redact, usage_count
 
 # Reused rather than copied: the Anthropic error body ({"type": "error", "error": {"message": ...}}) has the
@@ -101,6 +110,7 @@ class AnthropicModel:
         self.name = f"anthropic:{model}"
         self.timeout = timeout
         self.default_max_tokens = default_max_tokens
+        check_max_tokens_env()
         self._api_key = api_key
         self._owns_http = http is None
         self._http: httpx.AsyncClient | ClientPool = http if http is not None else ClientPool(timeout=timeout)

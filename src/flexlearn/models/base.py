@@ -83,6 +83,14 @@ def default_max_tokens(role: str) -> int:
     return DEFAULT_MAX_TOKENS.get(role, _OTHER_ROLE_MAX_TOKENS)
 
 
+def check_max_tokens_env() -> None:
+    """Every FLEX_MAX_TOKENS_<ROLE> set, checked when a remote model is built rather than at its first call of
+    that role, so a bad one refuses a command before it writes anything."""
+    for name in sorted(os.environ):
+        if name.startswith("FLEX_MAX_TOKENS_"):
+            default_max_tokens(name.removeprefix("FLEX_MAX_TOKENS_"))
+
+
 @dataclass
 class GenerationOptions:
     max_tokens: int | None = None

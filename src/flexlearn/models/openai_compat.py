@@ -31,6 +31,7 @@ from flexlearn.models.base import (
     PromptKind,
     Reply,
     Usage,
+    check_max_tokens_env,
     default_max_tokens,
 )
 from flexlearn.models.http import ClientPool, Response, error_message, parse_retry_after, post, redact, usage_count
@@ -114,6 +115,7 @@ class OpenAICompatModel:
         self.name = f"openai:{model}@{redact(self.base_url)}"
         self.timeout = timeout
         self.default_max_tokens = default_max_tokens
+        check_max_tokens_env()
         self._api_key = api_key
         self._owns_http = http is None
         self._http: httpx.AsyncClient | ClientPool = http if http is not None else ClientPool(timeout=timeout)

@@ -44,9 +44,14 @@ def register_retriever(name: str, factory: RetrieverFactory) -> None:
     _FACTORIES[name] = factory
 
 
+def check_retriever(name: str) -> None:
+    """ConfigError naming the known retrievers when `name` is not one; for commands that check their options
+    before they open (and so create) a library."""
+    if name not in _FACTORIES:
+        raise ConfigError(f"unknown retriever {name!r}; choose from {', '.join(retriever_names())}")
+
+
 def get_retriever(name: str, library: Library) -> Retriever:
     """The retriever called `name`, over `library`. ConfigError names the known ones for an unknown name."""
-    factory = _FACTORIES.get(name)
-    if factory is None:
-        raise ConfigError(f"unknown retriever {name!r}; choose from {', '.join(retriever_names())}")
-    return factory(library)
+    check_retriever(name)
+    return _FACTORIES[name](library)
