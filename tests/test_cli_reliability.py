@@ -168,6 +168,34 @@ def test_sigterm_stops_learn_like_ctrl_c_and_says_how_to_resume(tmp_path: Path) 
         assert [r.status for r in opened.runs()] == ["running"]
 
 
+def test_a_signal_during_a_sandboxed_tool_step_ends_with_its_one_line(tmp_path: Path) -> None:
+    """Issue 26's fourth hole: SIGTERM or SIGINT while a tool step ran in the sandbox printed the clean message,
+    then "_GatheringFuture exception was never retrieved" and a CancelledError traceback."""
+    for sig, said in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGINT, "interrupted")):
+        with FakeOpenAI(
+            lambda request: "```python\nimport time\nprint('start', flush=True)\ntime.sleep(60)\n```"
+        ) as server:
+            env = {**os.environ, "NO_COLOR": "1"}
+            env.pop("FLEX_MODEL", None)
+            args = ["solve", "What is 6*7?", "--task", "math", "--tools", "python", "--model", model_uri(server)]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flexlearn", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            deadline = time.monotonic() + 60
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.5)  # the block is running in the sandbox now
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, stderr
+        assert said in stderr, stderr
+        assert "Traceback" not in stderr and "never retrieved" not in stderr and "CancelledError" not in stderr, stderr
+
+
 def _slow(scripted: ScriptedFlex, request):  # type: ignore[no-untyped-def]
     time.sleep(0.3)
     return scripted(request)

@@ -173,6 +173,12 @@ async def run_python(
     return execution
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Read a finished future's exception, so that asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _supervise(proc: asyncio.subprocess.Process, limits: SandboxLimits) -> tuple[_Capped, _Capped, bool]:
     """Pump both streams under the cap until the launcher is done; stop it early if the output overflows."""
 
@@ -183,6 +189,9 @@ async def _supervise(proc: asyncio.subprocess.Process, limits: SandboxLimits) ->
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Capped(limits.output_bytes, stop), _Capped(limits.output_bytes, stop)
     work = asyncio.gather(out.pump(proc.stdout), err.pump(proc.stderr), proc.wait())
+    # When the run is cancelled (a signal ends the command), the pumps are cancelled with it and the gathering
+    # future holds their CancelledError: read it, or asyncio logs it with a traceback after the clean message.
+    work.add_done_callback(_retrieve)
     try:
         await asyncio.wait_for(work, timeout=limits.wall_seconds + _GRACE_SECONDS)
     except TimeoutError:
