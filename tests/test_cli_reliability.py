@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI, FakeResponse
@@ -194,6 +195,58 @@ def test_a_signal_during_a_sandboxed_tool_step_ends_with_its_one_line(tmp_path: 
         assert proc.returncode == 128 + sig, stderr
         assert said in stderr, stderr
         assert "Traceback" not in stderr and "never retrieved" not in stderr and "CancelledError" not in stderr, stderr
+
+
+def test_a_write_ahead_log_removed_mid_run_ends_in_one_line_and_the_run_resumes(tmp_path: Path) -> None:
+    """Issue 26's fifth hole: deleting the library's -wal file during `flex learn` gave a 60-line sqlite3 traceback
+    and the run vanished from `flex library runs`."""
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    lib = tmp_path / "lib.flexlib"
+    scripted = ScriptedFlex()
+    base = ["learn", "--task", "math", "--train", str(train), "--library", str(lib), "--concurrency", "1"]
+    with FakeOpenAI(lambda request: _slow(scripted, request)) as server:
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("FLEX_MODEL", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flexlearn", *base, "--model", model_uri(server)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        wal = lib.with_name(lib.name + "-wal")
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wal.unlink()
+        _, stderr = proc.communicate(timeout=120)
+        if proc.returncode == 0:
+            # The run outlived the loss: each problem's writes had reached the file, and SQLite went on writing to
+            # the log it held open. The library must then be whole, its run finished.
+            with Library.open(lib, create=False) as opened:
+                assert opened._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                assert [r.status for r in opened.runs()] == ["done"] and opened.count() > 0
+            return
+        assert proc.returncode == 2, stderr
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3, stderr
+        assert "--resume" in stderr, stderr
+        listed = flex("library", "runs", str(lib))
+        assert "learn-" in listed.stdout, listed.stdout
+        again = flex(*base, "--model", model_uri(server), "--resume")
+        assert "resum" in (again.stdout + again.stderr).lower()
+
+
+def test_a_damaged_library_file_is_one_line(tmp_path: Path) -> None:
+    lib = tmp_path / "lib.flexlib"
+    with Library.open(lib) as opened:
+        for i in range(100):
+            opened.add(Experience(Zone.GOLDEN, Level.PATTERN, f"t{i}", f"lesson number {i} " * 20), reason="test")
+    data = bytearray(lib.read_bytes())
+    for offset in range(8192, len(data) - 4096, 4096):
+        data[offset + 100 : offset + 400] = b"\xff" * 300
+    lib.write_bytes(bytes(data))
+    for command in (("stats",), ("show",), ("search", "lesson")):
+        refused(flex("library", command[0], str(lib), *command[1:], check=False), "the library file is damaged")
 
 
 def _slow(scripted: ScriptedFlex, request):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -183,6 +184,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def database_failure(exc: sqlite3.DatabaseError, resume_hint: str) -> str:
+    """One line for a library file that failed under a command: damaged pages, or a file that failed while in use
+    (its -wal or -shm removed, the disk full or failing), whose committed work is in the file."""
+    if "malformed" in str(exc) or "not a database" in str(exc):
+        return f"the library file is damaged ({exc}); restore it from a copy or an export"
+    return (
+        f"the library file failed while in use ({exc}; was its -wal or -shm file removed, or is the disk full?); "
+        f"work committed before it is kept; to continue, {resume_hint}"
+    )
+
+
 def handle_errors(
     fn: Callable[..., T] | None = None, *, resume_hint: str = "run the same command again"
 ) -> Callable[..., T] | Callable[[Callable[..., T]], Callable[..., T]]:
@@ -198,6 +210,9 @@ def handle_errors(
                     return fn(*args, **kwargs)
             except FlexError as exc:
                 err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(2) from None
+            except sqlite3.DatabaseError as exc:
+                err.print(f"[bold red]error:[/bold red] {escape(database_failure(exc, resume_hint))}", highlight=False)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as exc:
                 what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

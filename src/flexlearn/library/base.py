@@ -61,6 +61,11 @@ class LibraryBase:
         finally:
             self._depth = 0
 
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into the library file, as far as readers allow (PASSIVE: never
+        waits). After it, the file alone holds those writes: a lost or removed -wal cannot take them along."""
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """Read in one moment in time: every query in the block sees the file as it was at the block's first

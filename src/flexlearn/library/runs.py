@@ -103,6 +103,7 @@ class Runs(LibraryBase):
                 " ON CONFLICT(run_id) DO UPDATE SET updated_at = excluded.updated_at",
                 (run_id, kind, dumps(config), now, now),
             )
+        self.checkpoint()  # the run is listed, and resumable, whatever happens to the -wal file later
 
     def run_config(self, run_id: str) -> dict[str, Any] | None:
         """The config the run began with, or None for an unknown run."""

@@ -280,6 +280,9 @@ async def learn(
                 except ModelError as exc:
                     outcome.error = str(exc)
                 if absorbed is not None:
+                    # Each problem's writes reach the file itself, not only the log: a -wal removed or lost loses
+                    # at most the problem under way.
+                    library.checkpoint()
                     revision = library.revision()
                     for i in outcome.decided.decisions:
                         if outcome.decided.decisions[i].action != Action.DISCARD:
