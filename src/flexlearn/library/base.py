@@ -63,8 +63,10 @@ class LibraryBase:
 
     def checkpoint(self) -> None:
         """Copy what the write-ahead log holds into the library file, as far as readers allow (PASSIVE: never
-        waits). After it, the file alone holds those writes: a lost or removed -wal cannot take them along."""
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        waits). After it, the file alone holds those writes: a lost or removed -wal cannot take them along. Inside a
+        transaction it does nothing: the writes are not committed yet."""
+        if not self._conn.in_transaction:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
