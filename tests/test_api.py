@@ -174,3 +174,23 @@ def test_agents_default_every_role_to_the_actor() -> None:
     assert agents.critic is actor and agents.updater is actor and agents.distiller is writer
     assert agents.models() == {"actor": "a", "critic": "a", "distiller": "w", "updater": "a"}
     assert agents.models("actor") == {"actor": "a"}
+
+
+def test_a_script_that_connects_exits_without_unclosed_session_warnings(
+    tmp_path: Path, scripted_server: FakeOpenAI
+) -> None:
+    """Issue 26: a script that used `flexlearn.connect(...)` and a blocking call printed aiohttp's "Unclosed client
+    session" and "Unclosed connector" at interpreter exit. The sessions are closed at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import flexlearn\n"
+        f"model = flexlearn.connect({model_uri(scripted_server)!r})\n"
+        "solution = flexlearn.solve('What is the sum of 2 and 3?', task='math', agents=model)\n"
+        "print(solution.reply[:20])\n"
+    )
+    proc = subprocess.run([sys.executable, "-W", "default", str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Unclosed" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

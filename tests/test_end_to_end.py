@@ -178,7 +178,12 @@ def test_killed_learn_resumes_to_same_library(tmp_path: Path, scripted_server: F
     assert 2 <= done < len(TRAIN)
     scripted_server.scripted.delay = 0.0  # type: ignore[attr-defined]
 
-    again = flex("learn", "--library", str(resumed), "--resume", *common, "--json")
+    with sqlite3.connect(resumed) as db:
+        (run_id,) = db.execute("SELECT run_id FROM runs").fetchone()
+    # The run id right after --resume, as a user types it; without --resume it is refused.
+    refused = flex("learn", "--library", str(resumed), run_id, *common, check=False)
+    assert refused.returncode == 2 and "add --resume" in refused.stderr
+    again = flex("learn", "--library", str(resumed), "--resume", run_id, *common, "--json")
     summary = json.loads(again.stdout)["summary"]
     assert summary["resumed"] is True and summary["skipped"] >= 2
     assert summary["solved"] == len(TRAIN)

@@ -10,6 +10,8 @@ Ctrl-C cancels it.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -21,6 +23,25 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+
+
+def _close_at_exit() -> None:
+    """At interpreter exit: close the HTTP sessions opened on the background loop (a script's models are rarely
+    closed by hand, and aiohttp warns about every session left open), then stop the loop."""
+    loop, thread = _loop, _thread
+    if loop is None or thread is None or not thread.is_alive():
+        return
+    from flexlearn.models.http import close_open_on
+
+    async def close() -> None:
+        await close_open_on(asyncio.get_running_loop())
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(_close_at_exit)
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:

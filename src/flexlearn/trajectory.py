@@ -18,6 +18,9 @@ class StepRecord:
     extracted: str | None
     correct: bool
     feedback: str = ""
+    # Why the critic's feedback is the generic stand-in, when it is: its reply was unusable (malformed after its
+    # retries), copied the prompt's example, or would have leaked the answer. "" when the feedback is its own.
+    critic_error: str = ""
 
 
 @dataclass

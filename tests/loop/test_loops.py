@@ -46,6 +46,22 @@ def never_right(prompt, role, schema):  # type: ignore[no-untyped-def]
     return json.dumps({"action": "add", "reason": "new"})
 
 
+async def test_a_critic_whose_replies_are_unusable_leaves_its_error_in_the_step_record(tmp_path: Path) -> None:
+    def broken_critic(prompt, role, schema):  # type: ignore[no-untyped-def]
+        return "this is not JSON at all" if role == "critic" else never_right(prompt, role, schema)
+
+    model = FunctionModel(broken_critic)
+    traj = await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=1, rounds=2))
+    first = traj.steps[0]
+    assert first.feedback and first.critic_error  # the generic stand-in, and why
+    assert traj.steps[1].critic_error == ""  # no critique after the last round
+    with Library.open(tmp_path / "lib.flexlib") as lib:
+        config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=2), concurrency=1)
+        summary = await learn(PROBLEMS[:1], task=TASK, agents=Agents.single(model), library=lib, config=config)
+        stored = lib.trajectory(summary.run_id, PROBLEMS[0].id)
+        assert stored["steps"][0]["critic_error"] == first.critic_error
+
+
 async def test_explore_runs_rollouts_times_rounds_and_stops_on_success() -> None:
     model = FunctionModel(never_right)
     traj = await explore(PROBLEMS[0], task=TASK, actor=model, critic=model, config=ExploreConfig(rollouts=2, rounds=3))

@@ -173,8 +173,22 @@ def learn_cmd(
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    resume_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[RUN_ID]",
+            help="With --resume: the run to continue, as in `flex learn ... --resume RUN_ID` (the same as --run).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Forward exploration and experience evolution over a training set."""
+    if resume_id is not None:
+        if not resume:
+            raise ConfigError(f"{resume_id!r} is not an option: to continue that run, add --resume before it")
+        if run is not None and run != resume_id:
+            raise ConfigError(f"two runs to resume: {resume_id!r} and --run {run!r}")
+        run = resume_id
     tool_names = parse_tools(tools)
     the_task = resolve_task(task, library)
     problems = load_limited(the_task, train, limit)

@@ -120,6 +120,7 @@ async def explore(
             )
             usage, calls = usage + note.usage, calls + 1
             step.feedback = f"{note.diagnosis} Next: {note.next_step}"
+            step.critic_error = note.error or ""
             feedback.append(Feedback(attempt.text, note.diagnosis, note.next_step))
         if config.stop_on_success and any(s.correct for s in steps):
             break

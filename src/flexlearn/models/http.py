@@ -8,6 +8,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,20 @@ class Response:
 
     def json(self) -> Any:
         return json.loads(self.content)
+
+
+# Every pool with a session open, so that what a script left open can be closed at its exit (`close_open_on`).
+_OPEN: weakref.WeakSet[ClientPool] = weakref.WeakSet()
+
+
+async def close_open_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the sessions that pools opened on `loop` (the running one) and that nobody closed: what a script that
+    connected to a model and never closed it leaves at its exit, where aiohttp would warn about each."""
+    for pool in list(_OPEN):
+        session = pool._session
+        if session is not None and not session.closed and pool._loop is loop:
+            await session.close()
+            pool._session = None
 
 
 class ClientPool:
@@ -84,6 +99,7 @@ class ClientPool:
             connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._loop = loop
+            _OPEN.add(self)
         return self._session
 
     async def post(
