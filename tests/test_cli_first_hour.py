@@ -141,3 +141,51 @@ def test_the_local_model_prints_no_third_party_log_line() -> None:
     assert "no --library" in shown.stderr
     others = [line for line in shown.stderr.splitlines() if "no --library" not in line and line.strip()]
     assert not [line for line in others if "llama" in line or "ggml" in line or "http" in line], others
+
+
+@pytest.fixture
+def immutable_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder nothing can be written in, not even by root (`chattr +i`); skipped where the file system has no
+    such flag."""
+    import subprocess
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+def test_read_commands_work_on_a_library_in_an_immutable_folder(
+    immutable_folder: Path, tmp_path: Path, scripted_server: FakeOpenAI
+) -> None:
+    """Issue 27: in a read-only folder even `library stats` failed ("unable to open database file"). Commands
+    that only read open the library read-only; eval and solve skip the usage counters they cannot write."""
+    import subprocess
+
+    path = immutable_folder / "lib.flexlib"
+    with Library.open(path) as lib:
+        lesson = Experience(Zone.GOLDEN, Level.PATTERN, "sum", "To find the sum of two numbers, add them.")
+        lib.add(lesson, reason="test")
+        lib.begin_run("learn-1", kind="learn", config={"task": "math"})
+    if subprocess.run(["chattr", "+i", str(immutable_folder)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
+    before = sorted(p.name for p in immutable_folder.iterdir())
+    assert flex("library", "stats", str(path)).stdout.count("1") >= 1
+    assert "add them" in flex("library", "show", str(path)).stdout
+    assert "add them" in flex("library", "search", str(path), "sum of two numbers").stdout
+    assert "learn-1" in flex("library", "runs", str(path)).stdout
+    out = tmp_path / "export.json"
+    flex("library", "export", str(path), str(out))
+    assert "add them" in out.read_text()
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"question": "What is the sum of 23 and 41?", "answer": "64"}\n')
+    model = ("--model", model_uri(scripted_server))
+    evaluated = flex("eval", "--test", str(test), "--library", str(path), "--modes", "flex", *model)
+    assert "flex" in evaluated.stdout
+    solved = flex("solve", "What is the sum of 2 and 3?", "--library", str(path), "--show-guidance", *model)
+    assert "add them" in solved.stdout
+    refused = flex("library", "review", str(path), "--approve", "all", check=False)
+    assert refused.returncode in (0, 2) and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in immutable_folder.iterdir()) == before
+    with Library.open(path, read_only=True) as lib:
+        assert lib.read_only and lib.count() == 1 and lib.get(lib.list()[0].id).retrieved == 0

@@ -107,7 +107,7 @@ def guidance(
         case_min_shared=case_gate(PromptKind.CHAT),
         category=category,
     )
-    if entries:
+    if entries and not library.read_only:
         library.record_retrieval([e.id for e in entries])
     return Guidance(render_guidance(entries), [e.id for e in entries])
 

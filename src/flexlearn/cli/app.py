@@ -33,6 +33,7 @@ from flexlearn.cli.common import (
     examples,
     handle_errors,
     load_limited,
+    open_library_for_reading,
     resolve_task,
     run_closing,
 )
@@ -338,7 +339,7 @@ def eval_cmd(
         guide_at=guide_at,
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
-    lib = Library.open(library, create=False) if library is not None else None
+    lib = open_library_for_reading(library)
     started = time.time()
     try:
         # Everything that can be wrong with the arguments fails here, before a model is loaded or called.
@@ -449,9 +450,9 @@ def solve_cmd(
         )
     meter = Meter()
     check_question_length(question)
-    lib = Library.open(library, create=False) if library is not None else None
+    lib = open_library_for_reading(library)
     try:
-        if lib is not None:
+        if lib is not None and not lib.read_only:
             lib.check_writable()  # the retrieval counters are written after the answer: fail before the call
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
         solution = run_closing(

@@ -275,6 +275,17 @@ def build_agents(
     )
 
 
+def open_library_for_reading(path: Path | None) -> Library | None:
+    """The --library of a command that reads it (eval, solve), read-only where it cannot be written, with a notice
+    that its usage counters are then left as they are."""
+    if path is None:
+        return None
+    lib = Library.open_for_reading(path)
+    if lib.read_only:
+        err.print(f"notice: {path} cannot be written here: read-only, its usage counters are left as they are")
+    return lib
+
+
 def resolve_task(task: str | None, library: Path | None) -> Task:
     """The task named by --task; without one, the task `library` was learned on, with a notice on stderr.
     Raises ConfigError when there is neither, rather than guess: scoring with the wrong task looks like a bad model."""
@@ -293,7 +304,7 @@ def library_task(path: Path) -> str | None:
     neither or the file does not exist."""
     if not Path(path).is_file():
         return None
-    with Library.open(path, create=False) as lib:
+    with Library.open_for_reading(path) as lib:
         run_id = lib.latest_run("learn")
         task = (lib.run_config(run_id) or {}).get("task") if run_id else None
         if task:

@@ -103,7 +103,7 @@ def scaling_cmd(
     fit accuracy = a + b ln(1 + size)."""
     the_task = resolve_task(task, library)
     problems = load_limited(the_task, test, limit)
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         size_list = parse_sizes(sizes, available_sizes(lib))
         meter = Meter()
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
@@ -232,7 +232,7 @@ def inherit_cmd(
         actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
     )
     started = time.time()
-    with Library.open(library, create=False) as inherited:
+    with Library.open_for_reading(library) as inherited:
         own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
         if own_library is None and own_path is not None:
             own_path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, where the own library is learned
@@ -289,7 +289,7 @@ def inherit_cmd(
         # The folder refers to M1's library, the one this experiment is about (the own library's entries are in
         # the reference's `missing`; a learned one is in the folder already).
         results = [r.result for r in rows]
-        with Library.open(library, create=False) as inherited:
+        with Library.open_for_reading(library) as inherited:
             write_run(out_dir, {**meta, "library": str(library)}, results, inherited, snapshot=snapshot)
     if as_json:
         out.print_json(data=data)

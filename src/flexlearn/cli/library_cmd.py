@@ -55,7 +55,7 @@ def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
 ) -> None:
     """Counts by zone and level, and the updater's decisions."""
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         stats = lib.stats()
     if as_json:
         out.print_json(data=stats)
@@ -84,7 +84,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List entries, or show one with its event history."""
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         if entry:
             e = lib.get(entry)
             history = [
@@ -120,7 +120,7 @@ def search_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Lexical search of the library."""
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         hits = lib.search(query, k=k)
     if as_json:
         out.print_json(data=[{"score": s, **e.to_dict()} for e, s in hits])
@@ -151,7 +151,7 @@ def export_cmd(
         raise ConfigError(
             f"cannot tell the export format from {dest.name!r}: name the file .json (portable JSON) or .md (Markdown)"
         )
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         if kind == "markdown":
             write_atomic(dest, to_markdown(lib))
             out.print(f"wrote {dest} (Markdown)")
@@ -243,7 +243,7 @@ def runs_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the learn runs with their status; an unfinished one continues with `flex learn ... --resume`."""
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         runs = lib.runs()
     if as_json:
         out.print_json(data=[vars(r) for r in runs])
@@ -280,7 +280,7 @@ def review_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the imported entries waiting in quarantine (never shown to a model), or approve them."""
-    with Library.open(library, create=False) as lib:
+    with Library.open_for_reading(library) as lib:
         if not approve:
             waiting = lib.quarantined()
             if as_json:

@@ -19,6 +19,9 @@ class LibraryBase:
         self._conn.row_factory = sqlite3.Row
         self.path = path
         self._depth = 0  # how many transaction() blocks are open; >0 means inside BEGIN IMMEDIATE
+        # Opened read-only (`Library.open(read_only=True)`, or where the file or its folder cannot be written):
+        # every write raises LibraryError, and readers skip the usage counters they would otherwise update.
+        self.read_only = False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import urllib.parse
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -23,6 +24,13 @@ from flexlearn.library.runs import Runs
 from flexlearn.library.search import Search
 
 
+def _unwritable(error: LibraryError) -> bool:
+    """Whether opening failed because the file or its folder cannot be written (SQLite could not make its side
+    files, or the file refuses writes), rather than because it is not a library."""
+    text = str(error)
+    return "unable to open database file" in text or "readonly database" in text or "read-only" in text
+
+
 class Library(Experiences, Search, Runs):
     """An experience library stored in one SQLite file. Open it with `Library.open(path)`."""
 
@@ -31,14 +39,17 @@ class Library(Experiences, Search, Runs):
     # -- opening ------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Library:
+    def open(cls, path: str | Path, *, create: bool = True, read_only: bool = False) -> Library:
         """Open the library at `path`, creating the file unless `create=False` (its folder must exist), and bring
-        an older schema up to date.
+        an older schema up to date. `read_only=True` opens an existing library without writing anything, even
+        where neither the file nor its folder can be written (see `open_read_only`).
 
         A file that is refused (not SQLite, another program's database, empty while `create=False`, of a newer
         schema) is left exactly as it was: nothing is written before it has been recognised as a library.
         """
         path = Path(path)
+        if read_only:
+            return cls.open_read_only(path)
         if not path.exists():
             if not create:
                 raise LibraryError(f"no library at {path}")
@@ -73,6 +84,61 @@ class Library(Experiences, Search, Runs):
             conn.close()
             raise
         return lib
+
+    @classmethod
+    def open_for_reading(cls, path: str | Path) -> Library:
+        """Open an existing library for a command that reads it (and would update usage counters if it could):
+        as `open(path, create=False)` where the file and its folder can be written, else read-only."""
+        try:
+            return cls.open(path, create=False)
+        except LibraryError as e:
+            if not _unwritable(e):
+                raise
+            return cls.open_read_only(Path(path))
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Library:
+        """Open an existing library without writing anything, not even the side files SQLite keeps beside a file
+        in WAL mode: read-only where those can be made, else as immutable (a folder nobody can write in has no
+        writer to race with). A library of an older schema is refused: upgrading it is a write."""
+        if not path.exists():
+            raise LibraryError(f"no library at {path}")
+        if path.is_dir():
+            raise LibraryError(f"{path} is a folder, not a library file")
+        target = urllib.parse.quote(str(path.resolve()))
+        error: sqlite3.Error | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"file:{target}?{flags}", uri=True, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(schema.BUSY_TIMEOUT_S * 1000)}")
+                version = schema.stored_version(conn, path)
+            except sqlite3.OperationalError as e:
+                conn.close()
+                error = e
+                continue
+            except sqlite3.DatabaseError as e:
+                conn.close()
+                raise LibraryError(f"{path} is not a flexlearn library (not an SQLite database: {e})") from e
+            except BaseException:
+                conn.close()
+                raise
+            if version == 0:
+                conn.close()
+                raise LibraryError(f"{path} is empty, not a flexlearn library")
+            try:
+                schema.check_readable(version, cls.SCHEMA_VERSION, path)
+                if version != cls.SCHEMA_VERSION:
+                    raise LibraryError(
+                        f"{path} is of an older library format (schema {version}) and cannot be upgraded where it "
+                        "is read-only: open it once where it can be written"
+                    )
+            except BaseException:
+                conn.close()
+                raise
+            lib = cls(conn, path)
+            lib.read_only = True
+            return lib
+        raise LibraryError(f"cannot open library {path} read-only: {error}")
 
     def _migrate(self) -> None:
         version = schema.stored_version(self._conn, self.path)

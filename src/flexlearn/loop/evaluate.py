@@ -228,13 +228,13 @@ async def _one(
 
 def check_modes(modes: Sequence[Mode], *, library: Library | None, train: Sequence[Problem] | bool) -> None:
     """ConfigError when a mode lacks what it needs; LibraryError when flex mode's library cannot take the
-    usage counters it will write. Cheap, and called before any model call (the CLI calls it before it even
-    builds the models)."""
+    usage counters it will write (one opened read-only gets none). Cheap, and called before any model call (the
+    CLI calls it before it even builds the models)."""
     if Mode.FLEX in modes and library is None:
         raise ConfigError("mode 'flex' needs an experience library: pass --library")
     if Mode.ICL in modes and not train:
         raise ConfigError("mode 'icl' needs training examples: pass --train with a JSONL file")
-    if Mode.FLEX in modes and library is not None:
+    if Mode.FLEX in modes and library is not None and not library.read_only:
         library.check_writable()
 
 
@@ -346,8 +346,9 @@ async def evaluate(
             return record
 
         items = await _gather_or_cancel([run(p, r) for p in problems for r in range(repeats)])
-        if library is not None and mode == Mode.FLEX:
-            # What was shown, and whether the answer it was shown for was right: the helped/hurt counters.
+        if library is not None and mode == Mode.FLEX and not library.read_only:
+            # What was shown, and whether the answer it was shown for was right: the helped/hurt counters (not
+            # kept for a library opened read-only).
             with library.transaction():
                 library.record_retrieval([i for item in items for i in item.retrieved])
                 for item in items:
@@ -483,7 +484,7 @@ async def solve(
         steps, searched = [ToolStepRecord(**vars(s)) for s in attempt.steps], attempt.retrieved
     shown = list(dict.fromkeys([e.id for e in guidance] + searched))
     correct = task.score(attempt.text, problem).correct if answer is not None else None
-    if library is not None and shown:
+    if library is not None and shown and not library.read_only:
         with library.transaction():
             library.record_retrieval(shown)
             if correct is not None:

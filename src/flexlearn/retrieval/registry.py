@@ -21,6 +21,11 @@ DEFAULT_RETRIEVER = "tantivy"
 
 
 def _tantivy(library: Library) -> Retriever:
+    if library.read_only:
+        # The index lives in a folder beside the file, which a read-only library cannot count on writing; the
+        # file's own FTS5 index is always current and needs no writing.
+        log.info("library %s is read-only: retrieving with 'bm25'", library.path)
+        return Bm25Retriever(library)
     try:
         from flexlearn.retrieval.tantivy_retriever import TantivyRetriever
     except ImportError as e:
