@@ -182,6 +182,8 @@ async def learn_phase(
             resume=latest is not None,
             explore_with_library=not args.explore_blind,
             distiller_slots=args.distiller_slots,
+            rollouts=args.rollouts,
+            rounds=args.rounds,
             on_progress=progress,
             tools=args.tools,
         )
@@ -491,6 +493,12 @@ def main() -> None:
         help="mode ace: the python of a separate environment with ace-framework==0.7.1 installed",
     )
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--rollouts", type=int, help="learning: rollouts per problem [default: the library's, 3] (give a fresh --work)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="learning: rounds per rollout [default: the library's, 2 for a local model]"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
         "--work",
