@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from flexlearn.errors import LibraryError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
@@ -247,6 +248,79 @@ def test_a_damaged_library_file_is_one_line(tmp_path: Path) -> None:
     lib.write_bytes(bytes(data))
     for command in (("stats",), ("show",), ("search", "lesson")):
         refused(flex("library", command[0], str(lib), *command[1:], check=False), "the library file is damaged")
+
+
+def _demo(out: Path, server: FakeOpenAI) -> subprocess.Popen[str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("FLEX_MODEL", None)
+    args = ["demo", "--model", model_uri(server), "--train-size", "3", "--test-size", "3", "--rollouts", "1"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "flexlearn", *args, "--rounds", "1", "--out", str(out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for(condition, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition(), "timed out"
+
+
+def test_an_interrupted_demo_continues_where_it_stopped(tmp_path: Path) -> None:
+    """Issue 27: `flex demo` said "run the same command again" after Ctrl-C, then started over in a new folder."""
+    out = tmp_path / "demo"
+    scripted = ScriptedFlex(delay=0.2)
+    with FakeOpenAI(scripted) as server:
+        # Interrupted while learning: one problem done.
+        proc = _demo(out, server)
+
+        def learned() -> bool:
+            libs = list(out.glob("run-*/library.flexlib"))
+            try:
+                with Library.open(libs[0], read_only=True) as lib:
+                    return any(r.solved + r.unsolved >= 1 for r in lib.runs())
+            except (IndexError, LibraryError):
+                return False
+
+        _wait_for(learned)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "run the same command again" in " ".join(stderr.split())
+        # Run again, interrupted while evaluating: learning continued its run, two items done.
+        proc = _demo(out, server)
+        items = lambda: sum(len(p.read_text().splitlines()) for p in out.glob("run-*/items-done.jsonl"))  # noqa: E731
+        _wait_for(lambda: items() >= 2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "continuing the unfinished demo in" in " ".join(stderr.split()), stderr
+        kept = items()
+        # Run again to the end, in the same folder, asking nothing twice.
+        scripted.delay = 0.0
+        asked = len(scripted.roles)
+        proc = _demo(out, server)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        again = scripted.roles[asked:]
+    [run] = list(out.glob("run-*"))
+    data = json.loads(stdout)
+    assert {r["mode"]: r["n"] for r in data["results"]} == {"vanilla": 3, "icl": 3, "agent": 3, "flex": 3}
+    with Library.open(run / "library.flexlib", read_only=True) as lib:
+        [learned_run] = lib.runs("learn")
+        assert learned_run.status == "done" and learned_run.solved + learned_run.unsolved == 3
+    # The last invocation learned nothing again and asked only for the items not kept (4 modes x 3 problems; an
+    # agent item takes at most 3 calls, the others 1).
+    assert not {"distiller", "updater", "critic"} & set(again)
+    assert 0 < len(again) <= 3 * (12 - kept) and kept >= 2
+    assert json.loads((run / "demo.json").read_text())["finished"] is True
+    # A finished demo is not continued: the next one starts a folder of its own.
+    with FakeOpenAI(ScriptedFlex()) as server:
+        proc = _demo(out, server)
+        proc.communicate(timeout=120)
+    assert len(list(out.glob("run-*"))) == 2
 
 
 def _slow(scripted: ScriptedFlex, request):  # type: ignore[no-untyped-def]

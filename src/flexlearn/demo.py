@@ -6,12 +6,12 @@ to see that it worked: the table, the library's composition, a few entries, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from flexlearn.errors import ConfigError
+from flexlearn.errors import ConfigError, LibraryError
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
@@ -93,6 +93,27 @@ class DemoOutcome:
     results: list[ModeResult]
 
 
+def _finished_learning(library: Library, demo: DemoPlan) -> LearnSummary | None:
+    """The summary of a finished learn run of this demo's training problems in `library`, if there is one."""
+    ids = [p.id for p in demo.train]
+    for run in reversed(library.runs("learn")):
+        config = library.run_config(run.run_id) or {}
+        if run.status == "done" and config.get("task") == demo.task.name and config.get("problem_ids") == ids:
+            return LearnSummary(
+                run.run_id, True, run.total, run.total, solved=run.solved, unsolved=run.unsolved, failed=run.failed
+            )
+    return None
+
+
+def _unfinished_learning(library: Library, demo: DemoPlan) -> bool:
+    """Whether `library` holds an interrupted learn run of this demo's training problems."""
+    try:
+        library.resumable_run("learn", task=demo.task.name, problem_ids=[p.id for p in demo.train])
+    except LibraryError:
+        return False
+    return True
+
+
 async def run_demo(
     demo: DemoPlan,
     *,
@@ -100,16 +121,24 @@ async def run_demo(
     library: Library,
     on_learn: Callable[[Progress], None] | None = None,
     on_item: Callable[[ItemRecord], None] | None = None,
+    done: Mapping[tuple[str, str, int], ItemRecord] | None = None,
 ) -> DemoOutcome:
-    summary = await learn(
-        demo.train,
-        task=demo.task,
-        agents=agents,
-        library=library,
-        config=demo.learn,
-        source=f"demo:{demo.name}",
-        on_progress=on_learn,
-    )
+    """Learn, then evaluate. In a library where this demo was interrupted, learning continues its run (or is
+    skipped when that run finished) and evaluation takes the items in `done` as they are."""
+    summary = _finished_learning(library, demo)
+    if summary is None:
+        summary = await learn(
+            demo.train,
+            task=demo.task,
+            agents=agents,
+            library=library,
+            config=demo.learn,
+            source=f"demo:{demo.name}",
+            on_progress=on_learn,
+            resume=_unfinished_learning(library, demo),
+        )
+    elif on_learn is not None:
+        on_learn(Progress(summary.total, summary.total, summary.solved, summary.failed, 0))
     results = await evaluate(
         demo.test,
         task=demo.task,
@@ -119,5 +148,6 @@ async def run_demo(
         library=library,
         train=demo.train,
         on_item=on_item,
+        done=done,
     )
     return DemoOutcome(summary, results)

@@ -80,7 +80,9 @@ class ScriptedFlex:
 
     def distiller(self, user: str) -> str:
         problem = parse(user)
-        assert problem is not None, user
+        if problem is None:
+            # A question of the shipped demo slices (word facts, GSM8k): nothing scripted to learn from it.
+            return json.dumps({"category": "", "experiences": []})
         kind, a, b = problem
         out = []
         if "CORRECT" in user:

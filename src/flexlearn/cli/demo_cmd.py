@@ -5,15 +5,17 @@ The orchestration lives in `flexlearn.demo`; this module is its command line.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     Command,
     CriticModelOpt,
@@ -49,6 +51,7 @@ from flexlearn.loop.learn import Progress
 from flexlearn.loop.results import write_run
 from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
+from flexlearn.records import ItemRecord
 
 
 def demo_cmd(
@@ -83,7 +86,8 @@ def demo_cmd(
 ) -> None:
     """Learn on a small shipped training slice, evaluate a held-out slice in all four modes, show the results.
 
-    Runs offline on the embedded Gemma 3 270M when no model is given. With an embedded instruction model
+    Runs offline on the embedded Gemma 3 270M when no model is given. Interrupted, it continues where it stopped
+    when run again with the same options (same run folder; finished learning and evaluated items are kept). With an embedded instruction model
     (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn, 10 to test."""
     instruct = is_embedded_instruct(model)
     task = task or ("gsm8k" if instruct else "word_facts")
@@ -104,9 +108,23 @@ def demo_cmd(
         timeout=timeout,
         meter=meter,
     )
-    run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    key = {
+        "demo": task,
+        "models": agents.models(),
+        "train": [p.id for p in demo.train],
+        "test": [p.id for p in demo.test],
+        "rollouts": rollouts,
+        "rounds": rounds,
+    }
+    run_dir = unfinished_run(out_dir, key)
+    if run_dir is None:
+        run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
+        run_dir.mkdir(parents=True, exist_ok=False)
+        write_state(run_dir, key, finished=False)
+    else:
+        err.print(f"continuing the unfinished demo in {run_dir}", highlight=False)
     library_path = run_dir / "library.flexlib"
+    done = load_items(run_dir / ITEMS_CACHE)
     demo.learn.explore.shots = exploration_defaults(agents.actor).shots
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
@@ -125,11 +143,20 @@ def demo_cmd(
                 if p.done >= len(demo.train):
                     start_stage(bar, ids[1])
 
-            on_item = ItemProgress(bar, ids[1], meter)
+            progress = ItemProgress(bar, ids[1], meter)
 
-            outcome = run_closing(
-                agents, run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item)
-            )
+            with (run_dir / ITEMS_CACHE).open("a", encoding="utf-8") as cache:
+
+                def on_item(item: ItemRecord) -> None:
+                    progress(item)
+                    if (item.mode, item.problem_id, item.repeat) not in done:
+                        cache.write(item.model_dump_json() + "\n")
+                        cache.flush()
+
+                outcome = run_closing(
+                    agents,
+                    run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item, done=done),
+                )
         stats = lib.stats()
         examples = pick_examples(lib)
         seconds = time.time() - started
@@ -152,6 +179,7 @@ def demo_cmd(
             "test_size": len(demo.test),
         }
         write_run(run_dir / "eval", meta, outcome.results, lib, snapshot=snapshot)
+    write_state(run_dir, key, finished=True)
     if as_json:
         out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
         return
@@ -182,6 +210,45 @@ def demo_cmd(
         (f"flex solve --library {library_path} {shlex.quote(question)}", "one question with retrieved guidance"),
     ):
         out.print(f"  {escape(command)}\n      [dim]{why}[/dim]", highlight=False, soft_wrap=True)
+
+
+# Beside the run folder's library: `demo.json` (what the demo was run with, and whether it finished) and every
+# evaluated item as it finishes, so that `flex demo` run again after an interruption continues in the same folder.
+STATE = "demo.json"
+ITEMS_CACHE = "items-done.jsonl"
+
+
+def write_state(run_dir: Path, key: dict[str, Any], *, finished: bool) -> None:
+    write_atomic(run_dir / STATE, json.dumps({"key": key, "finished": finished}, indent=1))
+
+
+def unfinished_run(out_dir: Path, key: dict[str, Any]) -> Path | None:
+    """The newest run folder under `out_dir` of a demo run with the same settings that did not finish, if any."""
+    if not out_dir.is_dir():
+        return None
+    for folder in sorted(out_dir.glob("run-*"), reverse=True):
+        try:
+            state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and state.get("key") == key and state.get("finished") is False:
+            return folder
+    return None
+
+
+def load_items(path: Path) -> dict[tuple[str, str, int], ItemRecord]:
+    """The items an interrupted evaluation finished, by (mode, problem id, repeat); a line cut by the interruption
+    is skipped."""
+    done: dict[tuple[str, str, int], ItemRecord] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            item = ItemRecord.model_validate_json(line)
+        except ValueError:
+            continue
+        done[(item.mode, item.problem_id, item.repeat)] = item
+    return done
 
 
 def pick_examples(lib: Library) -> list[Experience]:

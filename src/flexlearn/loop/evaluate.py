@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -303,8 +303,13 @@ async def evaluate(
     library: Library | None = None,
     train: Sequence[Problem] = (),
     on_item: Callable[[ItemRecord], None] | None = None,
+    done: Mapping[tuple[str, str, int], ItemRecord] | None = None,
 ) -> list[ModeResult]:
+    """Evaluate `problems` in each of `modes`. `on_item` sees every item as it finishes; `done` holds items finished
+    earlier, by (mode, problem id, repeat), which are taken as they are rather than asked again: how an
+    interrupted evaluation continues (the caller keeps them, e.g. from `on_item`, and decides they still apply)."""
     config = config or EvalConfig()
+    done = done or {}
     check_modes(modes, library=library, train=train)
     # Resolved once, so an unknown name fails before any model call.
     retriever = get_retriever(config.retriever, library) if library is not None and Mode.FLEX in modes else None
@@ -326,6 +331,11 @@ async def evaluate(
         started = time.monotonic()
 
         async def run(problem: Problem, repeat: int, mode: Mode = mode) -> ItemRecord:
+            earlier = done.get((str(mode), problem.id, repeat))
+            if earlier is not None:
+                if on_item:
+                    on_item(earlier)
+                return earlier
             async with semaphore:
                 outage.check()
                 record = await _one(
@@ -348,10 +358,12 @@ async def evaluate(
         items = await _gather_or_cancel([run(p, r) for p in problems for r in range(repeats)])
         if library is not None and mode == Mode.FLEX and not library.read_only:
             # What was shown, and whether the answer it was shown for was right: the helped/hurt counters (not
-            # kept for a library opened read-only).
+            # kept for a library opened read-only, nor again for items taken from `done`).
+            earlier = {id(item) for item in done.values()}
+            fresh = [item for item in items if id(item) not in earlier]
             with library.transaction():
-                library.record_retrieval([i for item in items for i in item.retrieved])
-                for item in items:
+                library.record_retrieval([i for item in fresh for i in item.retrieved])
+                for item in fresh:
                     if item.error is None and item.retrieved:
                         library.record_outcome(item.retrieved, helped=item.correct)
         result = summarise(str(mode), task, problems, items, time.monotonic() - started, repeats, config.seed)
