@@ -32,6 +32,7 @@ from flexlearn._api import (
     record,
     solve,
 )
+from flexlearn.demo import demo_data
 from flexlearn.errors import FlexError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
@@ -53,6 +54,7 @@ __all__ = [
     "arecord",
     "asolve",
     "connect",
+    "demo_data",
     "evaluate",
     "guidance",
     "learn",

@@ -34,6 +34,8 @@ DEMO_SETS: dict[str, DemoSet] = {
     # Measured on the embedded 270M base model: see docs/local-model-measurements.md.
     "word_facts": DemoSet(task="exact", train_size=24, test_size=30),
     "gsm8k": DemoSet(task="gsm8k", train_size=10, test_size=20),
+    # The README's examples: two-number arithmetic, for trying an API model in seconds.
+    "arithmetic": DemoSet(task="math", train_size=8, test_size=6),
 }
 
 

@@ -60,7 +60,8 @@ def demo_cmd(
         typer.Option(
             "--task",
             "-t",
-            help="Shipped slice: word_facts or gsm8k. Default: word_facts; gsm8k for an embedded instruction model.",
+            help="Shipped slice: word_facts, gsm8k or arithmetic (the README's examples). Default: word_facts; "
+            "gsm8k for an embedded instruction model.",
         ),
     ] = None,
     model: ModelOpt = "local",
