@@ -88,8 +88,9 @@ def demo_cmd(
     """Learn on a small shipped training slice, evaluate a held-out slice in all four modes, show the results.
 
     Runs offline on the embedded Gemma 3 270M when no model is given. Interrupted, it continues where it stopped
-    when run again with the same options (same run folder; finished learning and evaluated items are kept). With an embedded instruction model
-    (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn, 10 to test."""
+    when run again with the same options (same run folder; finished learning and evaluated items are kept). With
+    an embedded instruction model (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn,
+    10 to test."""
     instruct = is_embedded_instruct(model)
     task = task or ("gsm8k" if instruct else "word_facts")
     if instruct:
