@@ -53,6 +53,19 @@ def test_help_reads_at_80_columns_with_an_example(path: tuple[str, ...]) -> None
     assert "{" not in usage, usage
 
 
+def test_an_option_name_means_one_thing_in_every_command() -> None:
+    """Issue 27: --concurrency meant model calls in learn and problems elsewhere, --model was a free-text label in
+    `library import`, and `library search` said --top where `library show` says --limit."""
+    helps: dict[str, set[str]] = {}
+    for _, command in COMMANDS:
+        for param in getattr(command, "params", []):
+            for name in getattr(param, "opts", []):
+                helps.setdefault(name, set()).add(" ".join((getattr(param, "help", "") or "").split()))
+    assert len(helps["--concurrency"]) == 1, helps["--concurrency"]
+    assert all("model uri" in text.lower() for text in helps["--model"]), helps["--model"]
+    assert "--top" not in helps and "--limit" in helps
+
+
 @pytest.mark.parametrize("path", [p for p, c in COMMANDS if not getattr(c, "commands", None)], ids=" ".join)
 def test_help_shows_every_default(path: tuple[str, ...]) -> None:
     command = dict(COMMANDS)[path]

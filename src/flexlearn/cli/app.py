@@ -15,6 +15,7 @@ from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, serve_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
     Command,
+    ConcurrencyOpt,
     CriticModelOpt,
     DistillerModelOpt,
     GuideAtOpt,
@@ -131,9 +132,7 @@ def learn_cmd(
             "0 otherwise.",
         ),
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option(min=1, help="Model calls in flight at once; four times as many problems are worked on.")
-    ] = 4,
+    concurrency: ConcurrencyOpt = 4,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training problems. Default: all.")
     ] = None,
@@ -301,7 +300,7 @@ def eval_cmd(
     budget: Annotated[
         int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")
     ] = DEFAULT_LIMITS.retrieval_budget_tokens,
-    concurrency: Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")] = 4,
+    concurrency: ConcurrencyOpt = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples and the bootstrap.")] = 0,
     repeats: Annotated[

@@ -102,6 +102,16 @@ TaskOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
+# One meaning in every command: how many calls each model has in flight at once.
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Model calls in flight at once (each model's limit). learn works on four times as many problems to "
+        "keep them busy; eval, scaling, inherit and demo on as many.",
+    ),
+]
 TempOpt = Annotated[
     float | None, typer.Option("--temperature", help="Actor sampling temperature. Default: the model's own.")
 ]

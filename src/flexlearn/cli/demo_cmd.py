@@ -18,6 +18,7 @@ from rich.markup import escape
 from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     Command,
+    ConcurrencyOpt,
     CriticModelOpt,
     DistillerModelOpt,
     KindOpt,
@@ -79,9 +80,7 @@ def demo_cmd(
     ] = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
-    concurrency: Annotated[
-        int, typer.Option(min=1, help="Problems at once (the local model runs one call at a time).")
-    ] = 1,
+    concurrency: ConcurrencyOpt = 1,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:

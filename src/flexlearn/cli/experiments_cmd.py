@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flexlearn.cli.common import (
     Command,
+    ConcurrencyOpt,
     CriticModelOpt,
     DistillerModelOpt,
     GuideAtOpt,
@@ -46,7 +47,6 @@ from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
 LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
 TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")]
-ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Problems evaluated at once.")]
 RepeatsOpt = Annotated[int, typer.Option(min=1, help="Samples per problem (pass@1 averaged; set --temperature).")]
 BudgetOpt = Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")]
 

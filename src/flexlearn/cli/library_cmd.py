@@ -108,7 +108,7 @@ def show_cmd(
 @app.command(
     "search",
     cls=Command,
-    epilog=examples('flex library search gsm8k.flexlib "percent of a total" --top 5'),
+    epilog=examples('flex library search gsm8k.flexlib "percent of a total" --limit 5'),
 )
 @handle_errors
 def search_cmd(
@@ -116,7 +116,7 @@ def search_cmd(
     query: Annotated[
         str, typer.Argument(metavar="QUERY", help="Text to search for (BM25 over titles, contents and examples).")
     ],
-    k: Annotated[int, typer.Option("--top", "-k", min=1, help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("--limit", "-k", min=1, help="At most this many results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Lexical search of the library."""
@@ -165,7 +165,7 @@ def export_cmd(
     cls=Command,
     epilog=examples(
         "flex library import gsm8k.flexlib shared.json",
-        "flex library import gsm8k.flexlib flex-authors/exps/ --model gpt-4o",
+        "flex library import gsm8k.flexlib flex-authors/exps/ --source-model gpt-4o",
     ),
 )
 @handle_errors
@@ -175,8 +175,13 @@ def import_cmd(
         Path,
         typer.Argument(metavar="SOURCE", help="A flexlearn JSON export, or a FLEX reference library (exps/*.json)."),
     ],
-    model: Annotated[
-        str, typer.Option(help="Record this model as the source of the imported entries. Default: none.")
+    source_model: Annotated[
+        str,
+        typer.Option(
+            "--source-model",
+            help="A label naming the model the entries came from, kept in their provenance (free text, not a "
+            "model URI). Default: none.",
+        ),
     ] = "",
     trust: Annotated[
         bool,
@@ -191,7 +196,7 @@ def import_cmd(
     data = read_import(source)  # a bad file is refused before the library is touched
     run_id = f"import-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     with _removed_on_failure(library), Library.open(library) as lib:
-        result = import_file(lib, source, source_model=model, trust=trust, run_id=run_id, data=data)
+        result = import_file(lib, source, source_model=source_model, trust=trust, run_id=run_id, data=data)
         stats = lib.stats()
     if as_json:
         out.print_json(
