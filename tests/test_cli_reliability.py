@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -392,3 +393,25 @@ def test_without_a_terminal_progress_is_printed_as_plain_lines(tmp_path: Path) -
     assert len(lines) >= 3, proc.stderr
     assert lines[-1].startswith("eval 3/3 (100%)  elapsed ") and "tok" in lines[-1]
     assert any("left ~" in line for line in lines)
+
+
+def test_learning_progress_moves_within_a_problem(tmp_path: Path) -> None:
+    """Issue 27: with a slow model, learning's progress showed `0 tok` for minutes, until a problem was done. The
+    calls and tokens are shown as each call finishes."""
+    train = write_set(tmp_path / "train.jsonl", TRAIN[:1])
+    with FakeOpenAI(lambda request: _slow(ScriptedFlex(), request)) as server:
+        proc = flex(
+            "learn",
+            "--task",
+            "math",
+            "--train",
+            str(train),
+            "--library",
+            str(tmp_path / "lib.flexlib"),
+            "--model",
+            model_uri(server),
+            env_extra={"FLEX_PROGRESS_INTERVAL": "0.1"},
+        )
+    before_done = [line for line in proc.stderr.splitlines() if line.startswith("learn 0/1")]
+    counts = [int(m.group(1)) for line in before_done if (m := re.search(r"(\d+) calls", line))]
+    assert counts and max(counts) >= 1, proc.stderr

@@ -40,6 +40,7 @@ from flexlearn.cli.common import (
 )
 from flexlearn.cli.output import (
     ItemProgress,
+    LiveStatus,
     err,
     experience_line,
     meter_table,
@@ -47,7 +48,6 @@ from flexlearn.cli.output import (
     progress_bar,
     results_table,
     stats_table,
-    tokens_text,
 )
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
@@ -230,13 +230,11 @@ def learn_cmd(
         explore_with_library=explore_with_library,
     )
     with Library.open(library) as lib, progress_bar("learn", len(problems)) as bar:
+        status = LiveStatus(bar, bar.task_ids[0], meter)
 
         def on_progress(p: Progress) -> None:
-            bar.update(
-                bar.task_ids[0],
-                completed=p.done,
-                status=f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  "
-                f"library {lib.count()}  {tokens_text(meter)}",
+            status.set(
+                f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  library {lib.count()}", completed=p.done
             )
 
         summary = run_closing(

@@ -33,6 +33,7 @@ from flexlearn.cli.common import (
 )
 from flexlearn.cli.output import (
     ItemProgress,
+    LiveStatus,
     err,
     experience_line,
     meter_table,
@@ -42,7 +43,6 @@ from flexlearn.cli.output import (
     start_stage,
     stats_table,
     tokens_per_second,
-    tokens_text,
 )
 from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.experience import Experience, Level, Zone
@@ -136,11 +136,10 @@ def demo_cmd(
     started = time.time()
     with Library.open(library_path) as lib:
         with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.modes))) as (bar, ids):
+            learning = LiveStatus(bar, ids[0], meter)
 
             def on_learn(p: Progress) -> None:
-                bar.update(
-                    ids[0], completed=p.done, status=f"solved {p.solved}  library {lib.count()}  {tokens_text(meter)}"
-                )
+                learning.set(f"solved {p.solved}  library {lib.count()}", completed=p.done)
                 if p.done >= len(demo.train):
                     start_stage(bar, ids[1])
 

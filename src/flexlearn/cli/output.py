@@ -143,6 +143,26 @@ def progress_bar(description: str, total: int) -> Iterator[Progress]:
         yield bar
 
 
+class LiveStatus:
+    """A bar's status text: what the loop last reported (`set`), then the calls and tokens so far, refreshed after
+    every model call, so a slow model is seen working within a problem rather than only between problems."""
+
+    def __init__(self, bar: Progress, task_id: TaskID, meter: Meter) -> None:
+        self.bar, self.task_id, self.meter, self.text = bar, task_id, meter, ""
+        meter.add_listener(self.refresh)
+
+    def set(self, text: str, **fields: Any) -> None:
+        self.text = text
+        self.refresh(**fields)
+
+    def refresh(self, **fields: Any) -> None:
+        if not fields and any(t.id == self.task_id and t.finished for t in self.bar.tasks):
+            return  # the stage is over: later calls belong to the next one
+        total = self.meter.total()
+        live = f"{total.calls} calls  {tokens_text(self.meter)}"
+        self.bar.update(self.task_id, status=f"{self.text}  {live}" if self.text else live, **fields)
+
+
 def tokens_text(meter: Meter) -> str:
     total = meter.total()
     return f"{total.prompt_tokens + total.completion_tokens:,} tok"

@@ -181,6 +181,12 @@ class Meter:
     def __init__(self) -> None:
         self._stats: dict[str, RoleStats] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every recorded call (from whichever thread recorded it): a progress display that
+        shows calls and tokens as they happen, not only when a problem is done."""
+        self._listeners.append(listener)
 
     def _role(self, role: str) -> RoleStats:
         stats = self._stats.get(role)
@@ -199,6 +205,8 @@ class Meter:
             else:
                 stats.prompt_tokens += reply.usage.prompt_tokens
                 stats.completion_tokens += reply.usage.completion_tokens
+        for listener in self._listeners:
+            listener()
 
     def record_failure(self, role: str) -> None:
         """A failure found after a successful call (e.g. a structured reply that never validated)."""
