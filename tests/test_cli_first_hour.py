@@ -202,3 +202,18 @@ def test_read_commands_work_on_a_library_in_an_immutable_folder(
     assert sorted(p.name for p in immutable_folder.iterdir()) == before
     with Library.open(path, read_only=True) as lib:
         assert lib.read_only and lib.count() == 1 and lib.get(lib.list()[0].id).retrieved == 0
+
+
+def test_the_calls_table_has_a_row_for_every_role_of_the_run() -> None:
+    from rich.console import Console
+
+    from flexlearn.cli.output import meter_table
+    from flexlearn.models.middleware import Meter
+
+    meter = Meter()
+    meter.record_call("actor", None, 0.5)
+    console = Console(width=100, record=True)
+    console.print(meter_table(meter, {"actor": "m", "critic": "m", "distiller": "m", "updater": "m"}))
+    text = console.export_text()
+    assert all(role in text for role in ("actor", "critic", "distiller", "updater"))
+    assert "updater 0 calls: every candidate was decided without the model" in " ".join(text.split())

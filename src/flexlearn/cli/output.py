@@ -218,7 +218,12 @@ def meter_table(meter: Meter, models: dict[str, str] | None = None) -> Table:
     columns = ["role", *(["model"] if per_role else []), "calls", "failed", "prompt tok", "out tok"]
     for name in (*columns, "seconds", "out tok/s"):
         table.add_column(name, justify="left" if name in ("role", "model") else "right")
-    for role, s in sorted(meter.snapshot().items()):
+    seen = meter.snapshot()
+    idle = {"calls": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0}
+    # A role of the run that never called its model still gets its row: the updater decides cases, exact copies
+    # and entries of a kind the library has not seen without one, which a missing row would leave unexplained.
+    rows = {**{role: idle for role in (models or {})}, **seen}
+    for role, s in sorted(rows.items()):
         model = [models.get(role) or models.get(_PLAYED_BY.get(role, ""), "-")] if models and per_role else []
         table.add_row(
             role,
@@ -229,6 +234,11 @@ def meter_table(meter: Meter, models: dict[str, str] | None = None) -> Table:
             f"{s['completion_tokens']:,}",
             f"{s['latency_s']:.1f}",
             f"{tokens_per_second(s['completion_tokens'], s['latency_s']):.1f}",
+        )
+    if "updater" in rows and not rows["updater"]["calls"]:
+        table.caption = (
+            "updater 0 calls: every candidate was decided without the model (a case is added unless it is a "
+            "copy, and so is the first lesson of its zone, level or kind)"
         )
     return table
 
