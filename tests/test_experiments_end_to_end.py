@@ -114,7 +114,7 @@ def test_a_paper_library_imports_and_guides_flex_mode(tmp_path: Path, scripted_s
         "import",
         str(lib),
         str(FIXTURES / "flex_reference_aime_deepseek_trimmed.json"),
-        "--model",
+        "--source-model",
         "deepseek",
         "--trust",  # the authors' published library; otherwise it waits in quarantine for review
     )

@@ -20,11 +20,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from flexlearn._sync import run_sync
 from flexlearn.agents.actor import render_guidance
+from flexlearn.agents.critic import render_checklist
 from flexlearn.agents.tools import parse_tools
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
+from flexlearn.loop.episode import check_guide_at, place
 from flexlearn.loop.evaluate import EvalConfig, Mode, Solution, parse_modes
 from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.evaluate import solve as _solve
@@ -74,14 +76,17 @@ def connect(
 
 
 class Guidance(str):
-    """The text `guidance` returns, remembering which entries it shows (`ids`): hand it back to `record` with the
-    outcome and those entries' helped/hurt counters move."""
+    """The text `guidance` returns for the agent's prompt, remembering which entries it shows (`ids`): hand it back
+    to `record` with the outcome and those entries' helped/hurt counters move. At review, `lessons` is the
+    checklist for the agent's own reviewer ("" otherwise)."""
 
     ids: tuple[str, ...]
+    lessons: str
 
-    def __new__(cls, text: str, ids: Sequence[str] = ()) -> Guidance:
+    def __new__(cls, text: str, ids: Sequence[str] = (), lessons: str = "") -> Guidance:
         made = super().__new__(cls, text)
         made.ids = tuple(ids)
+        made.lessons = lessons
         return made
 
 
@@ -92,13 +97,17 @@ def guidance(
     budget_tokens: int = BUDGET_TOKENS,
     retriever: str = DEFAULT_RETRIEVER,
     category: str = "",
+    guide_at: str = "prompt",
 ) -> Guidance:
     """The experience block for `question`, to paste into your own agent's prompt: the entries retrieved within
     `budget_tokens`, chosen and rendered exactly as flex mode shows them to a chat actor (fenced reference
     material, general lessons first, a worked case only when it shares enough of the question's words). Empty
     when nothing relevant is in the library. `category` names the kind of problem (as a data file's "category"
-    field does): the library's worked cases of that kind are then preferred. The entries' retrieval counters go
-    up; pass the result to `record(..., guidance=...)` with the outcome to count whether they helped."""
+    field does): the library's worked cases of that kind are then preferred. `guide_at="review"` places them as
+    flex mode's review does: the text holds only the worked cases for the agent, and `.lessons` the principles and
+    patterns as a checklist for the agent's reviewer. The entries' retrieval counters go up; pass the result to
+    `record(..., guidance=...)` with the outcome to count whether they helped."""
+    review = check_guide_at(guide_at) == "review"
     entries = select_guidance(
         get_retriever(retriever, library),
         library,
@@ -109,7 +118,9 @@ def guidance(
     )
     if entries and not library.read_only:
         library.record_retrieval([e.id for e in entries])
-    return Guidance(render_guidance(entries), [e.id for e in entries])
+    placement = place(entries, review=review, category=category)
+    lessons = render_checklist(placement.lessons) if review else ""
+    return Guidance(render_guidance(placement.shown), [e.id for e in entries], lessons)
 
 
 async def alearn(
@@ -247,9 +258,11 @@ async def asolve(
     tools: str | Sequence[str] = (),
     answer: str | None = None,
     category: str = "",
+    guide_at: str | None = None,
 ) -> Solution:
-    """Answer one question with the actor, guided by experience from `library` (none without one); `category`
-    names its kind of problem, whose worked cases are then preferred. With
+    """Answer one question with the actor, guided by experience from `library` (none without one), as flex mode
+    answers an evaluation item: `guide_at` "prompt" or "review" (None: review for an embedded chat model, as
+    there); `category` names its kind of problem, whose worked cases are then preferred. With
     `tools` ("python", "experience") the actor may run code in a sandbox and search the library; the
     solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
     the entries shown count as having helped or hurt."""
@@ -264,6 +277,7 @@ async def asolve(
         tools=parse_tools(tools),
         answer=answer,
         category=category,
+        guide_at=guide_at,
     )
 
 

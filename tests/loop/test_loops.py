@@ -437,6 +437,35 @@ async def test_flex_review_shows_the_actor_the_failed_cases_of_its_own_kind(tmp_
     assert r.items[0].correct
 
 
+async def test_solve_places_guidance_as_flex_mode_does(tmp_path: Path) -> None:
+    """Issue 25: solve and guidance() ignored guide_at, so `flex solve` with the embedded chat model put the lessons
+    in its actor's prompt, which that model was measured to pay for."""
+    import flexlearn
+    from flexlearn.loop.evaluate import solve
+
+    lib = Library.open(tmp_path / "lib.flexlib")
+    lib.add(Experience(Zone.WARNING, Level.PRINCIPLE, "capitals", "Never answer nowhere for a capital."), reason="t")
+    lib.add(Experience(Zone.GOLDEN, Level.CASE, "capital of country 0", "Capital of country 0: city0."), reason="t")
+
+    def fn(prompt, role, schema):  # type: ignore[no-untyped-def]
+        return "Final answer: city0" if role == "actor" else json.dumps({"correct": True})
+
+    for name, review in (("local:qwen2.5-coder-1.5b", True), ("openai:big@http://x/v1", False)):
+        model = FunctionModel(fn, name=name)
+        solution = await solve("Capital of country 0?", task=TASK, agents=Agents.single(model), library=lib)
+        [actor] = [c.prompt.messages[1].content for c in model.calls if c.role == "actor"]
+        assert "Capital of country 0: city0." in actor and solution.answer == "city0"
+        assert ("Never answer nowhere" in actor) is not review
+        assert ("judge" in [c.role for c in model.calls]) is review
+    # The same placement for a user's own agent.
+    text = flexlearn.guidance(lib, "Capital of country 0?", guide_at="review")
+    assert "Capital of country 0: city0." in text and "Never answer nowhere" not in text
+    assert "Never answer nowhere" in text.lessons and len(text.ids) == 2
+    assert flexlearn.guidance(lib, "Capital of country 0?").lessons == ""
+    with pytest.raises(ConfigError, match="guide_at"):
+        flexlearn.guidance(lib, "Capital of country 0?", guide_at="system")
+
+
 def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
     from flexlearn.loop.evaluate import guide_at_default
 

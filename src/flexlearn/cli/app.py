@@ -433,10 +433,11 @@ def solve_cmd(
     max_tokens: MaxTokensOpt = None,
     tools: ToolsOpt = None,
     retriever: RetrieverOpt = DEFAULT_RETRIEVER,
+    guide_at: GuideAtOpt = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
-    """Solve one question with guidance retrieved from the library."""
+    """Solve one question with guidance retrieved from the library, as flex mode answers an evaluation item."""
     tool_names = parse_tools(tools)
     the_task = resolve_task(task, library)
     if library is None:
@@ -463,6 +464,7 @@ def solve_cmd(
                 options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
                 tools=tool_names,
                 retriever=retriever,
+                guide_at=guide_at,
             ),
         )
     finally:

@@ -25,21 +25,20 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flexlearn.agents.actor import Feedback, Shot, act, actor_prompt, worked_shots
-from flexlearn.agents.critic import judge
-from flexlearn.agents.tool_actor import ToolAttempt, act_with_tools
+from flexlearn.agents.actor import Shot, worked_shots
 from flexlearn.agents.tools import ToolSet, make_toolset, parse_tools
 from flexlearn.errors import ConfigError, ModelError
-from flexlearn.experience import Experience, Level, Zone
+from flexlearn.experience import Experience
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
+from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, run_episode
+from flexlearn.loop.episode import guide_at_default as guide_at_default
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
-from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
-from flexlearn.retrieval.guidance import case_gate, of_kind
+from flexlearn.retrieval.guidance import case_gate
 from flexlearn.sandbox import SandboxLimits
 from flexlearn.tasks.base import MetricTask, Problem, Task
 from flexlearn.tasks.loader import check_question_length
@@ -52,19 +51,6 @@ class Mode(StrEnum):
     ICL = "icl"
     AGENT = "agent"
     FLEX = "flex"
-
-
-# Where flex mode puts what it retrieves (EvalConfig.guide_at).
-GUIDE_AT = ("prompt", "review")
-
-
-def guide_at_default(actor: ChatModel) -> str:
-    """Where flex mode uses its experience when not told: at review for an embedded chat model, in the actor's
-    prompt (the paper's way) for every other. Lessons in its prompt cost the embedded Qwen2.5-Coder 1.5B 8-10
-    points on GSM8k, however good they were; at review they cost nothing (README, "Does learning help?")."""
-    if actor.prompt_kind == PromptKind.CHAT and is_embedded_instruct(actor.name):
-        return "review"
-    return "prompt"
 
 
 @dataclass
@@ -98,8 +84,8 @@ class EvalConfig:
     max_error_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.guide_at is not None and self.guide_at not in GUIDE_AT:
-            raise ConfigError(f"unknown guide_at {self.guide_at!r}; choose from {', '.join(GUIDE_AT)}")
+        if self.guide_at is not None:
+            check_guide_at(self.guide_at)
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -148,60 +134,33 @@ async def _one(
     elif mode == Mode.ICL:
         shots = worked_shots(task, train, problem, config.icl_k, config.seed)
 
-    review = mode == Mode.FLEX and (config.guide_at or guide_at_default(agents.actor)) == "review"
-    # In review, the lessons go to the critic; the actor sees only the worked cases of problems like this one (the
-    # ones that passed the case gate), the form a small model follows, besides the question and the feedback; and
-    # the failed cases of its own kind, whose right answers show what a problem of exactly this kind expects.
-    lessons = guidance if review else []
-    shown = (
-        [e for e in guidance if e.level == Level.CASE and (e.zone == Zone.GOLDEN or of_kind(e, problem.category))]
-        if review
-        else guidance
-    )
-    loops = mode == Mode.AGENT or review
-    usage, calls, rounds = Usage(), 0, 0
-    feedback: list[Feedback] = []
+    review = mode == Mode.FLEX and resolve_guide_at(config.guide_at, agents.actor) == "review"
     actor_options = config.actor
     if config.repeats > 1:
         # A distinct seed per sample, so that samples differ wherever the backend honours seeds.
         actor_options = replace(config.actor, seed=(config.actor.seed or 0) + repeat)
-    prompt_text = reply = ""
-    retrieved = [e.id for e in guidance]
-    steps: list[ToolStepRecord] = []
+    # The agent's loop: attempts judged blind, with retries on the feedback; flex at review is the same loop, its
+    # critic checking against the retrieved lessons.
+    episode = Episode()
     try:
-        for rnd in range(config.agent_rounds if loops else 1):
-            prompt = actor_prompt(task, problem, guidance=shown, shots=shots, feedback=feedback)
-            if tools is None:
-                attempt = await act(agents.actor, prompt, actor_options)
-                calls += 1
-            else:
-                attempt = await act_with_tools(
-                    agents.actor, prompt, tools=tools, options=actor_options, answer_format=task.answer_format
-                )
-                calls += attempt.calls
-                steps += [ToolStepRecord(round=rnd, **vars(s)) for s in attempt.steps]
-                retrieved += [i for i in attempt.retrieved if i not in retrieved]
-            usage, rounds = usage + attempt.usage, rnd + 1
-            prompt_text, reply = attempt.prompt_text, attempt.text
-            if not loops or rnd == config.agent_rounds - 1:
-                break
-            verdict = await judge(
-                agents.critic,
-                question=task.render(problem),
-                # With tools the critic reads the code and its output too, not only the final reply.
-                attempt=attempt.transcript() if isinstance(attempt, ToolAttempt) else attempt.text,
-                extracted=task.extract_answer(attempt.text),
-                options=config.critic,
-                meter=agents.meter,
-                lessons=lessons,
-            )
-            usage, calls = usage + verdict.critique.usage, calls + 1
-            if verdict.correct:
-                break
-            feedback.append(Feedback(attempt.text, verdict.critique.diagnosis, verdict.critique.next_step))
+        await run_episode(
+            task,
+            problem,
+            agents=agents,
+            placement=place(guidance, review=review, category=problem.category),
+            shots=shots,
+            rounds=config.agent_rounds,
+            review=mode == Mode.AGENT or review,
+            tools=tools,
+            actor=actor_options,
+            critic=config.critic,
+            episode=episode,
+        )
         error = None
     except ModelError as exc:
         error = str(exc)
+    prompt_text, reply, usage = episode.prompt_text, episode.reply, episode.usage
+    retrieved = [e.id for e in guidance] + [i for i in episode.searched if i not in {e.id for e in guidance}]
     score = task.score(reply, problem)
     return ItemRecord(
         mode=str(mode),
@@ -214,15 +173,15 @@ async def _one(
         correct=score.correct and error is None,
         score=score.value if error is None else 0.0,
         retrieved=retrieved,
-        calls=calls,
+        calls=episode.calls,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        rounds=rounds,
+        rounds=episode.rounds,
         error=error,
         repeat=repeat,
         score_data=score.data if error is None else {},
-        tool_calls=len(steps),
-        steps=steps,
+        tool_calls=len(episode.steps),
+        steps=episode.steps,
     )
 
 
@@ -463,12 +422,17 @@ async def solve(
     tools: Sequence[str] = (),
     answer: str | None = None,
     category: str = "",
+    guide_at: str | None = None,
+    review_rounds: int = 3,
 ) -> Solution:
     """Answer one question with guidance retrieved from the library by the retriever named `retriever`, and with
-    `tools` ("python", "experience") when given. With a known `answer` the reply is scored, and the entries shown
-    are counted as having helped or hurt. `category` names the kind of problem, as a data file's "category" field
-    does: the library's worked cases of that kind are preferred (see `select_guidance`)."""
+    `tools` ("python", "experience") when given, as flex mode answers an evaluation item: `guide_at` places the
+    guidance as there ("prompt", or "review" with up to `review_rounds` attempts; None: by the actor). With a known
+    `answer` the reply is scored, and the entries shown are counted as having helped or hurt. `category` names
+    the kind of problem, as a data file's "category" field does: the library's worked cases of that kind are
+    preferred (see `select_guidance`)."""
     check_question_length(question)
+    review = resolve_guide_at(guide_at, agents.actor) == "review" and library is not None
     problem = Problem(id="question", question=question, answer=answer or "", meta={"category": category})
     guidance: list[Experience] = []
     search = get_retriever(retriever, library) if library is not None else None
@@ -484,23 +448,25 @@ async def solve(
             case_min_shared=case_gate(agents.actor.prompt_kind),
             category=category,
         )
-    prompt = actor_prompt(task, problem, guidance=guidance)
-    steps: list[ToolStepRecord] = []
-    searched: list[str] = []
-    if toolset is None:
-        attempt = await act(agents.actor, prompt, options)
-    else:
-        attempt = await act_with_tools(
-            agents.actor, prompt, tools=toolset, options=options, answer_format=task.answer_format
-        )
-        steps, searched = [ToolStepRecord(**vars(s)) for s in attempt.steps], attempt.retrieved
-    shown = list(dict.fromkeys([e.id for e in guidance] + searched))
-    correct = task.score(attempt.text, problem).correct if answer is not None else None
+    episode = await run_episode(
+        task,
+        problem,
+        agents=agents,
+        placement=place(guidance, review=review, category=category),
+        rounds=review_rounds,
+        review=review,
+        tools=toolset,
+        actor=options,
+    )
+    shown = list(dict.fromkeys([e.id for e in guidance] + episode.searched))
+    correct = task.score(episode.reply, problem).correct if answer is not None else None
     if library is not None and shown and not library.read_only:
         with library.transaction():
             library.record_retrieval(shown)
             if correct is not None:
                 library.record_outcome(shown, helped=correct)
-    solution = Solution(attempt.text, task.extract_answer(attempt.text), guidance, attempt.usage, steps, searched)
+    solution = Solution(
+        episode.reply, task.extract_answer(episode.reply), guidance, episode.usage, episode.steps, episode.searched
+    )
     solution.correct = correct
     return solution

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from flexlearn.agents.actor import Feedback, act, actor_prompt, worked_shots
+from flexlearn.agents.actor import Feedback, worked_shots
 from flexlearn.agents.critic import critique
 from flexlearn.agents.leaks import redact
-from flexlearn.agents.tool_actor import act_with_tools
 from flexlearn.agents.tools import ToolSet
 from flexlearn.experience import Experience
+from flexlearn.loop.episode import attempt, calls_of, seen_of
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.models.middleware import Meter
 from flexlearn.tasks.base import Problem, Task, critic_reference
@@ -89,19 +89,20 @@ async def explore(
         shots = worked_shots(task, pool, problem, config.shots, seed=f"{problem.id}/{rollout}") if config.shots else []
         actor_options = rollout_options(config, problem, rollout)
         for rnd in range(config.rounds):
-            prompt = actor_prompt(task, problem, guidance=guidance, shots=shots, feedback=feedback)
-            if tools is None:
-                attempt = await act(actor, prompt, actor_options)
-                calls += 1
-                seen = attempt.text
-            else:
-                attempt = await act_with_tools(
-                    actor, prompt, tools=tools, options=actor_options, answer_format=task.answer_format
-                )
-                calls += attempt.calls
-                seen = attempt.transcript()  # code and output, so the distiller learns from tool use too
-            usage = usage + attempt.usage
-            score = task.score(attempt.text, problem)
+            made = await attempt(
+                actor,
+                task,
+                problem,
+                guidance=guidance or [],
+                shots=shots,
+                feedback=feedback,
+                tools=tools,
+                options=actor_options,
+            )
+            calls += calls_of(made)
+            seen = seen_of(made)  # with tools, code and output, so the distiller learns from tool use too
+            usage = usage + made.usage
+            score = task.score(made.text, problem)
             step = StepRecord(rollout, rnd, seen, score.extracted, score.correct)
             steps.append(step)
             if score.correct:
@@ -121,7 +122,7 @@ async def explore(
             usage, calls = usage + note.usage, calls + 1
             step.feedback = f"{note.diagnosis} Next: {note.next_step}"
             step.critic_error = note.error or ""
-            feedback.append(Feedback(attempt.text, note.diagnosis, note.next_step))
+            feedback.append(Feedback(made.text, note.diagnosis, note.next_step))
         if config.stop_on_success and any(s.correct for s in steps):
             break
     return Trajectory(problem.id, steps, usage, calls, guidance=[e.id for e in guidance or []])
