@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from synthetic import SyntheticSpec, build_library, category_query
+
 from flexlearn.library.store import Library
 from flexlearn.retrieval import get_retriever, select_guidance, tantivy_retriever
-from flexlearn.retrieval.synthetic import SyntheticSpec, build_library, category_query
 
 
 def _rss_mb() -> float:

@@ -19,11 +19,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from synthetic import SyntheticSpec, build_library
+
 from flexlearn.agents.updater import decide
 from flexlearn.models.base import Prompt
 from flexlearn.models.function import FunctionModel
 from flexlearn.retrieval import get_retriever
-from flexlearn.retrieval.synthetic import SyntheticSpec, build_library
 
 K = 5  # LearnConfig.neighbours
 

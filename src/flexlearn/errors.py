@@ -38,6 +38,3 @@ class TransientModelError(ModelError):
         super().__init__(message)
         self.retry_after = retry_after
 
-
-class StructuredOutputError(ModelError):
-    """A reply that should have matched a JSON schema did not, even after the bounded retries."""

@@ -12,7 +12,11 @@ import pytest
 from flexlearn.experience import Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.retrieval import get_retriever, tantivy_index
-from flexlearn.retrieval.synthetic import SyntheticSpec, build_library, category_of, category_query
+from tests.support.bench import benchmark_module
+
+_synthetic = benchmark_module("synthetic")  # the labelled library the retrieval benchmark builds
+SyntheticSpec, build_library = _synthetic.SyntheticSpec, _synthetic.build_library
+category_of, category_query = _synthetic.category_of, _synthetic.category_query
 
 SPEC = SyntheticSpec(size=3000, seed=7)
 CATEGORIES = range(0, SPEC.categories, 3)

@@ -129,11 +129,6 @@ class ToolSet:
             parts.append(fill("tool_actor_experience", max_searches=str(self.bounds.max_searches)))
         return "\n".join(p.strip() for p in parts)
 
-    def without_experience(self) -> ToolSet | None:
-        """The same tools with no library: the paper's Agent baseline has tools but no experience."""
-        if not self.python:
-            return None
-        return ToolSet(python=True, limits=self.limits, bounds=self.bounds)
 
 
 def make_toolset(
