@@ -73,10 +73,20 @@ def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run folder is created.")] = Path("flex-demo"),
     snapshot: SnapshotOpt = False,
     train_size: Annotated[
-        int | None, typer.Option(min=1, help="Training problems. Default: 24 for word_facts, 10 for gsm8k.")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Training problems. Default: 24 for word_facts, 10 for gsm8k (8 with an embedded instruction "
+            "model), 8 for arithmetic.",
+        ),
     ] = None,
     test_size: Annotated[
-        int | None, typer.Option(min=1, help="Held-out problems. Default: 30 for word_facts, 20 for gsm8k.")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Held-out problems. Default: 30 for word_facts, 20 for gsm8k (10 with an embedded instruction "
+            "model), 6 for arithmetic.",
+        ),
     ] = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
