@@ -31,9 +31,8 @@ from flexlearn.tasks import Problem, Task, available_tasks, get_task
 T = TypeVar("T")
 
 MODEL_HELP = (
-    "Model URI: local (the embedded Gemma 3 270M), local:/path/model.gguf, openai:MODEL@BASE_URL (any "
-    "OpenAI-compatible server; key from FLEX_API_KEY or OPENAI_API_KEY), openai:MODEL (api.openai.com) or "
-    "anthropic:MODEL (key from ANTHROPIC_API_KEY)."
+    "Model URI: local (embedded Gemma 3 270M), local:qwen2.5-coder-1.5b, local:PATH.gguf, "
+    "openai:MODEL[@BASE_URL], anthropic:MODEL (keys and servers: README, 'Using it with a real model')."
 )
 
 # Help is click's plain layout (rich_markup_mode=None on every Typer): at 80 columns rich's option table leaves
