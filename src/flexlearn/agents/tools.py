@@ -130,7 +130,6 @@ class ToolSet:
         return "\n".join(p.strip() for p in parts)
 
 
-
 def make_toolset(
     names: Sequence[str],
     *,

@@ -11,7 +11,7 @@ import typer
 
 from flexlearn import __version__
 from flexlearn.agents.tools import parse_tools
-from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, serve_cmd
+from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, mcp_cmd, serve_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
     Command,
@@ -497,3 +497,4 @@ def solve_cmd(
 experiments_cmd.register(app)
 demo_cmd.register(app)
 serve_cmd.register(app)
+mcp_cmd.register(app)
