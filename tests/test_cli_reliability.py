@@ -21,6 +21,15 @@ from tests.support.fake_openai import FakeOpenAI, FakeResponse
 from tests.support.scripted_flex import ScriptedFlex
 
 
+def start(*args: str) -> subprocess.Popen[str]:
+    """`flex ARGS` running in the background, its output captured, as a user's shell would start it."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("FLEX_MODEL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flexlearn", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
 def refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -136,29 +145,18 @@ def test_sigterm_stops_learn_like_ctrl_c_and_says_how_to_resume(tmp_path: Path) 
     lib = tmp_path / "lib.flexlib"
     scripted = ScriptedFlex()
     with FakeOpenAI(lambda request: _slow(scripted, request)) as server:
-        env = {**os.environ, "NO_COLOR": "1"}
-        env.pop("FLEX_MODEL", None)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flexlearn",
-                "learn",
-                "--task",
-                "math",
-                "--train",
-                str(train),
-                "--library",
-                str(lib),
-                "--model",
-                model_uri(server),
-                "--concurrency",
-                "1",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
+        proc = start(
+            "learn",
+            "--task",
+            "math",
+            "--train",
+            str(train),
+            "--library",
+            str(lib),
+            "--model",
+            model_uri(server),
+            "--concurrency",
+            "1",
         )
         deadline = time.monotonic() + 60
         while not server.requests and time.monotonic() < deadline:
@@ -178,16 +176,7 @@ def test_a_signal_during_a_sandboxed_tool_step_ends_with_its_one_line(tmp_path: 
         with FakeOpenAI(
             lambda request: "```python\nimport time\nprint('start', flush=True)\ntime.sleep(60)\n```"
         ) as server:
-            env = {**os.environ, "NO_COLOR": "1"}
-            env.pop("FLEX_MODEL", None)
-            args = ["solve", "What is 6*7?", "--task", "math", "--tools", "python", "--model", model_uri(server)]
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flexlearn", *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
+            proc = start("solve", "What is 6*7?", "--task", "math", "--tools", "python", "--model", model_uri(server))
             deadline = time.monotonic() + 60
             while not server.requests and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -207,15 +196,7 @@ def test_a_write_ahead_log_removed_mid_run_ends_in_one_line_and_the_run_resumes(
     scripted = ScriptedFlex()
     base = ["learn", "--task", "math", "--train", str(train), "--library", str(lib), "--concurrency", "1"]
     with FakeOpenAI(lambda request: _slow(scripted, request)) as server:
-        env = {**os.environ, "NO_COLOR": "1"}
-        env.pop("FLEX_MODEL", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flexlearn", *base, "--model", model_uri(server)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        proc = start(*base, "--model", model_uri(server))
         wal = lib.with_name(lib.name + "-wal")
         deadline = time.monotonic() + 60
         while len(server.requests) < 4 and time.monotonic() < deadline:
@@ -252,16 +233,8 @@ def test_a_damaged_library_file_is_one_line(tmp_path: Path) -> None:
 
 
 def _demo(out: Path, server: FakeOpenAI) -> subprocess.Popen[str]:
-    env = {**os.environ, "NO_COLOR": "1"}
-    env.pop("FLEX_MODEL", None)
-    args = ["demo", "--model", model_uri(server), "--train-size", "3", "--test-size", "3", "--rollouts", "1"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "flexlearn", *args, "--rounds", "1", "--out", str(out), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    sizes = ["--train-size", "3", "--test-size", "3", "--rollouts", "1", "--rounds", "1"]
+    return start("demo", "--model", model_uri(server), *sizes, "--out", str(out), "--json")
 
 
 def _wait_for(condition, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
