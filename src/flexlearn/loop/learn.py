@@ -37,7 +37,7 @@ from flexlearn.loop.explore import ExploreConfig, explore
 from flexlearn.models.base import GenerationOptions, PromptKind, Usage
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.retrieval.base import Retriever
-from flexlearn.retrieval.guidance import KIND_SEARCH_WIDTH, case_gate, of_kind
+from flexlearn.retrieval.guidance import KIND_SEARCH_WIDTH, case_gate, kind_hits
 from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
@@ -442,11 +442,7 @@ def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience
         for h in retriever.search(kind, k=wide, zone=candidate.zone, level=candidate.level)
         if h.experience.id != candidate.id
     ]
-    same: dict[str, Experience] = {}
-    for hit in hits:
-        if of_kind(hit.experience, kind):
-            same.setdefault(hit.experience.id, hit.experience)
-    return list(same.values())[: config.neighbours]
+    return [hit.experience for hit in kind_hits(hits, kind, config.neighbours)]
 
 
 async def decide_candidates(

@@ -4,6 +4,7 @@ budget."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from flexlearn.experience import LEVEL_RANK, ZONE_RANK, Experience, Level, Status, Zone
 from flexlearn.library.shown import Shown
@@ -121,6 +122,11 @@ def _same_kind(retriever: Retriever, query: str, category: str, zone: Zone, k: i
     the category's own words find."""
     found = retriever.search(query, k=k * KIND_SEARCH_WIDTH, zone=zone, level=Level.CASE)
     found += retriever.search(category, k=k * KIND_SEARCH_WIDTH, zone=zone, level=Level.CASE)
+    return kind_hits(found, category, k)
+
+
+def kind_hits(found: Iterable[Hit], category: str, k: int) -> list[Hit]:
+    """The first `k` distinct hits titled `category`, in the order found."""
     out: dict[str, Hit] = {}
     for hit in found:
         if of_kind(hit.experience, category):
