@@ -37,7 +37,7 @@ from typing import Any
 from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
-from flexlearn.loop.evaluate import guide_at_default
+from flexlearn.loop.episode import guide_at_default
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER

@@ -467,7 +467,7 @@ async def test_solve_places_guidance_as_flex_mode_does(tmp_path: Path) -> None:
 
 
 def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
-    from flexlearn.loop.evaluate import guide_at_default
+    from flexlearn.loop.episode import guide_at_default
 
     def reply(prompt, role, schema):  # type: ignore[no-untyped-def]
         return "x"

@@ -52,7 +52,8 @@ from flexlearn.cli.output import (
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
-from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, guide_at_default, parse_modes, solve
+from flexlearn.loop.episode import guide_at_default
+from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, parse_modes, solve
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.loop.learn import LearnConfig, Progress, learn
 from flexlearn.loop.results import write_run

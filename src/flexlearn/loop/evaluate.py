@@ -33,7 +33,6 @@ from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, run_episode
-from flexlearn.loop.episode import guide_at_default as guide_at_default
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
 from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
