@@ -41,6 +41,7 @@ from flexlearn.loop.episode import guide_at_default
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
+from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, get_task
 
 HERE = Path(__file__).resolve().parent
@@ -199,15 +200,8 @@ async def learn_phase(
 # The evaluation settings each mode's items depend on (the cache key); the rest of `EVAL` applies to all. The
 # library's defaults, except the agent's rounds: 2 rather than 3 keeps the default run within two hours here (a
 # third round is reached only when the judge rejects the second answer).
-EVAL: dict[str, Any] = {
-    "icl_k": 3,
-    "agent_rounds": 2,
-    "budget_tokens": 1500,
-    "retriever": DEFAULT_RETRIEVER,
-    "min_shared": 0,
-    "case_min_shared": None,
-    "guide_at": None,
-}
+_DEFAULTS_KEPT = ("icl_k", "budget_tokens", "retriever", "min_shared", "case_min_shared", "guide_at")
+EVAL: dict[str, Any] = {**EvalSettings().model_dump(include=set(_DEFAULTS_KEPT)), "agent_rounds": 2}
 MODE_SETTINGS = {
     "vanilla": (),
     "icl": ("icl_k",),

@@ -174,31 +174,24 @@ def measure_loop(ctx: Ctx) -> dict[str, Any]:
     shipped demo slice with the demo's settings, through flexlearn's own loops."""
     import tempfile
 
+    import flexlearn
     from flexlearn.demo import plan
     from flexlearn.library.store import Library
     from flexlearn.loop.agents import Agents
-    from flexlearn.loop.evaluate import evaluate
-    from flexlearn.loop.explore import exploration_defaults
-    from flexlearn.loop.learn import learn
     from flexlearn.models.middleware import Meter, build_stack
 
     demo = plan("word_facts", train_size=6, test_size=6)
-    demo.learn.explore.shots = exploration_defaults(ctx.model).shots
     meter = Meter()
     agents = Agents.single(build_stack(ctx.model, max_concurrency=1, retry=None, meter=meter), meter)
     with tempfile.TemporaryDirectory() as tmp, Library.open(f"{tmp}/bench.flexlib") as lib:
         t0 = time.perf_counter()
-        ctx.loop.run_until_complete(learn(demo.train, task=demo.task, agents=agents, library=lib, config=demo.learn))
+        ctx.loop.run_until_complete(
+            flexlearn.alearn(demo.train, task=demo.task, agents=agents, library=lib, **demo.learn.values())
+        )
         learn_s = time.perf_counter() - t0
         results = ctx.loop.run_until_complete(
-            evaluate(
-                demo.test,
-                task=demo.task,
-                modes=demo.modes,
-                agents=agents,
-                config=demo.eval,
-                library=lib,
-                train=demo.train,
+            flexlearn.aevaluate(
+                demo.test, task=demo.task, agents=agents, library=lib, train=demo.train, **demo.eval.values()
             )
         )
     return {

@@ -12,7 +12,9 @@ library when it meets a new problem.
         results = flexlearn.evaluate("test.jsonl", task="gsm8k", agents=agents, library=lib)
 
 The names in `__all__` are the public API (docs/api.md), with two public subpackages: `flexlearn.tasks` (the
-`Task` protocol, `Problem`, `get_task`) and `flexlearn.models` (the `ChatModel` seam, for a model of your own).
+`Task` protocol, `Problem`, `get_task`) and `flexlearn.models` (the `ChatModel` seam, for a model of your own),
+and one public module, `flexlearn.settings` (`LearnSettings`, `EvalSettings`, `SolveSettings`: every setting of
+`learn`, `evaluate` and `solve` with its default, the same as the CLI's options).
 Every other module is internal and may change between releases.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -21,24 +21,22 @@ from typing import Any, ParamSpec, TypeVar
 from flexlearn._sync import run_sync
 from flexlearn.agents.actor import render_guidance
 from flexlearn.agents.critic import render_checklist
-from flexlearn.agents.tools import parse_tools
-from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import check_guide_at, place
-from flexlearn.loop.evaluate import EvalConfig, Mode, Solution, parse_modes
+from flexlearn.loop.evaluate import Mode, Solution
 from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.evaluate import solve as _solve
-from flexlearn.loop.explore import ExploreConfig, exploration_defaults
-from flexlearn.loop.learn import Absorbed, LearnConfig, LearnSummary, Progress, learn_from_trajectory
+from flexlearn.loop.learn import Absorbed, LearnSummary, Progress, learn_from_trajectory
 from flexlearn.loop.learn import learn as _learn
-from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
+from flexlearn.models.base import ChatModel, PromptKind, Usage
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
 from flexlearn.retrieval.guidance import case_gate
+from flexlearn.settings import EVAL, LEARN, SOLVE, EvalSettings, LearnSettings, SolveSettings
 from flexlearn.tasks import Problem, Task, get_task
 from flexlearn.trajectory import StepRecord, Trajectory
 
@@ -129,54 +127,49 @@ async def alearn(
     task: str | Task,
     agents: Agents | ChatModel,
     library: Library,
-    rollouts: int | None = None,
-    rounds: int | None = None,
-    shots: int | None = None,
-    concurrency: int = 4,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    resume: bool = False,
+    rollouts: int | None = LEARN.rollouts,
+    rounds: int | None = LEARN.rounds,
+    all_rollouts: bool = LEARN.all_rollouts,
+    explore_shots: int | None = LEARN.explore_shots,
+    concurrency: int = LEARN.concurrency,
+    explore_with_library: bool = LEARN.explore_with_library,
+    blind_critic: bool = LEARN.blind_critic,
+    distiller_slots: bool = LEARN.distiller_slots,
+    tools: str | Sequence[str] = LEARN.tools,
+    retriever: str = LEARN.retriever,
+    temperature: float | None = LEARN.temperature,
+    max_tokens: int | None = LEARN.max_tokens,
+    resume: bool | str = False,
+    source: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    explore_with_library: bool = False,
-    blind_critic: bool = False,
-    tools: str | Sequence[str] = (),
-    distiller_slots: bool = False,
 ) -> LearnSummary:
     """Explore every problem, distil each trajectory and fold the lessons into `library`.
 
-    `rollouts` x `rounds` of actor and critic per problem (default: the paper's 3 x 5; 3 x 2 for a local model),
-    `shots` worked training examples in the actor's prompt (default 0; 3 for base models), `concurrency` problems
-    at once. `temperature` and `max_tokens` apply to the actor. `resume=True` continues the library's last,
-    interrupted learn run. The run, with each role's model, is recorded in the library.
-    `explore_with_library=True` shows each problem's actor what the library holds so far (as flex mode does) and
-    counts the verdicts as helped/hurt; `blind_critic=True` hides the reference answer from the critic; `tools`
-    ("python", "experience") lets the actor run code in a sandbox and search the library while exploring;
-    `distiller_slots=True` holds a chat-model distiller to one principle and one pattern per zone (measured worse
-    with Qwen2.5-Coder 1.5B; see the README).
+    The settings are `flexlearn.settings.LearnSettings`, the options of `flex learn` under the same names:
+    `rollouts` x `rounds` of actor and critic per problem (default: the paper's 3 x 5; 3 x 2 for a local model;
+    `all_rollouts` runs them all even after a success), `explore_shots` worked training examples in the actor's
+    prompt (default 0; 3 for base models), `concurrency` model calls in flight. `temperature` and `max_tokens`
+    apply to the actor. `explore_with_library=True` shows each problem's actor what the library holds so far (as
+    flex mode does) and counts the verdicts as helped/hurt; `blind_critic=True` hides the reference answer from
+    the critic; `tools` ("python", "experience") lets the actor run code in a sandbox and search the library while
+    exploring; `retriever` is how the updater finds a lesson's nearest entries; `distiller_slots=True` holds a
+    chat-model distiller to one principle and one pattern per zone (measured worse with Qwen2.5-Coder 1.5B; see
+    the README).
+
+    `resume=True` continues the library's newest interrupted learn run over these problems, `resume="RUN_ID"` that
+    run. `source` names where the problems came from in the run's record (default: the file's path). The run, with
+    each role's model, is recorded in the library; `on_progress` is called as each problem finishes.
     """
+    settings = LearnSettings.pick(locals())
     the_task = _task(task)
     team = _agents(agents)
-    defaults = exploration_defaults(team.actor)
-    config = LearnConfig(
-        explore=ExploreConfig(
-            rollouts=rollouts or defaults.rollouts,
-            rounds=rounds or defaults.rounds,
-            shots=defaults.shots if shots is None else shots,
-            blind_critic=blind_critic,
-            tools=parse_tools(tools),
-            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-        ),
-        concurrency=concurrency,
-        explore_with_library=explore_with_library,
-        distiller_slots=distiller_slots,
-    )
     return await _learn(
         _problems(problems, the_task),
         task=the_task,
         agents=team,
         library=library,
-        config=config,
-        source=_source(problems),
+        config=settings.config(team.actor),
+        source=source or _source(problems),
         resume=resume,
         on_progress=on_progress,
     )
@@ -187,61 +180,55 @@ async def aevaluate(
     *,
     task: str | Task,
     agents: Agents | ChatModel,
-    modes: str | Sequence[str | Mode] = ("vanilla", "flex"),
     library: Library | None = None,
     train: Problems = (),
-    budget_tokens: int = BUDGET_TOKENS,
-    retriever: str = DEFAULT_RETRIEVER,
-    min_shared: int = 0,
-    case_min_shared: int | None = None,
-    guide_at: str | None = None,
-    icl_k: int = 3,
-    agent_rounds: int = 3,
-    repeats: int = 1,
-    concurrency: int = 4,
-    seed: int = 0,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    tools: str | Sequence[str] = (),
+    modes: str | Sequence[str | Mode] | None = EVAL.modes,
+    icl_k: int = EVAL.icl_k,
+    agent_rounds: int = EVAL.agent_rounds,
+    budget_tokens: int = EVAL.budget_tokens,
+    retriever: str = EVAL.retriever,
+    min_shared: int = EVAL.min_shared,
+    case_min_shared: int | None = EVAL.case_min_shared,
+    guide_at: str | None = EVAL.guide_at,
+    concurrency: int = EVAL.concurrency,
+    seed: int = EVAL.seed,
+    repeats: int = EVAL.repeats,
+    temperature: float | None = EVAL.temperature,
+    max_tokens: int | None = EVAL.max_tokens,
+    tools: str | Sequence[str] = EVAL.tools,
     on_item: Callable[[ItemRecord], None] | None = None,
+    done: Mapping[tuple[str, str, int], ItemRecord] | None = None,
 ) -> list[ModeResult]:
     """Evaluate in the paper's modes, one `ModeResult` each (accuracy, 95% interval, calls, every item).
 
-    `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string). flex needs `library`;
-    icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
+    The settings are `flexlearn.settings.EvalSettings`, the options of `flex eval` under the same names.
+    `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string); None (the default) runs
+    every mode the inputs allow: vanilla and agent, icl when `train` is given, flex when `library` is. flex needs
+    `library`; icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
     `agent_rounds` times on the critic's blind verdict. `guide_at="review"` moves flex mode's retrieved principles
     and patterns from the actor's prompt to that critic: the actor solves with the question (and retrieved worked
     cases) and retries when the critic, checking the attempt against the lessons, finds a mistake; "prompt" keeps
     them in the actor's prompt, the paper's way; None (the default) is review for an embedded chat model
-    (`local:qwen2.5-coder-*`) and prompt for every other. `repeats` samples per problem (use a `temperature`).
-    `tools` ("python", "experience"; a list or "python,experience") lets the agent and flex actors run code in
-    a sandbox and, in flex mode, search the library; each item then records its tool steps.
+    (`local:qwen2.5-coder-*`) and prompt for every other. `min_shared` > 0 shows flex mode only the hits sharing
+    that many content words with the question, `case_min_shared` the worked cases alone. `repeats` samples per
+    problem (use a `temperature`). `tools` ("python", "experience"; a list or "python,experience") lets the agent
+    and flex actors run code in a sandbox and, in flex mode, search the library; each item then records its tool
+    steps. `on_item` is called with each finished item; `done` holds items an interrupted evaluation finished,
+    keyed by (mode, problem id, repeat), which are taken as they are rather than run again.
     """
+    settings = EvalSettings.pick(locals())
     the_task = _task(task)
-    mode_list = parse_modes(modes) if isinstance(modes, str) else [_mode(m) for m in modes]
-    config = EvalConfig(
-        icl_k=icl_k,
-        agent_rounds=agent_rounds,
-        budget_tokens=budget_tokens,
-        retriever=retriever,
-        min_shared=min_shared,
-        case_min_shared=case_min_shared,
-        guide_at=guide_at,
-        concurrency=concurrency,
-        seed=seed,
-        repeats=repeats,
-        tools=parse_tools(tools),
-        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-    )
+    train_problems = _problems(train, the_task)
     return await _evaluate(
         _problems(problems, the_task),
         task=the_task,
-        modes=mode_list,
+        modes=settings.mode_list(library=library is not None, train=bool(train_problems)),
         agents=_agents(agents),
-        config=config,
+        config=settings.config(),
         library=library,
-        train=_problems(train, the_task),
+        train=train_problems,
         on_item=on_item,
+        done=done,
     )
 
 
@@ -251,33 +238,37 @@ async def asolve(
     task: str | Task,
     agents: Agents | ChatModel,
     library: Library | None = None,
-    budget_tokens: int = BUDGET_TOKENS,
-    retriever: str = DEFAULT_RETRIEVER,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    tools: str | Sequence[str] = (),
     answer: str | None = None,
     category: str = "",
-    guide_at: str | None = None,
+    budget_tokens: int = SOLVE.budget_tokens,
+    retriever: str = SOLVE.retriever,
+    guide_at: str | None = SOLVE.guide_at,
+    review_rounds: int = SOLVE.review_rounds,
+    temperature: float | None = SOLVE.temperature,
+    max_tokens: int | None = SOLVE.max_tokens,
+    tools: str | Sequence[str] = SOLVE.tools,
 ) -> Solution:
     """Answer one question with the actor, guided by experience from `library` (none without one), as flex mode
-    answers an evaluation item: `guide_at` "prompt" or "review" (None: review for an embedded chat model, as
-    there); `category` names its kind of problem, whose worked cases are then preferred. With
-    `tools` ("python", "experience") the actor may run code in a sandbox and search the library; the
-    solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
+    answers an evaluation item. The settings are `flexlearn.settings.SolveSettings`, the options of `flex solve`
+    under the same names: `guide_at` "prompt" or "review" (None: review for an embedded chat model, as there; up
+    to `review_rounds` attempts at review). `category` names its kind of problem, whose worked cases are then
+    preferred. With `tools` ("python", "experience") the actor may run code in a sandbox and search the library;
+    the solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
     the entries shown count as having helped or hurt."""
+    settings = SolveSettings.pick(locals())
     return await _solve(
         question,
         task=_task(task),
         agents=_agents(agents),
         library=library,
-        budget_tokens=budget_tokens,
-        options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-        retriever=retriever,
-        tools=parse_tools(tools),
+        budget_tokens=settings.budget_tokens,
+        options=settings.actor,
+        retriever=settings.retriever,
+        tools=settings.tools,
         answer=answer,
         category=category,
-        guide_at=guide_at,
+        guide_at=settings.guide_at,
+        review_rounds=settings.review_rounds,
     )
 
 
@@ -357,13 +348,6 @@ def _agents(agents: Agents | ChatModel) -> Agents:
 
 def _task(task: str | Task) -> Task:
     return get_task(task) if isinstance(task, str) else task
-
-
-def _mode(mode: str | Mode) -> Mode:
-    try:
-        return Mode(str(mode).strip().lower())
-    except ValueError:
-        raise ConfigError(f"unknown mode {mode!r}; choose from {', '.join(m.value for m in Mode)}") from None
 
 
 def _problems(problems: Problems, task: Task) -> list[Problem]:

@@ -7,17 +7,18 @@ to see that it worked: the table, the library's composition, a few entries, and 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from flexlearn._api import aevaluate, alearn
 from flexlearn.errors import ConfigError, LibraryError
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
-from flexlearn.loop.explore import ExploreConfig
-from flexlearn.loop.learn import LearnConfig, LearnSummary, Progress, learn
+from flexlearn.loop.evaluate import Mode
+from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.records import ItemRecord, ModeResult
+from flexlearn.settings import EvalSettings, LearnSettings
 from flexlearn.tasks import Problem, Task, get_task
 
 
@@ -53,9 +54,8 @@ class DemoPlan:
     task: Task
     train: list[Problem]
     test: list[Problem]
-    learn: LearnConfig
-    eval: EvalConfig
-    modes: list[Mode] = field(default_factory=lambda: list(Mode))
+    learn: LearnSettings
+    eval: EvalSettings
 
 
 def plan(
@@ -84,8 +84,9 @@ def plan(
         task=task,
         train=train,
         test=test,
-        learn=LearnConfig(explore=ExploreConfig(rollouts=rollouts, rounds=rounds), concurrency=concurrency),
-        eval=EvalConfig(icl_k=icl_k, agent_rounds=agent_rounds, concurrency=concurrency),
+        # Worked examples while exploring are left to the model (explore_shots None: 3 for a base model).
+        learn=LearnSettings.of(rollouts=rollouts, rounds=rounds, concurrency=concurrency),
+        eval=EvalSettings.of(modes=list(Mode), icl_k=icl_k, agent_rounds=agent_rounds, concurrency=concurrency),
     )
 
 
@@ -129,27 +130,26 @@ async def run_demo(
     skipped when that run finished) and evaluation takes the items in `done` as they are."""
     summary = _finished_learning(library, demo)
     if summary is None:
-        summary = await learn(
+        summary = await alearn(
             demo.train,
             task=demo.task,
             agents=agents,
             library=library,
-            config=demo.learn,
             source=f"demo:{demo.name}",
             on_progress=on_learn,
             resume=_unfinished_learning(library, demo),
+            **demo.learn.values(),
         )
     elif on_learn is not None:
         on_learn(Progress(summary.total, summary.total, summary.solved, summary.failed, 0))
-    results = await evaluate(
+    results = await aevaluate(
         demo.test,
         task=demo.task,
-        modes=demo.modes,
         agents=agents,
-        config=demo.eval,
         library=library,
         train=demo.train,
         on_item=on_item,
         done=done,
+        **demo.eval.values(),
     )
     return DemoOutcome(summary, results)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+import flexlearn
 from flexlearn import __version__
-from flexlearn.agents.tools import parse_tools
 from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, mcp_cmd, serve_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
@@ -37,6 +38,7 @@ from flexlearn.cli.common import (
     open_library_for_reading,
     resolve_task,
     run_closing,
+    setting,
 )
 from flexlearn.cli.output import (
     ItemProgress,
@@ -51,16 +53,13 @@ from flexlearn.cli.output import (
 )
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
-from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.episode import guide_at_default
-from flexlearn.loop.evaluate import EvalConfig, Mode, check_modes, evaluate, parse_modes, solve
-from flexlearn.loop.explore import ExploreConfig, exploration_defaults
-from flexlearn.loop.learn import LearnConfig, Progress, learn
+from flexlearn.loop.evaluate import Mode, check_modes
+from flexlearn.loop.learn import Progress
 from flexlearn.loop.results import write_run
-from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
-from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
-from flexlearn.retrieval.registry import check_retriever
+from flexlearn.retrieval import get_retriever
+from flexlearn.settings import EVAL, LEARN, SOLVE, EvalSettings, LearnSettings, SolveSettings
 from flexlearn.tasks.loader import check_question_length
 
 app = typer.Typer(
@@ -117,23 +116,11 @@ def learn_cmd(
     distiller_model: DistillerModelOpt = None,
     updater_model: UpdaterModelOpt = None,
     prompt_kind: KindOpt = None,
-    rollouts: Annotated[
-        int | None, typer.Option(min=1, help="Rollouts per problem. Default: 3, as in the paper.")
-    ] = None,
-    rounds: Annotated[
-        int | None,
-        typer.Option(min=1, help="Actor/critic rounds per rollout. Default: 5 as in the paper; 2 for local models."),
-    ] = None,
-    all_rollouts: Annotated[bool, typer.Option(help="Run every rollout even after a success.")] = False,
-    explore_shots: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Worked training examples in the actor's prompt while exploring. Default: 3 for base models, "
-            "0 otherwise.",
-        ),
-    ] = None,
-    concurrency: ConcurrencyOpt = 4,
+    rollouts: Annotated[int | None, setting(LearnSettings, "rollouts")] = LEARN.rollouts,
+    rounds: Annotated[int | None, setting(LearnSettings, "rounds")] = LEARN.rounds,
+    all_rollouts: Annotated[bool, setting(LearnSettings, "all_rollouts")] = LEARN.all_rollouts,
+    explore_shots: Annotated[int | None, setting(LearnSettings, "explore_shots")] = LEARN.explore_shots,
+    concurrency: ConcurrencyOpt = LEARN.concurrency,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Use only the first N training problems. Default: all.")
     ] = None,
@@ -152,26 +139,13 @@ def learn_cmd(
             help="With --resume: the run to continue (flex library runs lists them). Default: the newest unfinished.",
         ),
     ] = None,
-    explore_with_library: Annotated[
-        bool,
-        typer.Option(
-            "--explore-with-library",
-            help="Show each problem's actor what the library holds so far (as flex mode does), and count its "
-            "verdicts as helped/hurt for those entries. Default: explore without the library.",
-        ),
-    ] = False,
-    blind_critic: Annotated[
-        bool,
-        typer.Option(
-            "--blind-critic",
-            help="The critic sees only the verdict, never the reference answer. Default: it sees the reference, "
-            "and any form of the answer in its feedback is masked.",
-        ),
-    ] = False,
+    explore_with_library: Annotated[bool, setting(LearnSettings, "explore_with_library")] = LEARN.explore_with_library,
+    blind_critic: Annotated[bool, setting(LearnSettings, "blind_critic")] = LEARN.blind_critic,
+    distiller_slots: Annotated[bool, setting(LearnSettings, "distiller_slots")] = LEARN.distiller_slots,
     tools: ToolsOpt = None,
-    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokensOpt = None,
+    retriever: RetrieverOpt = LEARN.retriever,
+    temperature: TempOpt = LEARN.temperature,
+    max_tokens: MaxTokensOpt = LEARN.max_tokens,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     resume_id: Annotated[
@@ -190,7 +164,7 @@ def learn_cmd(
         if run is not None and run != resume_id:
             raise ConfigError(f"two runs to resume: {resume_id!r} and --run {run!r}")
         run = resume_id
-    tool_names = parse_tools(tools)
+    settings = LearnSettings.pick(locals())
     the_task = resolve_task(task, library)
     problems = load_limited(the_task, train, limit)
     if run is not None and not resume:
@@ -203,11 +177,10 @@ def learn_cmd(
         distiller=distiller_model,
         updater=updater_model,
         prompt_kind=prompt_kind,
-        concurrency=concurrency,
+        concurrency=settings.concurrency,
         timeout=timeout,
         meter=meter,
     )
-    check_retriever(retriever)
     # Every option is checked above, before the library is opened: a refused command leaves no file behind. The
     # library, and the run to resume, are checked before a model is called; a run is resumed from a library that
     # exists, never from one this command would create.
@@ -215,42 +188,27 @@ def learn_cmd(
         lib.check_writable()
         if resume:
             run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)
-    defaults = exploration_defaults(agents.actor)
-    config = LearnConfig(
-        explore=ExploreConfig(
-            rollouts=rollouts or defaults.rollouts,
-            rounds=rounds or defaults.rounds,
-            stop_on_success=not all_rollouts,
-            shots=defaults.shots if explore_shots is None else explore_shots,
-            blind_critic=blind_critic,
-            tools=tool_names,
-            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-        ),
-        concurrency=concurrency,
-        retriever=retriever,
-        explore_with_library=explore_with_library,
-    )
-    with Library.open(library) as lib, progress_bar("learn", len(problems)) as bar:
-        status = LiveStatus(bar, bar.task_ids[0], meter)
+        with progress_bar("learn", len(problems)) as bar:
+            status = LiveStatus(bar, bar.task_ids[0], meter)
 
-        def on_progress(p: Progress) -> None:
-            status.set(
-                f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  library {lib.count()}", completed=p.done
+            def on_progress(p: Progress) -> None:
+                status.set(
+                    f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  library {lib.count()}", completed=p.done
+                )
+
+            summary = run_closing(
+                agents,
+                flexlearn.alearn(
+                    problems,
+                    task=the_task,
+                    agents=agents,
+                    library=lib,
+                    source=str(train),
+                    resume=(run or True) if resume else False,
+                    on_progress=on_progress,
+                    **settings.values(),
+                ),
             )
-
-        summary = run_closing(
-            agents,
-            learn(
-                problems,
-                task=the_task,
-                agents=agents,
-                library=lib,
-                config=config,
-                source=str(train),
-                resume=(run or True) if resume else False,
-                on_progress=on_progress,
-            ),
-        )
         stats = lib.stats()
     if as_json:
         out.print_json(
@@ -284,7 +242,7 @@ def learn_cmd(
 def eval_cmd(
     test: Annotated[Path, typer.Option("--test", help="Test problems, JSONL.")],
     task: TaskOpt = None,
-    modes: Annotated[str, typer.Option(help="Comma-separated: vanilla, icl, agent, flex.")] = "vanilla,icl,agent,flex",
+    modes: Annotated[str | None, setting(EvalSettings, "modes", show_default=False)] = None,
     library: Annotated[
         Path | None, typer.Option("--library", "-l", help="Experience library (for flex mode). Default: none.")
     ] = None,
@@ -294,22 +252,22 @@ def eval_cmd(
     model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
     prompt_kind: KindOpt = None,
-    icl_k: Annotated[int, typer.Option(min=1, help="Worked examples in icl mode.")] = 3,
-    agent_rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds in agent mode.")] = 3,
-    budget: Annotated[
-        int, typer.Option(min=50, help="Token budget for retrieved experience in flex mode.")
-    ] = DEFAULT_LIMITS.retrieval_budget_tokens,
-    concurrency: ConcurrencyOpt = 4,
+    icl_k: Annotated[int, setting(EvalSettings, "icl_k")] = EVAL.icl_k,
+    agent_rounds: Annotated[int, setting(EvalSettings, "agent_rounds")] = EVAL.agent_rounds,
+    budget_tokens: Annotated[int, setting(EvalSettings, "budget_tokens", "--budget")] = EVAL.budget_tokens,
+    min_shared: Annotated[int, setting(EvalSettings, "min_shared")] = EVAL.min_shared,
+    case_min_shared: Annotated[
+        int | None, setting(EvalSettings, "case_min_shared", show_default=False)
+    ] = EVAL.case_min_shared,
+    concurrency: ConcurrencyOpt = EVAL.concurrency,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the choice of ICL examples and the bootstrap.")] = 0,
-    repeats: Annotated[
-        int, typer.Option(min=1, help="Samples per problem: pass@1 averaged over them (set --temperature > 0).")
-    ] = 1,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokensOpt = None,
+    seed: Annotated[int, setting(EvalSettings, "seed")] = EVAL.seed,
+    repeats: Annotated[int, setting(EvalSettings, "repeats")] = EVAL.repeats,
+    temperature: TempOpt = EVAL.temperature,
+    max_tokens: MaxTokensOpt = EVAL.max_tokens,
     tools: ToolsOpt = None,
-    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
-    guide_at: GuideAtOpt = None,
+    retriever: RetrieverOpt = EVAL.retriever,
+    guide_at: GuideAtOpt = EVAL.guide_at,
     timeout: TimeoutOpt = 120.0,
     snapshot: SnapshotOpt = False,
     out_dir: Annotated[
@@ -318,57 +276,44 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Evaluate in the paper's modes and print the table."""
-    mode_list = parse_modes(modes)
-    tool_names = parse_tools(tools)
+    settings = EvalSettings.pick(locals())
     check_out_dir(out_dir)
     the_task = resolve_task(task, library)
     problems = load_limited(the_task, test, limit)
     train_problems = the_task.load(train) if train else []
+    mode_list = settings.mode_list(library=library is not None, train=bool(train_problems))
     meter = Meter()
-    config = EvalConfig(
-        icl_k=icl_k,
-        agent_rounds=agent_rounds,
-        budget_tokens=budget,
-        concurrency=concurrency,
-        seed=seed,
-        repeats=repeats,
-        tools=tool_names,
-        retriever=retriever,
-        guide_at=guide_at,
-        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-    )
     lib = open_library_for_reading(library)
     started = time.time()
     try:
         # Everything that can be wrong with the arguments fails here, before a model is loaded or called.
         check_modes(mode_list, library=lib, train=train_problems)
         if lib is not None:
-            get_retriever(retriever, lib)
+            get_retriever(settings.retriever, lib)
         agents = build_agents(
             model,
             critic=critic_model,
             prompt_kind=prompt_kind,
-            concurrency=concurrency,
+            concurrency=settings.concurrency,
             timeout=timeout,
             meter=meter,
         )
-        with progress_bar("eval", len(problems) * len(mode_list) * repeats) as bar:
+        with progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
             results = run_closing(
                 agents,
-                evaluate(
+                flexlearn.aevaluate(
                     problems,
                     task=the_task,
-                    modes=mode_list,
                     agents=agents,
-                    config=config,
                     library=lib,
                     train=train_problems,
                     on_item=on_item,
+                    **{**settings.values(), "modes": mode_list},
                 ),
             )
         # Where flex mode used its experience (None without flex mode), and whether a critic judged attempts.
-        guide = (guide_at or guide_at_default(agents.actor)) if Mode.FLEX in mode_list else None
+        guide = (settings.guide_at or guide_at_default(agents.actor)) if Mode.FLEX in mode_list else None
         judged = Mode.AGENT in mode_list or guide == "review"
         meta = {
             "task": the_task.name,
@@ -380,16 +325,12 @@ def eval_cmd(
             "models": agents.models("actor", "critic") if judged else agents.models("actor"),
             "started": started,
             "seconds": time.time() - started,
+            # Every setting as run (by its settings name), the modes run and where flex used its experience.
             "config": {
-                "icl_k": icl_k,
-                "agent_rounds": agent_rounds,
-                "budget": budget,
-                "seed": seed,
-                "temperature": temperature,
-                "limit": limit,
-                "repeats": repeats,
-                "tools": list(tool_names),
+                **settings.model_dump(mode="json"),
+                "modes": [m.value for m in mode_list],
                 "guide_at": guide,
+                "limit": limit,
             },
             "calls": meter.snapshot(),
         }
@@ -426,20 +367,37 @@ def solve_cmd(
     task: TaskOpt = None,
     model: ModelOpt = "local",
     prompt_kind: KindOpt = None,
-    budget: Annotated[
-        int, typer.Option(min=50, help="Token budget for retrieved experience.")
-    ] = DEFAULT_LIMITS.retrieval_budget_tokens,
+    category: Annotated[
+        str,
+        typer.Option(
+            "--category",
+            help="The question's kind (as a data file's \"category\" field names it): the library's worked cases of "
+            "that kind are preferred. Default: none.",
+            show_default=False,
+        ),
+    ] = "",
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            "--answer",
+            help="The known answer: the reply is scored, and the entries shown count as having helped or hurt. "
+            "Default: none, not scored.",
+            show_default=False,
+        ),
+    ] = None,
+    budget_tokens: Annotated[int, setting(SolveSettings, "budget_tokens", "--budget")] = SOLVE.budget_tokens,
+    review_rounds: Annotated[int, setting(SolveSettings, "review_rounds")] = SOLVE.review_rounds,
     show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokensOpt = None,
+    temperature: TempOpt = SOLVE.temperature,
+    max_tokens: MaxTokensOpt = SOLVE.max_tokens,
     tools: ToolsOpt = None,
-    retriever: RetrieverOpt = DEFAULT_RETRIEVER,
-    guide_at: GuideAtOpt = None,
+    retriever: RetrieverOpt = SOLVE.retriever,
+    guide_at: GuideAtOpt = SOLVE.guide_at,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Solve one question with guidance retrieved from the library, as flex mode answers an evaluation item."""
-    tool_names = parse_tools(tools)
+    settings = SolveSettings.pick(locals())
     the_task = resolve_task(task, library)
     if library is None:
         err.print(
@@ -456,16 +414,14 @@ def solve_cmd(
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
         solution = run_closing(
             agents,
-            solve(
+            flexlearn.asolve(
                 question,
                 task=the_task,
                 agents=agents,
                 library=lib,
-                budget_tokens=budget,
-                options=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-                tools=tool_names,
-                retriever=retriever,
-                guide_at=guide_at,
+                answer=answer,
+                category=category,
+                **settings.values(),
             ),
         )
     finally:
@@ -475,6 +431,7 @@ def solve_cmd(
         out.print_json(
             data={
                 "answer": solution.answer,
+                "correct": solution.correct,
                 "reply": solution.reply,
                 "guidance": [e.id for e in solution.guidance],
                 "usage": vars(solution.usage),
@@ -491,7 +448,8 @@ def solve_cmd(
         out.print(f"[bold]step {i} ({step.kind})[/bold]", highlight=False)
         out.print(f"{step.input}\n[output]\n{step.observation}\n", highlight=False, markup=False)
     out.print(solution.reply.strip(), highlight=False, markup=False)
-    out.print(f"\n[bold]answer:[/bold] {solution.answer}", highlight=False)
+    verdict = "" if solution.correct is None else (" (correct)" if solution.correct else f" (wrong; expected {answer})")
+    out.print(f"\n[bold]answer:[/bold] {escape(f'{solution.answer}{verdict}')}", highlight=False)
 
 
 # After the core commands, so `flex --help` lists them in the order of a workflow.

@@ -15,7 +15,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, TypeVar
 
+import annotated_types
 import typer
+from pydantic import BaseModel
 from rich.markup import escape
 from typer.core import TyperCommand
 
@@ -26,6 +28,7 @@ from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.models.base import ChatModel
 from flexlearn.models.middleware import Meter
+from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task, available_tasks, get_task
 
 T = TypeVar("T")
@@ -100,46 +103,25 @@ TaskOpt = Annotated[
         "is none.",
     ),
 ]
+
+
+def setting(settings: type[BaseModel], name: str, *decls: str, **kwargs: Any) -> Any:
+    """The option of a settings field (`flexlearn.settings`): ``--NAME`` (and any other `decls`), with the field's
+    description as its help and its bounds as the option's, so the CLI and the Python API cannot drift apart."""
+    field = settings.model_fields[name]
+    for rule in field.metadata:
+        if isinstance(rule, annotated_types.Ge):
+            kwargs.setdefault("min", rule.ge)
+    return typer.Option(f"--{name.replace('_', '-')}", *decls, help=field.description, **kwargs)
+
+
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
 # One meaning in every command: how many calls each model has in flight at once.
-ConcurrencyOpt = Annotated[
-    int,
-    typer.Option(
-        "--concurrency",
-        min=1,
-        help="Model calls in flight at once (each model's limit). learn works on four times as many problems to "
-        "keep them busy; eval, scaling, inherit and demo on as many.",
-    ),
-]
-TempOpt = Annotated[
-    float | None, typer.Option("--temperature", help="Actor sampling temperature. Default: the model's own.")
-]
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-tokens",
-        min=1,
-        help="Cap on each actor reply (base models in chat mode ramble). Default: the backend's.",
-    ),
-]
-RetrieverOpt = Annotated[
-    str,
-    typer.Option(
-        "--retriever",
-        help="How experience is found: tantivy (an index beside the library, milliseconds at a million entries) "
-        "or bm25 (SQLite FTS5). Default: tantivy, falling back to bm25 where it is not installed.",
-    ),
-]
-GuideAtOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--guide-at",
-        help="Where flex mode uses what it retrieves: prompt (the actor's context, the paper's way) or review (the "
-        "principles and patterns go to a critic that checks each attempt, up to the agent's rounds; the actor sees "
-        "worked cases only). Default: review for an embedded chat model (local:qwen2.5-coder-*), prompt otherwise.",
-        show_default=False,
-    ),
-]
+ConcurrencyOpt = Annotated[int, setting(EvalSettings, "concurrency")]
+TempOpt = Annotated[float | None, setting(EvalSettings, "temperature")]
+MaxTokensOpt = Annotated[int | None, setting(EvalSettings, "max_tokens")]
+RetrieverOpt = Annotated[str, setting(EvalSettings, "retriever")]
+GuideAtOpt = Annotated[str | None, setting(EvalSettings, "guide_at", show_default=False)]
 SnapshotOpt = Annotated[
     bool,
     typer.Option(
@@ -149,14 +131,7 @@ SnapshotOpt = Annotated[
         "enough for the report).",
     ),
 ]
-ToolsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--tools",
-        help="Tools the actor may call, comma-separated: python (runs its code in a sandbox), experience "
-        "(searches the --library). Default: none, one reply per attempt.",
-    ),
-]
+ToolsOpt = Annotated[str | None, setting(EvalSettings, "tools")]
 
 
 def run_closing(agents: Agents, coro: Coroutine[Any, Any, T]) -> T:

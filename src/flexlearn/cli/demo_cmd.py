@@ -47,7 +47,6 @@ from flexlearn.cli.output import (
 from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
-from flexlearn.loop.explore import exploration_defaults
 from flexlearn.loop.learn import Progress
 from flexlearn.loop.results import write_run
 from flexlearn.models.embedded import is_embedded_instruct
@@ -136,7 +135,6 @@ def demo_cmd(
         err.print(f"continuing the unfinished demo in {run_dir}", highlight=False)
     library_path = run_dir / "library.flexlib"
     done = load_items(run_dir / ITEMS_CACHE)
-    demo.learn.explore.shots = exploration_defaults(agents.actor).shots
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
         f"then evaluate {len(demo.test)} held-out problems in modes vanilla, icl, agent, flex "
@@ -145,7 +143,10 @@ def demo_cmd(
     )
     started = time.time()
     with Library.open(library_path) as lib:
-        with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.modes))) as (bar, ids):
+        with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.eval.modes or ()))) as (
+            bar,
+            ids,
+        ):
             learning = LiveStatus(bar, ids[0], meter)
 
             def on_learn(p: Progress) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+import flexlearn
 from flexlearn.cli.common import (
     Command,
     ConcurrencyOpt,
@@ -30,25 +31,22 @@ from flexlearn.cli.common import (
     load_limited,
     resolve_task,
     run_closing,
+    setting,
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
-from flexlearn.limits import DEFAULT_LIMITS
-from flexlearn.loop.evaluate import EvalConfig
 from flexlearn.loop.experiments import ScalingPoint, available_sizes, inherit, parse_sizes, scaling
-from flexlearn.loop.explore import exploration_defaults
-from flexlearn.loop.learn import LearnConfig, learn
 from flexlearn.loop.results import write_json, write_run
-from flexlearn.models.base import GenerationOptions
 from flexlearn.models.middleware import Meter
 from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
+from flexlearn.settings import EVAL, EvalSettings
 
 LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
 TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")]
-RepeatsOpt = Annotated[int, typer.Option(min=1, help="Samples per problem (pass@1 averaged; set --temperature).")]
-BudgetOpt = Annotated[int, typer.Option(min=50, help="Token budget for retrieved experience.")]
+RepeatsOpt = Annotated[int, setting(EvalSettings, "repeats")]
+BudgetOpt = Annotated[int, setting(EvalSettings, "budget_tokens", "--budget")]
 
 
 def register(app: typer.Typer) -> None:
@@ -89,12 +87,12 @@ def scaling_cmd(
     model: ModelOpt = "local",
     prompt_kind: KindOpt = None,
     limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    repeats: RepeatsOpt = 1,
-    budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
-    guide_at: GuideAtOpt = None,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokensOpt = None,
+    concurrency: ConcurrencyOpt = EVAL.concurrency,
+    repeats: RepeatsOpt = EVAL.repeats,
+    budget_tokens: BudgetOpt = EVAL.budget_tokens,
+    guide_at: GuideAtOpt = EVAL.guide_at,
+    temperature: TempOpt = EVAL.temperature,
+    max_tokens: MaxTokensOpt = EVAL.max_tokens,
     timeout: TimeoutOpt = 120.0,
     snapshot: SnapshotOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the points and fit as JSON.")] = False,
@@ -107,13 +105,14 @@ def scaling_cmd(
         size_list = parse_sizes(sizes, available_sizes(lib))
         meter = Meter()
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
-        config = EvalConfig(
+        config = EvalSettings.of(
             concurrency=concurrency,
             repeats=repeats,
-            budget_tokens=budget,
+            budget_tokens=budget_tokens,
             guide_at=guide_at,
-            actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-        )
+            temperature=temperature,
+            max_tokens=max_tokens,
+        ).config()
         started = time.time()
         with progress_bar("scaling", len(size_list) * len(problems) * repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
@@ -197,12 +196,12 @@ def inherit_cmd(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory for results. Default: none.")] = None,
     prompt_kind: KindOpt = None,
     limit: LimitOpt = None,
-    concurrency: ConcurrencyOpt = 4,
-    repeats: RepeatsOpt = 1,
-    budget: BudgetOpt = DEFAULT_LIMITS.retrieval_budget_tokens,
-    guide_at: GuideAtOpt = None,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokensOpt = None,
+    concurrency: ConcurrencyOpt = EVAL.concurrency,
+    repeats: RepeatsOpt = EVAL.repeats,
+    budget_tokens: BudgetOpt = EVAL.budget_tokens,
+    guide_at: GuideAtOpt = EVAL.guide_at,
+    temperature: TempOpt = EVAL.temperature,
+    max_tokens: MaxTokensOpt = EVAL.max_tokens,
     timeout: TimeoutOpt = 120.0,
     snapshot: SnapshotOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
@@ -224,13 +223,14 @@ def inherit_cmd(
         timeout=timeout,
         meter=meter,
     )
-    config = EvalConfig(
+    config = EvalSettings.of(
         concurrency=concurrency,
         repeats=repeats,
-        budget_tokens=budget,
+        budget_tokens=budget_tokens,
         guide_at=guide_at,
-        actor=GenerationOptions(temperature=temperature, max_tokens=max_tokens),
-    )
+        temperature=temperature,
+        max_tokens=max_tokens,
+    ).config()
     started = time.time()
     with Library.open_for_reading(library) as inherited:
         own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
@@ -242,13 +242,12 @@ def inherit_cmd(
             async def learn_then_compare() -> list[InheritRow]:
                 if train_problems and own is not None:
                     with progress_bar("learn (own library)", len(train_problems)) as bar:
-                        config_learn = LearnConfig(explore=exploration_defaults(agents.actor), concurrency=concurrency)
-                        await learn(
+                        await flexlearn.alearn(
                             train_problems,
                             task=the_task,
                             agents=agents,
                             library=own,
-                            config=config_learn,
+                            concurrency=concurrency,
                             source=str(train),
                             on_progress=lambda p: bar.update(
                                 bar.task_ids[0], completed=p.done, status=f"solved {p.solved}"
