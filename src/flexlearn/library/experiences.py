@@ -15,6 +15,7 @@ from typing import Any
 from flexlearn.errors import LibraryError
 from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Status, Zone
 from flexlearn.library.base import LibraryBase
+from flexlearn.library.batch import Applied, Change, apply_changes
 from flexlearn.library.rows import dumps, filters, loads, to_experience
 from flexlearn.library.shown import Shown
 from flexlearn.library.text import clean_text
@@ -56,6 +57,15 @@ class Experiences(LibraryBase):
         Every retriever resolves its hits through this (or filters on `status` itself)."""
         found = self.find_many(ids)
         return {id: e for id, e in found.items() if e.status == Status.ACTIVE}
+
+    def id_with_text(self, zone: str, level: str, text: str) -> str | None:
+        """The id of an entry of this zone and level whose text is `text` (surrounding whitespace aside), or None."""
+        row = self._conn.execute(
+            "SELECT id FROM experiences WHERE zone = ? AND level = ? AND trim(content, ' ' || char(9, 10, 13)) = ?"
+            " LIMIT 1",
+            (str(zone), str(level), text.strip()),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def shown(self) -> Shown:
         """The entries a model may read (the active ones): the reader every prompt-building component takes."""
@@ -268,6 +278,22 @@ class Experiences(LibraryBase):
                 after=after,
             )
         return after
+
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        order: Sequence[int] | None = None,
+        run_id: str = "",
+        problem_id: str | None = None,
+    ) -> builtins.list[Applied]:
+        """Apply a batch of updater decisions in one transaction, keeping the library's invariants whatever they
+        say (no two entries of a zone and level with one text; a merge into a removed entry adds; parents link to
+        what their parent candidate became): see `flexlearn.library.batch`. `order` puts parents first (default:
+        as given). One `Applied` per change, by index."""
+        return apply_changes(
+            self, changes, order=range(len(changes)) if order is None else order, run_id=run_id, problem_id=problem_id
+        )
 
     def discard(self, candidate: Experience, *, reason: str, run_id: str = "", problem_id: str | None = None) -> None:
         """Log that a candidate was judged not worth keeping. The library itself does not change."""

@@ -28,9 +28,9 @@ from flexlearn.agents.distiller import Candidates, distill
 from flexlearn.agents.tools import make_toolset
 from flexlearn.agents.updater import Decision, decide
 from flexlearn.errors import ModelError
-from flexlearn.experience import LEVEL_RANK, Action, Experience, Level, Provenance
+from flexlearn.experience import LEVEL_RANK, Action, Experience, Level, Provenance, Status
+from flexlearn.library.batch import Change
 from flexlearn.library.store import Library
-from flexlearn.library.text import clean_text
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.explore import ExploreConfig, explore
@@ -48,7 +48,6 @@ DONE = ("solved", "unsolved")
 # more problems under way only meant up to 3% more updater re-checks.
 PROBLEMS_PER_SLOT = 4
 # An entry's zone, level and text: two entries never share one.
-TextKey = tuple[str, str, str]
 
 
 @dataclass
@@ -173,7 +172,6 @@ async def learn(
     summary.solved = sum(1 for s in status.values() if s == "solved")
     summary.unsolved = sum(1 for s in status.values() if s == "unsolved")
     # The texts this run stored, by zone and level: what decisions made before they existed are checked against.
-    written: dict[TextKey, str] = {}
     # The revision of this run's last write into each zone and level, and the early re-checks in flight.
     touched: dict[tuple[str, str], int] = {}
     early: dict[asyncio.Task[_Outcome], asyncio.Task[None]] = {}
@@ -274,9 +272,7 @@ async def learn(
                         await early.pop(job)
                     # Re-decisions happen before anything is written: a model error here leaves no trace.
                     await recheck(outcome.decided, library=library, retriever=retriever, agents=agents, config=config)
-                    absorbed = apply(
-                        outcome.trajectory, outcome.decided, library=library, run_id=run_id, written=written
-                    )
+                    absorbed = apply(outcome.trajectory, outcome.decided, library=library, run_id=run_id)
                 except ModelError as exc:
                     outcome.error = str(exc)
                 if absorbed is not None:
@@ -323,14 +319,6 @@ async def learn(
         library.finish_run(run_id, status="done")
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def _parent_id(library: Library, level: Level, target: str | None) -> str | None:
-    """A merged or discarded parent resolves to the updater's target, which may sit at any level: link only to a
-    more general entry."""
-    if target is None:
-        return None
-    return target if LEVEL_RANK[library.get(target).level] < LEVEL_RANK[level] else None
 
 
 @dataclass
@@ -393,10 +381,14 @@ async def learn_from_trajectory(
     run_id: str,
     config: LearnConfig | None = None,
     actor: str | None = None,
+    quarantine: bool = False,
+    inside: Callable[[Absorbed], None] | None = None,
 ) -> Absorbed:
     """Distil one trajectory and absorb its candidates into the library in one transaction: what `learn` does
     with each explored problem, for a trajectory from anywhere (a user's own agent, through `flexlearn.record`).
-    The run `run_id` must have begun (`Library.begin_run`)."""
+    The run `run_id` must have begun (`Library.begin_run`). `quarantine=True` (lessons from a source to be
+    reviewed) adds every lesson in quarantine and merges none into an entry the library serves. `inside` is
+    called with the result inside that transaction, before it commits (see `absorb`)."""
     config = config or LearnConfig()
     candidates = await distil_trajectory(
         trajectory,
@@ -408,7 +400,13 @@ async def learn_from_trajectory(
         config=config,
         actor=actor,
     )
-    return await absorb(trajectory, candidates, library=library, agents=agents, config=config, run_id=run_id)
+    if quarantine:
+        config = replace(config, neighbours=0)  # no neighbours: each lesson is added (or dropped as a copy)
+        for candidate in candidates.experiences:
+            candidate.status = Status.QUARANTINED
+    return await absorb(
+        trajectory, candidates, library=library, agents=agents, config=config, run_id=run_id, inside=inside
+    )
 
 
 async def absorb(
@@ -419,12 +417,19 @@ async def absorb(
     agents: Agents,
     config: LearnConfig,
     run_id: str,
+    inside: Callable[[Absorbed], None] | None = None,
 ) -> Absorbed:
     """Decide every candidate against the library as it stands, then apply all decisions and the problem's done
-    mark in one transaction."""
+    mark in one transaction. `inside`, when given, is called with the result within that same transaction, before
+    it commits: what it writes commits with the changes or not at all (the outcome queue marks an outcome absorbed
+    there), and if it raises, nothing is applied."""
     retriever = get_retriever(config.retriever, library)
     decided = await decide_candidates(candidates, library=library, retriever=retriever, agents=agents, config=config)
-    return apply(trajectory, decided, library=library, run_id=run_id, written={})
+    with library.transaction():  # apply's own transaction joins this one
+        absorbed = apply(trajectory, decided, library=library, run_id=run_id)
+        if inside is not None:
+            inside(absorbed)
+    return absorbed
 
 
 def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience, kind: str = "") -> list[Experience]:
@@ -509,28 +514,9 @@ async def recheck(
     decided.revision = revision
 
 
-def _text_key(exp: Experience) -> TextKey:
-    return (str(exp.zone), str(exp.level), clean_text(exp.content).strip())
-
-
-def _twin(library: Library, candidate: Experience, written: dict[TextKey, str]) -> str | None:
-    """The id of a stored entry with the candidate's zone, level and text, among those this run wrote and the
-    one its own id would take; None when there is none."""
-    key = _text_key(candidate)
-    for id in (written.get(key), candidate.content_id()):
-        stored = library.find(id) if id else None
-        if stored is not None and _text_key(stored) == key:
-            return stored.id
-    return None
-
-
-def apply(
-    trajectory: Trajectory, decided: Decided, *, library: Library, run_id: str, written: dict[TextKey, str]
-) -> Absorbed:
-    """Apply one problem's decisions, its helped/hurt counts and its done mark in one transaction, and note the
-    texts it stored in `written`. Inside it, a merge whose target is gone (another process deleted it since
-    `recheck`) adds the candidate instead, and an add repeating an entry (one added earlier in this same
-    transaction) is discarded."""
+def apply(trajectory: Trajectory, decided: Decided, *, library: Library, run_id: str) -> Absorbed:
+    """Apply one problem's decisions (through `Library.apply`, which keeps the library's invariants and logs any
+    decision it had to change), its helped/hurt counts and its done mark in one transaction."""
     problem_id = trajectory.problem_id
     candidates, decisions = decided.candidates, decided.decisions
     absorbed = Absorbed(run_id, problem_id, solved=trajectory.solved)
@@ -542,54 +528,25 @@ def apply(
     for d in decisions.values():
         usage = usage + (d.usage or Usage())
     record["learn_usage"] = vars(usage)
-    resolved: dict[int, str] = {}
+    changes = [
+        Change(
+            candidate,
+            decisions[i].action,
+            decisions[i].reason,
+            target=decisions[i].target,
+            merged_content=decisions[i].merged_content,
+            parent=candidates.parents.get(i),
+        )
+        for i, candidate in enumerate(candidates.experiences)
+    ]
     with library.transaction():
+        applied = library.apply(changes, order=order, run_id=run_id, problem_id=problem_id)
         for i in order:
-            candidate, decision = candidates.experiences[i], decisions[i]
-            if decision.action == Action.MERGE and (decision.target is None or library.find(decision.target) is None):
-                decision = Decision(Action.ADD, f"added: {decision.target} was removed before the merge")
-            twin = _twin(library, candidate, written) if decision.action == Action.ADD else None
-            if twin is not None:
-                decision = Decision(Action.DISCARD, f"discarded: exact duplicate of {twin}", target=twin)
-            if decision.action == Action.MERGE:
-                # A merge must not turn its target into a copy of another entry (a small updater tends to write
-                # the text of the entry it was shown): the candidate is then covered by that entry.
-                merged_text = replace(candidate, content=decision.merged_content)
-                copy = _twin(library, merged_text, written)
-                if copy is not None and copy != decision.target:
-                    decision = Decision(
-                        Action.DISCARD,
-                        f"discarded: merging into {decision.target} would repeat {copy}, which covers it",
-                        target=copy,
-                    )
-            decisions[i] = decision
-            parent = candidates.parents.get(i)
-            if decision.action == Action.ADD:
-                candidate.parent_id = _parent_id(
-                    library, candidate.level, resolved.get(parent) if parent is not None else None
-                )
-                stored = library.add(candidate, reason=decision.reason, run_id=run_id, problem_id=problem_id)
-                resolved[i] = written[_text_key(stored)] = stored.id
-                absorbed.experience_ids.append(stored.id)
-            elif decision.action == Action.MERGE:
-                assert decision.target is not None
-                merged = library.merge(
-                    decision.target,
-                    content=decision.merged_content,
-                    examples=None,
-                    candidate=candidate,
-                    reason=decision.reason,
-                    run_id=run_id,
-                    problem_id=problem_id,
-                )
-                written[_text_key(merged)] = merged.id
-                resolved[i] = decision.target
-                absorbed.experience_ids.append(decision.target)
-            else:
-                library.discard(candidate, reason=decision.reason, run_id=run_id, problem_id=problem_id)
-                if decision.target and library.find(decision.target) is not None:
-                    resolved[i] = decision.target
-            absorbed.actions[str(decision.action)] += 1
+            done = applied[i]
+            decisions[i] = replace(decisions[i], action=done.action, reason=done.reason, target=done.target)
+            if done.action != Action.DISCARD and done.entry_id is not None:
+                absorbed.experience_ids.append(done.entry_id)
+            absorbed.actions[str(done.action)] += 1
         record["decisions"] = [
             {
                 "candidate": i,
