@@ -307,7 +307,7 @@ class Experiences(LibraryBase):
                 candidate=candidate,
             )
 
-    def edit(self, id: str, /, *, reason: str, **fields: Any) -> Experience:
+    def edit(self, id: str, /, *, reason: str, run_id: str = "", **fields: Any) -> Experience:
         """Change some of title, content, examples, zone, level, parent_id; log it; return the result.
         The id stays the same: it names the entry, it is not recomputed from the new text."""
         unknown = set(fields) - _EDITABLE
@@ -338,7 +338,7 @@ class Experiences(LibraryBase):
                 ),
             )
             after = self.get(id)
-            self._log(Action.EDIT, id, reason=reason, run_id="", problem_id=None, before=before, after=after)
+            self._log(Action.EDIT, id, reason=reason, run_id=run_id, problem_id=None, before=before, after=after)
         return after
 
     def approve(self, id: str, *, reason: str = "approved") -> Experience:
@@ -359,12 +359,12 @@ class Experiences(LibraryBase):
         """Attach `id` under `parent_id` (or detach it with None). Logged as an edit."""
         return self.edit(id, reason=f"set parent to {parent_id}", parent_id=parent_id)
 
-    def delete(self, id: str, *, reason: str) -> None:
+    def delete(self, id: str, *, reason: str, run_id: str = "") -> None:
         """Remove an experience and log it; its children lose their parent (they are not deleted)."""
         with self.transaction():
             before = self.get(id)
             self._conn.execute("DELETE FROM experiences WHERE id = ?", (id,))
-            self._log(Action.DELETE, id, reason=reason, run_id="", problem_id=None, before=before)
+            self._log(Action.DELETE, id, reason=reason, run_id=run_id, problem_id=None, before=before)
 
     def record_retrieval(self, ids: Iterable[str]) -> None:
         """Count one retrieval per id given, so an id listed twice (shown for two problems) counts twice.
