@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import re
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
 from flexlearn.loop.episode import guide_at_default
+from flexlearn.loop.stats import paired
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -119,24 +119,6 @@ def _meter_totals(meter: Any) -> tuple[int, int, int]:
         prompt += int(row.get("prompt_tokens", 0))
         completion += int(row.get("completion_tokens", 0))
     return calls, prompt, completion
-
-
-def paired(a: Sequence[bool], b: Sequence[bool], *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of a - b over paired items, with a percentile bootstrap 95% interval (resampling items)."""
-    diffs = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    if n == 0:
-        return {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "wins": 0, "losses": 0, "n": 0}
-    rng = random.Random(seed)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {
-        "diff": sum(diffs) / n,
-        "ci_low": means[int(0.025 * (resamples - 1))],
-        "ci_high": means[int(0.975 * (resamples - 1)) + 1 if resamples > 1 else 0],
-        "wins": sum(d > 0 for d in diffs),
-        "losses": sum(d < 0 for d in diffs),
-        "n": n,
-    }
 
 
 def composition(library: flexlearn.Library) -> dict[str, Any]:

@@ -35,6 +35,7 @@ INPUTS_CLI = {
         "run",
         "resume_id",
         "timeout",
+        "gate_check",
         "as_json",
     },
     "eval": {

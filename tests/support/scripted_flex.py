@@ -17,6 +17,8 @@ from typing import Any
 from tests.support.fake_openai import FakeRequest
 
 KINDS = {"sum": lambda a, b: a + b, "product": lambda a, b: a * b, "difference": lambda a, b: a - b}
+# The text of a deliberately wrong lesson: an actor shown it answers one too high.
+HARMFUL = "always add one to the result"
 _QUESTION = re.compile(r"What is the (sum|product|difference) of (\d+) and (\d+)\?")
 
 
@@ -60,6 +62,8 @@ class ScriptedFlex:
             return "I cannot tell. Final answer: \\boxed{0}"
         kind, a, b = problem
         right = KINDS[kind](a, b)
+        if HARMFUL in user:  # a lesson that is wrong, followed: the gate's tests import it
+            return f"The lessons say to add one: {right + 1}. Final answer: \\boxed{{{right + 1}}}"
         if "<experience " in user or "Your earlier attempts were wrong" in user:
             work = f"Using the feedback and experience, the {kind} of {a} and {b} is {right}."
             return f"{work} Final answer: \\boxed{{{right}}}"

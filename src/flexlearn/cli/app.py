@@ -40,6 +40,7 @@ from flexlearn.cli.common import (
     run_closing,
     setting,
 )
+from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
 from flexlearn.cli.output import (
     ItemProgress,
     LiveStatus,
@@ -55,7 +56,8 @@ from flexlearn.errors import ConfigError
 from flexlearn.library.store import Library
 from flexlearn.loop.episode import guide_at_default
 from flexlearn.loop.evaluate import Mode, check_modes
-from flexlearn.loop.learn import Progress
+from flexlearn.loop.gate import Verdict
+from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.loop.results import write_run
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import get_retriever
@@ -148,6 +150,7 @@ def learn_cmd(
     temperature: TempOpt = LEARN.temperature,
     max_tokens: MaxTokensOpt = LEARN.max_tokens,
     timeout: TimeoutOpt = 120.0,
+    gate_check: GateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     resume_id: Annotated[
         str | None,
@@ -168,6 +171,7 @@ def learn_cmd(
     settings = LearnSettings.pick(locals())
     the_task = resolve_task(task, library)
     problems = load_limited(the_task, train, limit)
+    check = load_check(the_task, gate_check)
     if run is not None and not resume:
         raise ConfigError("--run names the run to resume: add --resume")
     meter = Meter()
@@ -197,9 +201,12 @@ def learn_cmd(
                     f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  library {lib.count()}", completed=p.done
                 )
 
-            summary = run_closing(
-                agents,
-                flexlearn.alearn(
+            # The gate judges the whole run: every change since the library's version before its first problem.
+            first = [ev.seq for ev in lib.events(run_id=run)] if isinstance(run, str) else []
+            before = min(first) - 1 if first else lib.revision()
+
+            async def learn_then_gate() -> tuple[LearnSummary, Verdict | None]:
+                summary = await flexlearn.alearn(
                     problems,
                     task=the_task,
                     agents=agents,
@@ -208,12 +215,25 @@ def learn_cmd(
                     resume=(run or True) if resume else False,
                     on_progress=on_progress,
                     **settings.values(),
-                ),
-            )
+                )
+                if not check:
+                    return summary, None
+                what = f"learn run {summary.run_id}"
+                return summary, await run_gate(
+                    lib, before, check, task=the_task, agents=agents, concurrency=settings.concurrency, what=what
+                )
+
+            summary, verdict = run_closing(agents, learn_then_gate())
         stats = lib.stats()
     if as_json:
         out.print_json(
-            data={"summary": vars(summary), "library": stats, "models": agents.models(), "calls": meter.snapshot()}
+            data={
+                "summary": vars(summary),
+                "library": stats,
+                "models": agents.models(),
+                "calls": meter.snapshot(),
+                "gate": verdict.to_dict() if verdict else None,
+            }
         )
         return
     out.print(
@@ -224,6 +244,8 @@ def learn_cmd(
     )
     out.print(stats_table(stats))
     out.print(meter_table(meter, agents.models()))
+    if verdict is not None:
+        print_verdict(verdict)
     if summary.failed:
         err.print(f"[yellow]{summary.failed} problems failed at the model; run again with --resume to retry them[/]")
 

@@ -13,12 +13,28 @@ import typer
 from rich.markup import escape
 
 from flexlearn.atomic import write_atomic
-from flexlearn.cli.common import HELP_MARKUP, Command, examples, handle_errors
+from flexlearn.cli.common import (
+    HELP_MARKUP,
+    Command,
+    ConcurrencyOpt,
+    KindOpt,
+    ModelOpt,
+    TaskOpt,
+    TimeoutOpt,
+    build_agents,
+    examples,
+    handle_errors,
+    resolve_task,
+    run_closing,
+)
+from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
 from flexlearn.cli.output import experience_detail, experience_line, out, stats_table
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
 from flexlearn.library.formats import export_json, import_file, read_import, to_markdown
 from flexlearn.library.store import Library
+from flexlearn.models.middleware import Meter
+from flexlearn.settings import EVAL
 
 app = typer.Typer(
     help="Inspect, search, export and import an experience library.",
@@ -166,6 +182,8 @@ def export_cmd(
     epilog=examples(
         "flex library import gsm8k.flexlib shared.json",
         "flex library import gsm8k.flexlib flex-authors/exps/ --source-model gpt-4o",
+        "flex library import gsm8k.flexlib shared.json --trust --gate check.jsonl \\",
+        "    --model openai:gpt-4o-mini",
     ),
 )
 @handle_errors
@@ -187,16 +205,39 @@ def import_cmd(
         bool,
         typer.Option("--trust", help="Make the entries retrievable at once instead of quarantining them for review."),
     ] = False,
+    gate_check: GateOpt = None,
+    task: TaskOpt = None,
+    model: ModelOpt = "local",
+    prompt_kind: KindOpt = None,
+    concurrency: ConcurrencyOpt = EVAL.concurrency,
+    timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Import experiences; the library is created if missing. Re-importing the same file adds nothing.
 
     Imported entries are untrusted: they wait in quarantine, never shown to a model, until approved with
-    `flex library review LIBRARY --approve ID|all` (or imported with --trust)."""
+    `flex library review LIBRARY --approve ID|all` (or imported with --trust). With --trust and --gate, the
+    import is kept only if the check set is answered no worse with it (--model answers, --task scores)."""
     data = read_import(source)  # a bad file is refused before the library is touched
+    if gate_check is not None and not trust:
+        raise ConfigError("--gate judges entries a model is shown, and quarantined ones are not: add --trust")
+    the_task = resolve_task(task, library) if gate_check is not None else None
+    check = load_check(the_task, gate_check) if the_task is not None else []
+    meter = Meter()
+    agents = None
+    if check:
+        agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
     run_id = f"import-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    verdict = None
     with _removed_on_failure(library), Library.open(library) as lib:
+        before = lib.revision()
         result = import_file(lib, source, source_model=source_model, trust=trust, run_id=run_id, data=data)
+        if agents is not None and the_task is not None and lib.revision() != before:
+            what = f"import {run_id} of {source.name}"
+            verdict = run_closing(
+                agents,
+                run_gate(lib, before, check, task=the_task, agents=agents, concurrency=concurrency, what=what),
+            )
         stats = lib.stats()
     if as_json:
         out.print_json(
@@ -207,6 +248,7 @@ def import_cmd(
                 "format": result.format,
                 "warnings": result.warnings,
                 "library": stats,
+                "gate": verdict.to_dict() if verdict else None,
             }
         )
         return
@@ -218,6 +260,8 @@ def import_cmd(
     for w in result.warnings[:20]:
         out.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     out.print(stats_table(stats))
+    if verdict is not None:
+        print_verdict(verdict)
     if result.quarantined:
         out.print(
             f"{result.quarantined} entries are in quarantine and not retrieved until approved: "

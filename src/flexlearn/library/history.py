@@ -18,13 +18,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from flexlearn.errors import LibraryError
 from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level
-
-if TYPE_CHECKING:
-    from flexlearn.library.store import Library
+from flexlearn.library.store import Library
 
 # What an entry is, for comparing two states (not its counters or timestamps); status last.
 _FIELDS = ("zone", "level", "title", "content", "examples", "parent_id", "status")
@@ -153,6 +152,21 @@ def diff(library: Library, a: int, b: int | None = None) -> Diff:
 
 def _rank(e: Experience) -> int:
     return LEVEL_RANK[Level(e.level)]
+
+
+def materialize(library: Library, number: int, path: Path) -> Library:
+    """A new library at `path` holding the entries as they stood at version `number` (same ids, zones, levels,
+    texts, parents and statuses; counters at zero, a log of plain adds): a private copy to evaluate that version
+    on without touching the real library."""
+    entries = state_at(library, check_version(library, number))
+    copy = Library.open(path)
+    with copy.transaction():
+        for entry in sorted(entries.values(), key=_rank):
+            restored = replace(entry, retrieved=0, helped=0, hurt=0)
+            if restored.parent_id not in entries:
+                restored.parent_id = None
+            copy.add(restored, reason=f"version {number} of {library.path}")
+    return copy
 
 
 def rollback(library: Library, number: int, *, reason: str = "") -> tuple[str, Diff]:

@@ -1,0 +1,52 @@
+"""The `--gate CHECK.jsonl` option of the commands that change a library (`learn`, `library import`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flexlearn.cli.output import err, out
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.loop.agents import Agents
+from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict, gate
+from flexlearn.settings import EvalSettings
+from flexlearn.tasks import Problem, Task
+
+GateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gate",
+        metavar="CHECK.jsonl",
+        help="Keep the new lessons only if they do not make answers worse: answer these problems in flex mode with "
+        "the library before and after, and roll the change back when the paired drop's 95% interval excludes "
+        f"zero (or, under {SMALL_CHECK_SET} problems, more than one is lost net). Default: no gate.",
+        show_default=False,
+    ),
+]
+
+
+def load_check(task: Task, path: Path | None) -> list[Problem]:
+    """The gate's check problems (none without --gate); ConfigError for an empty file."""
+    if path is None:
+        return []
+    problems = task.load(path)
+    if not problems:
+        raise ConfigError(f"--gate {path} holds no problems")
+    return problems
+
+
+async def run_gate(
+    library: Library, before: int, check: list[Problem], *, task: Task, agents: Agents, concurrency: int, what: str
+) -> Verdict:
+    """The gate over every change since version `before`, with the evaluation's default settings."""
+    err.print(f"gate: answering {len(check)} check problems with and without the {what}", highlight=False)
+    config = EvalSettings.of(concurrency=concurrency).config()
+    return await gate(library, before, check, task=task, agents=agents, config=config, what=what)
+
+
+def print_verdict(verdict: Verdict) -> None:
+    colour = "red" if verdict.rolled_back else "green"
+    out.print(f"[{colour}]{verdict.line()}[/{colour}]", highlight=False)

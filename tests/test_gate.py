@@ -1,0 +1,78 @@
+"""The regression gate, end to end: `flex library import --trust --gate` against the scripted model server rolls a
+harmful batch of lessons back and keeps a harmless one, with the figures in the library's log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flexlearn.experience import Level
+from flexlearn.library.formats import export_json
+from flexlearn.library.history import versions
+from flexlearn.library.store import Library
+from flexlearn.loop.gate import harmful
+from tests.library.builders import make
+from tests.support.cli import TEST, flex, model_uri, write_set
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.scripted_flex import HARMFUL
+
+GOOD = "For a sum, product or difference of two numbers, compute it digit by digit and check it."
+
+
+def export(path: Path, *texts: str) -> Path:
+    with Library.open(path.with_suffix(".flexlib")) as lib:
+        for text in texts:
+            lib.add(make(text, level=Level.PRINCIPLE, title="arithmetic"), reason="r")
+        export_json(lib, path)
+    return path
+
+
+def gated_import(library: Path, source: Path, check: Path, server: FakeOpenAI) -> dict:
+    proc = flex(
+        "library", "import", str(library), str(source), "--trust", "--gate", str(check),
+        "--task", "math", "--model", model_uri(server), "--json",
+    )  # fmt: skip
+    return json.loads(proc.stdout)
+
+
+def test_a_harmful_batch_is_rolled_back_and_a_harmless_one_kept(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
+    library, check = tmp_path / "lib.flexlib", write_set(tmp_path / "check.jsonl", TEST)
+    flex("library", "import", str(library), str(export(tmp_path / "good.json", GOOD)), "--trust")
+    with Library.open(library) as lib:
+        kept_before = {e.id for e in lib.list()}
+
+    bad = export(tmp_path / "bad.json", f"For a sum, product or difference, {HARMFUL} before answering.")
+    verdict = gated_import(library, bad, check, scripted_server)["gate"]
+    assert (verdict["correct_without"], verdict["correct_with"], verdict["n"]) == (3, 0, 3)
+    assert verdict["rolled_back"] and verdict["losses"] == 3
+    with Library.open(library) as lib:
+        assert {e.id for e in lib.list()} == kept_before  # the harmful lesson is gone
+        rollback = lib.runs("rollback")[0]
+        assert "gate on import" in (lib.run_config(rollback.run_id) or {})["reason"]
+        gate_run = lib.runs("gate")[0]
+        assert (lib.run_config(gate_run.run_id) or {})["rolled_back"] is True
+        assert [v.kind for v in versions(lib)][-2:] == ["import", "rollback"]  # history kept, not erased
+
+    harmless = export(tmp_path / "harmless.json", "For a difference, subtract the second number from the first.")
+    verdict = gated_import(library, harmless, check, scripted_server)["gate"]
+    assert not verdict["rolled_back"] and verdict["correct_with"] == 3
+    with Library.open(library) as lib:
+        assert len(lib.list()) == len(kept_before) + 1
+
+
+def test_the_gate_refuses_quarantined_imports_before_touching_anything(tmp_path: Path) -> None:
+    library, check = tmp_path / "lib.flexlib", write_set(tmp_path / "check.jsonl", TEST)
+    proc = flex(
+        "library", "import", str(library), str(export(tmp_path / "x.json", GOOD)), "--gate", str(check),
+        "--task", "math", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "add --trust" in proc.stderr and not library.exists()
+
+
+def test_the_rule() -> None:
+    small = {"diff": -2 / 30, "ci_low": -0.2, "ci_high": 0.05, "wins": 1, "losses": 3, "n": 30}
+    assert harmful(small) is not None  # two lost net on a small set, though the interval includes zero
+    assert harmful({**small, "losses": 2}) is None  # one lost net: noise
+    large = {"diff": -0.02, "ci_low": -0.04, "ci_high": -0.005, "wins": 10, "losses": 14, "n": 200}
+    assert harmful(large) is not None and harmful({**large, "ci_high": 0.01}) is None
+    assert harmful({**large, "diff": 0.02, "ci_low": 0.005, "ci_high": 0.04}) is None
