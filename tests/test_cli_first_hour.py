@@ -76,8 +76,10 @@ def test_help_shows_every_default(path: tuple[str, ...]) -> None:
         record = param.get_help_record(ctx)
         assert record is not None and "default" in record[1].lower(), (path, param.name, record)
     text = _help(path)
+    # One style: "Default: X." in words, never click's "[default: X]" beside it (or instead of it).
+    assert "[default:" not in text and "default: " not in text.replace("Default: ", ""), text
     if any(p.envvar == "FLEX_MODEL" for p in command.params):
-        assert "default: local" in " ".join(text.split())
+        assert "Default: local" in " ".join(text.split())
 
 
 def _library(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -43,15 +44,51 @@ MODEL_HELP = (
 HELP_MARKUP = None
 
 
+_EXTRA = re.compile(r"\s*\[([^\[\]]*)\]\s*$")
+
+
+def prose_default(help_text: str) -> str:
+    """One way of stating a default in every help text: click's bracketed "[default: X]" becomes the sentence
+    "Default: X." (dropped where the text already says its default in words); the other bracketed notes (env
+    var, range, required) stay in brackets."""
+    match = _EXTRA.search(help_text)
+    if match is None:
+        return help_text
+    notes = [part.strip() for part in match.group(1).split(";")]
+    defaults = [n for n in notes if n.startswith("default:")]
+    rest = [n for n in notes if not n.startswith("default:")]
+    text = help_text[: match.start()].rstrip()
+    if defaults and "default:" not in text.lower():
+        value = defaults[0].removeprefix("default:").strip()
+        text = f"{text} Default: {value}." if text else f"Default: {value}."
+    return f"{text}  [{'; '.join(rest)}]" if rest else text
+
+
 class Command(TyperCommand):
     """A command whose usage line names required arguments plainly (`flex solve [OPTIONS] QUESTION`), as click
-    does, rather than typer's `{QUESTION}`."""
+    does, rather than typer's `{QUESTION}`, and whose options state their defaults one way (`prose_default`)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [
             piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
             for piece in super().collect_usage_pieces(ctx)
         ]
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if not getattr(param, "_prose_default", False):
+                param.get_help_record = _with_prose_default(param.get_help_record)
+                param._prose_default = True
+        return params
+
+
+def _with_prose_default(record: Callable[[Any], tuple[str, str] | None]) -> Callable[[Any], tuple[str, str] | None]:
+    def wrapped(ctx: Any) -> tuple[str, str] | None:
+        found = record(ctx)
+        return None if found is None else (found[0], prose_default(found[1]))
+
+    return wrapped
 
 
 def examples(*lines: str) -> str:
