@@ -3,6 +3,7 @@ subprocess, over stdio and over streamable HTTP with a bearer token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
+import flexlearn
 from flexlearn.cli import app
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.formats import import_file
@@ -116,14 +118,33 @@ async def test_stdio_serves_search_guidance_stats_and_entries(library: Path) -> 
     assert seeded(library).retrieved == 2  # guidance counts what it showed (not the empty one)
 
 
-async def test_record_teaches_the_library(library: Path, scripted_server: FakeOpenAI, tmp_path: Path) -> None:
+async def absorbed(client: Client, n: int) -> dict[str, Any]:
+    """The stats tool's counts once the server's background absorber has absorbed `n` outcomes."""
+    deadline = time.monotonic() + 60
+    while True:
+        stats = await call(client, "stats")
+        if stats["queue"]["absorbed"] >= n:
+            return stats
+        assert time.monotonic() < deadline, stats
+        await asyncio.sleep(0.05)
+
+
+async def test_record_queues_and_the_server_learns_in_the_background(
+    library: Path, scripted_server: FakeOpenAI, tmp_path: Path
+) -> None:
     lesson = seeded(library)
+    # Recorded while no server ran: absorbed when the next one starts.
+    with Library.open(library) as lib:
+        earlier = flexlearn.record(lib, "What is the product of 6 and 7?", "43", correct=False, wait=False)
     errlog = tmp_path / "server-stderr.txt"
     model = ("--model", model_uri(scripted_server), "--task", "math")
     with errlog.open("w") as stderr:
         async with stdio(library, *model, errlog=stderr) as client:
             assert await tool_names(client) == {"search", "guidance", "stats", "record"}
+            assert client.instructions is not None and "in the background" in client.instructions
             shown = await call(client, "guidance", question=QUESTION)
+            scripted_server.scripted.delay = 0.5  # type: ignore[attr-defined]  # record does not wait for the model
+            started = time.monotonic()
             recorded = await call(
                 client,
                 "record",
@@ -134,18 +155,43 @@ async def test_record_teaches_the_library(library: Path, scripted_server: FakeOp
                 feedback="off by one",
                 guidance_ids=shown["ids"],
             )
-            assert recorded["actions"]["add"] >= 1 and recorded["experience_ids"]
+            assert time.monotonic() - started < 0.5 and recorded["queued"] is True
+            scripted_server.scripted.delay = 0.0  # type: ignore[attr-defined]
+            stats = await absorbed(client, 2)
+            assert stats["queue"] == {"queued": 0, "absorbed": 2, "failed": 0}
             found = (await call(client, "search", query="guessed sum of 23 and 41", zone="warning"))["result"]
-            assert {e["id"] for e in found} & set(recorded["experience_ids"])
     logged = errlog.read_text()
     assert "Traceback" not in logged and "Unclosed" not in logged, logged  # the models were closed at the end
+    assert "1 outcomes queued from before" in logged
     roles = set(scripted_server.scripted.roles)  # type: ignore[attr-defined]
     assert "distiller" in roles and roles <= {"distiller", "updater"}  # the client's agent was the actor
     with Library.open(library, read_only=True) as lib:
+        outcome = lib.outcome(recorded["id"])
+        assert outcome is not None and outcome.status == "absorbed" and outcome.result is not None
+        learned = outcome.result["experience_ids"]
+        assert learned and {e["id"] for e in found} & set(learned)
         assert lib.get(lesson.id).hurt == 1  # shown, and the attempt was wrong
-        run_id = lib.latest_run("record")
-        assert run_id is not None and lib.run_config(run_id)["task"] == "math"
-        assert all(lib.get(i).provenance.actor == "external" for i in recorded["experience_ids"])
+        assert lib.run_config(outcome.outcome.run_id)["task"] == "math"
+        assert all(lib.get(i).provenance.actor == "external" for i in learned)
+        assert lib.outcome(earlier.id).status == "absorbed"  # type: ignore[union-attr]
+
+
+async def test_review_quarantines_what_clients_teach(library: Path, scripted_server: FakeOpenAI) -> None:
+    lesson = seeded(library)
+    async with stdio(library, "--model", model_uri(scripted_server), "--review") as client:
+        recorded = await call(client, "record", question=QUESTION, attempt="A quick guess: 65.", correct=False)
+        stats = await absorbed(client, 1)
+        assert stats["quarantined"] > 1  # the imported entry, and what the client taught
+        found = (await call(client, "search", query="guessed sum of 23 and 41", zone="warning"))["result"]
+        assert found == []  # waiting for review: never served
+    with Library.open(library, read_only=True) as lib:
+        outcome = lib.outcome(recorded["id"])
+        assert outcome is not None and outcome.result is not None
+        waiting = {e.id for e in lib.quarantined()}
+        assert set(outcome.result["experience_ids"]) <= waiting
+        assert lib.get(lesson.id).content == lesson.content  # nothing merged into a served entry
+    listed = flex("library", "review", str(library))
+    assert f"{len(waiting)} entries in quarantine" in listed.stdout
 
 
 async def test_read_only_offers_no_record_and_writes_nothing(library: Path) -> None:
@@ -230,6 +276,7 @@ def test_http_on_a_non_loopback_address_needs_a_token(library: Path) -> None:
     [
         (("--transport", "sse"), "unknown transport 'sse'"),
         (("--read-only", "--model", "openai:m@http://127.0.0.1:9/v1"), "--read-only leaves out"),
+        (("--review",), "--review is for what the record tool learns, which needs a --model"),
         (("--retriever", "grep"), "unknown retriever 'grep'"),
     ],
 )

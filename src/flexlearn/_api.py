@@ -10,27 +10,27 @@ connections and concurrency limit belong to the loop that first used it.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from flexlearn._sync import run_sync
 from flexlearn.agents.actor import render_guidance
 from flexlearn.agents.critic import render_checklist
+from flexlearn.errors import ConfigError
+from flexlearn.library.outcomes import Outcome
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.absorber import Queued, learn_outcome
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import check_guide_at, place
 from flexlearn.loop.evaluate import Mode, Solution
 from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.evaluate import solve as _solve
-from flexlearn.loop.learn import Absorbed, LearnSummary, Progress, learn_from_trajectory
+from flexlearn.loop.learn import Absorbed, LearnSummary, Progress
 from flexlearn.loop.learn import learn as _learn
-from flexlearn.models.base import ChatModel, PromptKind, Usage
+from flexlearn.models.base import ChatModel, PromptKind
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
@@ -38,7 +38,6 @@ from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidanc
 from flexlearn.retrieval.guidance import case_gate
 from flexlearn.settings import EVAL, LEARN, SOLVE, EvalSettings, LearnSettings, SolveSettings
 from flexlearn.tasks import Problem, Task, get_task
-from flexlearn.trajectory import StepRecord, Trajectory
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -278,7 +277,7 @@ async def arecord(
     attempt: str,
     *,
     correct: bool,
-    agents: Agents | ChatModel,
+    agents: Agents | ChatModel | None = None,
     answer: str | None = None,
     feedback: str | None = None,
     task: str | Task | None = None,
@@ -286,7 +285,8 @@ async def arecord(
     run_id: str | None = None,
     actor: str = "external",
     guidance: Guidance | Sequence[str] | None = None,
-) -> Absorbed:
+    wait: bool = True,
+) -> Absorbed | Queued:
     """Learn from one outcome of your own agent: its `attempt` at `question` and whether it was `correct`.
 
     The attempt is distilled and absorbed exactly as an explored trajectory is in `learn` (the distiller writes
@@ -301,29 +301,31 @@ async def arecord(
 
     Each call is recorded as a run of kind ``record`` (`run_id`, new by default; pass one to group several
     outcomes) with the problem's trajectory, so the library's event log says where every lesson came from.
+
+    `wait=True` (the default) returns what was absorbed (`Absorbed`: the updater's `actions`, the
+    `experience_ids` added or merged into) once it is in the library. `wait=False` only queues the outcome in the
+    library file (one short write, no model call, `agents` not needed) and returns a `Queued` with its `id` at
+    once; `flexlearn.loop.absorber.absorb` (or `flex library queue LIB --absorb`, or `flex mcp --model`) absorbs
+    the queue later, each outcome exactly once, and `library.outcome(id)` says where one stands.
     """
-    team = _agents(agents)
-    category = task.name if isinstance(task, Task) else (task or "")
-    extracted = task.extract_answer(attempt) if isinstance(task, Task) else None
-    problem_id = problem_id or "q-" + hashlib.sha256(question.encode()).hexdigest()[:12]
-    run_id = run_id or f"record-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    models = {"actor": actor, "distiller": team.distiller.name, "updater": team.updater.name}
-    library.begin_run(run_id, kind="record", config={"task": category, "models": models})
-    step = StepRecord(0, 0, attempt, extracted, correct, feedback=feedback or "")
-    shown = list(guidance.ids if isinstance(guidance, Guidance) else guidance or [])
-    trajectory = Trajectory(problem_id, [step], Usage(), calls=0, guidance=shown)
-    absorbed = await learn_from_trajectory(
-        trajectory,
-        question=question,
-        answer=answer if answer is not None else "unknown",
-        category=category or "general",
-        agents=team,
-        library=library,
+    outcome = Outcome.of(
+        question,
+        attempt,
+        correct=correct,
+        answer=answer,
+        feedback=feedback,
+        category=task.name if isinstance(task, Task) else (task or ""),
+        extracted=task.extract_answer(attempt) if isinstance(task, Task) else None,
+        problem_id=problem_id,
         run_id=run_id,
         actor=actor,
+        guidance=guidance.ids if isinstance(guidance, Guidance) else list(guidance or []),
     )
-    library.finish_run(run_id, status="done")
-    return absorbed
+    if not wait:
+        return Queued(library.enqueue_outcome(outcome))
+    if agents is None:
+        raise ConfigError("record needs agents (its distiller and updater write the lessons), unless wait=False")
+    return await learn_outcome(outcome, agents=_agents(agents), library=library)
 
 
 def _blocking(fn: Callable[P, Coroutine[Any, Any, T]], name: str) -> Callable[P, T]:

@@ -2,9 +2,12 @@
 draw on what the library learned and, given a model, teach it from the client's own outcomes.
 
 Tools: `search` (entries by BM25), `guidance` (the block flex mode would put in a prompt), `stats`, and `record`
-(one outcome distilled and absorbed, as `flexlearn.record` does) when the server has a model and may write.
-Each active entry is a resource, `experience://{id}`. Everything a client reads goes through the retrievers and
-`Library.shown()`, so an imported entry waiting in quarantine is never served, by any of these ways in.
+when the server has a model and may write: it queues the outcome in the library file and returns at once, and an
+`Absorber` running in the server's loop distils and absorbs the queue in the background, as `flexlearn.record`
+does (outcomes left queued when the server stopped are absorbed when it next starts). With `review`, the lessons
+learned from clients wait in quarantine. Each active entry is a resource, `experience://{id}`. Everything a client
+reads goes through the retrievers and `Library.shown()`, so an entry waiting in quarantine is never served, by any
+of these ways in.
 
 Tools are coroutines: the SDK runs plain functions on worker threads, and the library's one SQLite connection
 is best used from the event loop's thread alone.
@@ -13,10 +16,12 @@ is best used from the event loop's thread alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,8 +39,10 @@ from typing_extensions import TypedDict
 import flexlearn
 from flexlearn.errors import ConfigError, FlexError
 from flexlearn.experience import Experience
+from flexlearn.library.outcomes import Outcome
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.absorber import Absorber
 from flexlearn.loop.agents import Agents
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
 
@@ -45,11 +52,13 @@ HTTP_PATH = "/mcp"
 
 @dataclass(frozen=True)
 class McpSettings:
-    """How the server retrieves, and what category recorded outcomes are filed under (None: no category)."""
+    """How the server retrieves, what category recorded outcomes are filed under (None: no category), and whether
+    the lessons learned from them wait in quarantine for review."""
 
     retriever: str = DEFAULT_RETRIEVER
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
     task: str | None = None
+    review: bool = False
 
 
 class Entry(TypedDict):
@@ -70,23 +79,34 @@ class GuidanceResult(TypedDict):
 
 
 class RecordResult(TypedDict):
-    actions: dict[str, int]
-    experience_ids: list[str]
+    id: str
+    queued: bool
 
 
-def build_server(library: Library, agents: Agents | None, settings: McpSettings) -> MCPServer:
-    """The MCP server over an open `library`. `record` is offered only with `agents` (its distiller and updater
-    write the lessons) and a library that can be written; the server's instructions say when it is not."""
-    recorder = None if library.read_only else agents
+def make_absorber(library: Library, agents: Agents | None, settings: McpSettings) -> Absorber | None:
+    """The background absorber of the record tool's queue: with `agents` (their distiller and updater write the
+    lessons) over a library that can be written; None otherwise, and the server offers no record tool."""
+    if agents is None or library.read_only:
+        return None
+
+    def report(message: str) -> None:
+        print(f"flex mcp: {message}", file=sys.stderr, flush=True)
+
+    return Absorber(library, agents, review=settings.review, on_error=report)
+
+
+def build_server(library: Library, settings: McpSettings, absorber: Absorber | None = None) -> MCPServer:
+    """The MCP server over an open `library`. `record` is offered only with an `absorber` (`make_absorber`); the
+    server's instructions say when it is not."""
     server = MCPServer(
         "flexlearn",
         version=flexlearn.__version__,
-        instructions=_instructions(recorder is not None),
+        instructions=_instructions(absorber is not None),
         log_level="WARNING",
     )
     _add_reading_tools(server, library, settings)
-    if recorder is not None:
-        _add_record_tool(server, library, recorder, settings)
+    if absorber is not None:
+        _add_record_tool(server, library, absorber, settings)
     _add_entry_resource(server, library)
     return server
 
@@ -101,7 +121,7 @@ def _instructions(can_record: bool) -> str:
     if can_record:
         return text + (
             " After an attempt, call record with the outcome (and the ids guidance returned), so the library "
-            "learns from it."
+            "learns from it: record returns at once, and the lesson is learned in the background."
         )
     return text + " This server does not record outcomes (it is read-only, or was started without --model)."
 
@@ -154,8 +174,10 @@ def _add_reading_tools(server: MCPServer, library: Library, settings: McpSetting
         return {"text": str(found), "ids": list(found.ids), "lessons": found.lessons}
 
     async def stats() -> dict[str, Any]:
-        """Counts of the library's entries by zone and level, and of the updater's decisions."""
-        return library.stats()
+        """Counts of the library's entries by zone and level, of the updater's decisions, and of the recorded
+        outcomes by status (queued: waiting to be learned from; absorbed; failed)."""
+        queue = library.queue_stats(errors=0)
+        return {**library.stats(), "queue": {k: queue[k] for k in ("queued", "absorbed", "failed")}}
 
     server.add_tool(search, annotations=reading)
     # Not read-only: each call counts as a retrieval of the entries it returns.
@@ -163,7 +185,7 @@ def _add_reading_tools(server: MCPServer, library: Library, settings: McpSetting
     server.add_tool(stats, annotations=reading)
 
 
-def _add_record_tool(server: MCPServer, library: Library, agents: Agents, settings: McpSettings) -> None:
+def _add_record_tool(server: MCPServer, library: Library, absorber: Absorber, settings: McpSettings) -> None:
     async def record(
         question: Annotated[str, Field(description="The problem that was attempted.")],
         attempt: Annotated[str, Field(description="The attempt: the reply or work, as given.")],
@@ -177,21 +199,22 @@ def _add_record_tool(server: MCPServer, library: Library, agents: Agents, settin
             Field(description="The ids guidance returned for this question: they count as having helped or hurt."),
         ] = None,
     ) -> RecordResult:
-        """Teach the library from one outcome: the attempt is distilled into lessons, which are added to the
-        library or merged into entries it holds (this calls a model and takes a while)."""
+        """Teach the library from one outcome. Returns at once with the outcome's id: it is kept in the library and
+        learned from in the background (distilled into lessons, which are added to the library or merged into
+        entries it holds); stats counts the outcomes still queued."""
+        outcome = Outcome.of(
+            question,
+            attempt,
+            correct=correct,
+            answer=answer,
+            feedback=feedback,
+            category=settings.task or "",
+            guidance=guidance_ids or (),
+        )
         with _as_tool_error():
-            absorbed = await flexlearn.arecord(
-                library,
-                question,
-                attempt,
-                correct=correct,
-                answer=answer,
-                feedback=feedback,
-                agents=agents,
-                task=settings.task,
-                guidance=guidance_ids,
-            )
-        return {"actions": absorbed.actions, "experience_ids": absorbed.experience_ids}
+            id = library.enqueue_outcome(outcome)
+        absorber.wake()
+        return {"id": id, "queued": True}
 
     server.add_tool(record, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
 
@@ -288,20 +311,30 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `library` over MCP until the client goes away (stdio) or the process is stopped, then close the
-    agents' models; the library stays the caller's to close. Blocks, running its own event loop. `on_ready` is
-    told where the server is (its URL, or "stdio") once the address is held: a port in use fails before it."""
+    agents' models; the library stays the caller's to close. Blocks, running its own event loop, in which the
+    record tool's absorber runs while the server serves. `on_ready` is told where the server is (its URL, or
+    "stdio") once the address is held: a port in use fails before it."""
     check_transport(transport, host, token)
-    server = build_server(library, agents, settings)
+    absorber = make_absorber(library, agents, settings)
+    server = build_server(library, settings, absorber)
     sock = _listen(host, port) if transport == "http" else None
     if on_ready is not None:
         bracketed = f"[{host.strip('[]')}]" if ":" in host else host
         on_ready(f"http://{bracketed}:{port}{HTTP_PATH}" if sock is not None else "stdio")
-    asyncio.run(_run(server, agents, sock, host, token))
+    asyncio.run(_run(server, agents, absorber, sock, host, token))
 
 
 async def _run(
-    server: MCPServer, agents: Agents | None, sock: socket.socket | None, host: str, token: str | None
+    server: MCPServer,
+    agents: Agents | None,
+    absorber: Absorber | None,
+    sock: socket.socket | None,
+    host: str,
+    token: str | None,
 ) -> None:
+    # Outcomes queued while the server was down are absorbed from the start; what is under way when it stops stays
+    # queued, with nothing of it applied, for the next start.
+    background = asyncio.create_task(absorber.run()) if absorber is not None else None
     try:
         if sock is None:
             await server.run_stdio_async()
@@ -313,6 +346,10 @@ async def _run(
             )
             await uvicorn.Server(config).serve(sockets=[sock])
     finally:
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         if agents is not None:
             await agents.aclose()
 

@@ -20,8 +20,8 @@ def test_open_creates_a_wal_file_with_the_current_schema(tmp_path: Path) -> None
         assert lib._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
-    assert Library.SCHEMA_VERSION == 2
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert Library.SCHEMA_VERSION == 3
     raw.close()
 
 
@@ -62,17 +62,18 @@ def test_migrations_run_in_order_and_keep_the_data(tmp_path: Path, monkeypatch: 
     with Library.open(path) as lib:
         kept = lib.add(make("keep me"), reason="r")
 
-    def v2_to_v3(conn: sqlite3.Connection) -> None:
+    def add_weight(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE experiences ADD COLUMN weight REAL NOT NULL DEFAULT 1.0")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v2_to_v3])
-    monkeypatch.setattr(Library, "SCHEMA_VERSION", 3)
+    newer = len(schema.MIGRATIONS) + 1
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_weight])
+    monkeypatch.setattr(Library, "SCHEMA_VERSION", newer)
     with Library.open(path) as lib:
         assert lib.get(kept.id).content == "keep me"
-        assert lib.stats()["schema_version"] == 3
+        assert lib.stats()["schema_version"] == newer
         assert lib._conn.execute("SELECT weight FROM experiences").fetchone()[0] == 1.0
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(newer)
     raw.close()
 
 

@@ -26,7 +26,7 @@ def test_stats_has_every_key_even_when_empty(lib: Library) -> None:
         },
         "events": {"add": 0, "merge": 0, "discard": 0, "edit": 0, "delete": 0, "import": 0, "approve": 0},
         "quarantined": 0,
-        "schema_version": 2,
+        "schema_version": 3,
     }
     lib.add(make("a", zone=Zone.WARNING, level=Level.CASE), reason="r")
     lib.discard(make("b"), reason="dup")
@@ -116,7 +116,7 @@ def test_meta(lib: Library) -> None:
     lib.set_meta("task", "math")
     lib.set_meta("task", "gsm8k")
     assert lib.get_meta("task") == "gsm8k"
-    assert lib.get_meta("schema_version") == "2"
+    assert lib.get_meta("schema_version") == "3"
     with pytest.raises(LibraryError):
         lib.set_meta("schema_version", "7")
 

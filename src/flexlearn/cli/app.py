@@ -12,7 +12,7 @@ from rich.markup import escape
 
 import flexlearn
 from flexlearn import __version__
-from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, mcp_cmd, serve_cmd, versions_cmd
+from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, mcp_cmd, queue_cmd, serve_cmd, versions_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
     Command,
@@ -75,6 +75,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=HELP_MARKUP,
 )
+queue_cmd.register(library_cmd.app)
 app.add_typer(library_cmd.app, name="library")
 versions_cmd.register(library_cmd.app)
 

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "flex mcp --library gsm8k.flexlib --read-only",
             "flex mcp --library gsm8k.flexlib --model openai:gpt-4o-mini",
+            "flex mcp --library shared.flexlib --model openai:gpt-4o-mini --review",
             "export FLEX_MCP_TOKEN=$(openssl rand -hex 16)",
             "flex mcp --library gsm8k.flexlib --transport http --port 8765",
         ),
@@ -44,8 +45,8 @@ def mcp_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="Model URI that distils and files what the record tool is told (see flex learn --help for the "
-            "forms). Default: none, and no record tool.",
+            help="Model URI that distils and files what the record tool is told, in the background (see flex "
+            "learn --help for the forms). Default: none, and no record tool.",
         ),
     ] = None,
     transport: Annotated[
@@ -69,6 +70,14 @@ def mcp_cmd(
         bool,
         typer.Option(
             "--read-only", help="Open the library without writing anything: no record tool, no usage counters."
+        ),
+    ] = False,
+    review: Annotated[
+        bool,
+        typer.Option(
+            "--review",
+            help="Lessons learned from the clients' outcomes wait in quarantine, never shown to a model, until "
+            "approved with flex library review; none is merged into a served entry. Default: off, served at once.",
         ),
     ] = False,
     budget: Annotated[
@@ -96,12 +105,17 @@ def mcp_cmd(
     check_retriever(retriever)
     if read_only and model:
         raise ConfigError("--model is for the record tool, which --read-only leaves out: drop one of them")
+    if review and not model:
+        raise ConfigError("--review is for what the record tool learns, which needs a --model")
     agents = _agents(model)
     if agents is not None and task is None:
         task = library_task(library)
-    settings = McpSettings(retriever=retriever, budget_tokens=budget, task=task)
+    settings = McpSettings(retriever=retriever, budget_tokens=budget, task=task, review=review)
     with _open(library, read_only=read_only, writes=agents is not None) as lib:
+        queued = lib.queue_stats(errors=0)["queued"] if agents is not None else 0
         tools = "search, guidance, stats" + (", record" if agents is not None else "")
+        tools += " (lessons wait for review)" if review else ""
+        tools += f"; {queued} outcomes queued from before, absorbing them" if queued else ""
         guard = " (bearer token required)" if transport == "http" and token else ""
 
         def announce(where: str) -> None:

@@ -94,9 +94,28 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX experiences_status ON experiences(status)")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    # The outcome queue: outcomes of a user's own agent waiting to be distilled and absorbed (`library.outcomes`).
+    # `outcome` is the outcome itself as JSON; `result` what absorbing it did (actions, entries), once absorbed.
+    conn.execute(
+        """CREATE TABLE outcomes (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'queued',
+            outcome TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            result TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            absorbed_at REAL)"""
+    )
+    conn.execute("CREATE INDEX outcomes_status ON outcomes(status, seq)")
+
+
 # MIGRATIONS[n] takes a file from schema version n to n + 1 (version 0 is an empty file). A new version
 # appends one function here; the opener applies the missing ones in order, in one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 
 
 def configure(conn: sqlite3.Connection) -> None:

@@ -3,8 +3,9 @@ append-only log of every change, and the run records that let an interrupted run
 
 The file is safe to share between processes (WAL, a busy timeout, and `BEGIN IMMEDIATE` for every write);
 one `Library` object belongs to one thread. `Library` is composed of one mixin per concern: `Experiences`
-(experiences and their log), `Search` (BM25 over the FTS5 index) and `Runs` (the learn-run ledger), all on
-`LibraryBase` (the connection and its transactions); the schema and its migrations are in `schema`.
+(experiences and their log), `Search` (BM25 over the FTS5 index), `Runs` (the learn-run ledger) and `Outcomes`
+(the queue of outcomes waiting to be absorbed), all on `LibraryBase` (the connection and its transactions); the
+schema and its migrations are in `schema`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flexlearn.errors import LibraryError
 from flexlearn.experience import Action, Level, Status, Zone
 from flexlearn.library import schema
 from flexlearn.library.experiences import Experiences
+from flexlearn.library.outcomes import Outcomes
 from flexlearn.library.runs import Runs
 from flexlearn.library.search import Search
 
@@ -31,7 +33,7 @@ def _unwritable(error: LibraryError) -> bool:
     return "unable to open database file" in text or "readonly database" in text or "read-only" in text
 
 
-class Library(Experiences, Search, Runs):
+class Library(Experiences, Search, Runs, Outcomes):
     """An experience library stored in one SQLite file. Open it with `Library.open(path)`."""
 
     SCHEMA_VERSION: ClassVar[int] = len(schema.MIGRATIONS)
