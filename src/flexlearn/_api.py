@@ -25,11 +25,12 @@ from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.absorber import Queued, learn_outcome
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import check_guide_at, place
-from flexlearn.loop.evaluate import Mode, Solution
+from flexlearn.loop.evaluate import Mode
 from flexlearn.loop.evaluate import evaluate as _evaluate
-from flexlearn.loop.evaluate import solve as _solve
 from flexlearn.loop.learn import Absorbed, LearnSummary, Progress
 from flexlearn.loop.learn import learn as _learn
+from flexlearn.loop.solve import Solution
+from flexlearn.loop.solve import solve as _solve
 from flexlearn.models.base import ChatModel, PromptKind
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri, parse_prompt_kind

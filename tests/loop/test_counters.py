@@ -9,9 +9,10 @@ import flexlearn
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import Mode, evaluate, solve
+from flexlearn.loop.evaluate import Mode, evaluate
 from flexlearn.loop.explore import ExploreConfig
 from flexlearn.loop.learn import LearnConfig, learn
+from flexlearn.loop.solve import solve
 from flexlearn.models.function import FunctionModel
 from flexlearn.tasks import Problem, get_task
 

@@ -441,7 +441,7 @@ async def test_solve_places_guidance_as_flex_mode_does(tmp_path: Path) -> None:
     """Issue 25: solve and guidance() ignored guide_at, so `flex solve` with the embedded chat model put the lessons
     in its actor's prompt, which that model was measured to pay for."""
     import flexlearn
-    from flexlearn.loop.evaluate import solve
+    from flexlearn.loop.solve import solve
 
     lib = Library.open(tmp_path / "lib.flexlib")
     lib.add(Experience(Zone.WARNING, Level.PRINCIPLE, "capitals", "Never answer nowhere for a capital."), reason="t")

@@ -34,13 +34,12 @@ from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, run_episode
 from flexlearn.loop.stats import bootstrap, wilson
-from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
-from flexlearn.records import ItemRecord, Metric, ModeResult, ToolStepRecord
+from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind
+from flexlearn.records import ItemRecord, Metric, ModeResult
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
 from flexlearn.retrieval.guidance import case_gate
 from flexlearn.sandbox import SandboxLimits
 from flexlearn.tasks.base import MetricTask, Problem, Task
-from flexlearn.tasks.loader import check_question_length
 
 T = TypeVar("T")
 
@@ -391,81 +390,3 @@ def check_tool_model(model: ChatModel) -> None:
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
-
-
-@dataclass
-class Solution:
-    reply: str
-    answer: str | None
-    guidance: list[Experience]
-    usage: Usage
-    # The tool runs that led to the reply (with `tools`), and the experience ids the experience tool showed.
-    steps: list[ToolStepRecord] = field(default_factory=list)
-    searched: list[str] = field(default_factory=list)
-    correct: bool | None = None  # scored when the answer was known
-
-    @property
-    def tool_calls(self) -> int:
-        return len(self.steps)
-
-
-async def solve(
-    question: str,
-    *,
-    task: Task,
-    agents: Agents,
-    library: Library | None,
-    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens,
-    options: GenerationOptions | None = None,
-    retriever: str = DEFAULT_RETRIEVER,
-    tools: Sequence[str] = (),
-    answer: str | None = None,
-    category: str = "",
-    guide_at: str | None = None,
-    review_rounds: int = 3,
-) -> Solution:
-    """Answer one question with guidance retrieved from the library by the retriever named `retriever`, and with
-    `tools` ("python", "experience") when given, as flex mode answers an evaluation item: `guide_at` places the
-    guidance as there ("prompt", or "review" with up to `review_rounds` attempts; None: by the actor). With a known
-    `answer` the reply is scored, and the entries shown are counted as having helped or hurt. `category` names
-    the kind of problem, as a data file's "category" field does: the library's worked cases of that kind are
-    preferred (see `select_guidance`)."""
-    check_question_length(question)
-    review = resolve_guide_at(guide_at, agents.actor) == "review" and library is not None
-    problem = Problem(id="question", question=question, answer=answer or "", meta={"category": category})
-    guidance: list[Experience] = []
-    search = get_retriever(retriever, library) if library is not None else None
-    toolset = make_toolset(tools, shown=library.shown() if library is not None else None, retriever=search)
-    if toolset is not None:
-        check_tool_model(agents.actor)
-    if library is not None and search is not None:
-        guidance = select_guidance(
-            search,
-            library,
-            question,
-            budget_tokens=budget_tokens,
-            case_min_shared=case_gate(agents.actor.prompt_kind),
-            category=category,
-        )
-    episode = await run_episode(
-        task,
-        problem,
-        agents=agents,
-        placement=place(guidance, review=review, category=category),
-        rounds=review_rounds,
-        review=review,
-        tools=toolset,
-        actor=options,
-    )
-    shown = list(dict.fromkeys([e.id for e in guidance] + episode.searched))
-    correct = task.score(episode.reply, problem).correct if answer is not None else None
-    if library is not None and shown and not library.read_only:
-        with library.transaction():
-            library.record_retrieval(shown)
-            if correct is not None:
-                library.record_outcome(shown, helped=correct)
-    solution = Solution(
-        episode.reply, task.extract_answer(episode.reply), guidance, episode.usage, episode.steps, episode.searched
-    )
-    solution.correct = correct
-    return solution
