@@ -22,12 +22,13 @@ from flexlearn.errors import ConfigError
 from flexlearn.library.outcomes import Outcome
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.absorb import Absorbed
 from flexlearn.loop.absorber import Queued, learn_outcome
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import check_guide_at, place
 from flexlearn.loop.evaluate import Mode
 from flexlearn.loop.evaluate import evaluate as _evaluate
-from flexlearn.loop.learn import Absorbed, LearnSummary, Progress
+from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.loop.learn import learn as _learn
 from flexlearn.loop.solve import Solution
 from flexlearn.loop.solve import solve as _solve

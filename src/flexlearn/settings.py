@@ -19,10 +19,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from flexlearn.agents.tools import parse_tools
 from flexlearn.errors import ConfigError
 from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.episode import check_guide_at
 from flexlearn.loop.evaluate import EvalConfig, Mode, parse_modes
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
-from flexlearn.loop.learn import LearnConfig
 from flexlearn.models.base import ChatModel, GenerationOptions
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.retrieval.registry import check_retriever

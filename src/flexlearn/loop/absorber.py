@@ -24,8 +24,8 @@ from flexlearn._sync import run_sync
 from flexlearn.errors import ModelError
 from flexlearn.library.outcomes import ABSORBED, FAILED, MAX_ATTEMPTS, Outcome, OutcomeTaken, QueuedOutcome
 from flexlearn.library.store import Library
+from flexlearn.loop.absorb import Absorbed, learn_from_trajectory
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.learn import Absorbed, learn_from_trajectory
 from flexlearn.models.base import ChatModel, Usage
 from flexlearn.trajectory import StepRecord, Trajectory
 

@@ -21,23 +21,27 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from flexlearn.agents.distiller import Candidates, distill
 from flexlearn.agents.tools import make_toolset
-from flexlearn.agents.updater import Decision, decide
 from flexlearn.errors import ModelError
-from flexlearn.experience import LEVEL_RANK, Action, Experience, Level, Provenance, Status
-from flexlearn.library.batch import Change
+from flexlearn.experience import Action, Experience
 from flexlearn.library.store import Library
-from flexlearn.limits import DEFAULT_LIMITS
+from flexlearn.loop.absorb import (
+    Absorbed,
+    Decided,
+    apply,
+    decide_candidates,
+    distil_trajectory,
+    needs_early_recheck,
+    recheck,
+)
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.explore import ExploreConfig, explore
-from flexlearn.models.base import GenerationOptions, PromptKind, Usage
-from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
-from flexlearn.retrieval.base import Retriever
-from flexlearn.retrieval.guidance import KIND_SEARCH_WIDTH, case_gate, kind_hits
+from flexlearn.loop.config import LearnConfig
+from flexlearn.loop.explore import explore
+from flexlearn.retrieval import get_retriever, select_guidance
+from flexlearn.retrieval.guidance import case_gate
 from flexlearn.tasks.base import Problem, Task, reference_text
 from flexlearn.trajectory import Trajectory
 
@@ -47,33 +51,6 @@ DONE = ("solved", "unsolved")
 # (128 problems): 0.89-0.90 of the bound with 2 a slot, 0.95 with 4 or 8; at 8 the same with 2, 4 or 8, where
 # more problems under way only meant up to 3% more updater re-checks.
 PROBLEMS_PER_SLOT = 4
-# An entry's zone, level and text: two entries never share one.
-
-
-@dataclass
-class LearnConfig:
-    explore: ExploreConfig = field(default_factory=ExploreConfig)
-    concurrency: int = 4
-    # Problems worked on at once (0: PROBLEMS_PER_SLOT x `concurrency`). More problems than model calls in flight
-    # keeps every call slot busy: a problem waits on its own chain of calls, and one waiting for its turn at the
-    # writer or on a long chain would otherwise leave a slot idle. The model itself still sees at most
-    # `concurrency` calls at once.
-    problems_in_flight: int = 0
-    neighbours: int = 5
-    # How the updater finds a candidate's neighbours, by name (`flexlearn.retrieval.retriever_names()`).
-    retriever: str = DEFAULT_RETRIEVER
-    distiller: GenerationOptions = field(default_factory=GenerationOptions)
-    updater: GenerationOptions = field(default_factory=GenerationOptions)
-    # Stop the run when this many problems in a row fail at the model (an unreachable server, a bad key).
-    max_consecutive_failures: int = 5
-    # Explore under the library as it grows (the paper's pi(.|E)): each problem's actor sees what earlier problems
-    # taught, and the verdicts count as helped/hurt for the entries it was shown.
-    explore_with_library: bool = False
-    budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
-    # Hold a chat-model distiller to fixed slots (a principle and a pattern per zone; `agents.distiller.SLOTS`).
-    # Off by default: with Qwen2.5-Coder 1.5B the library learned that way made flex 14 points worse than vanilla
-    # on GSM8k (README, "Does learning help?").
-    distiller_slots: bool = False
 
 
 @dataclass
@@ -96,23 +73,6 @@ class LearnSummary:
     failed: int = 0
     actions: dict[str, int] = field(default_factory=lambda: {"add": 0, "merge": 0, "discard": 0})
     seconds: float = 0.0
-
-
-@dataclass
-class Decided:
-    """A problem's candidates with the updater's decision for each, made against the library at `revision`."""
-
-    candidates: Candidates
-    decisions: dict[int, Decision]
-    revision: int
-    # Per candidate, the neighbours its decision was made against, as (id, content) in rank order.
-    seen: dict[int, list[tuple[str, str]]]
-
-    @property
-    def order(self) -> list[int]:
-        """Candidates from the most general down, so a parent is stored before its children link to it."""
-        experiences = self.candidates.experiences
-        return sorted(range(len(experiences)), key=lambda i: LEVEL_RANK[experiences[i].level])
 
 
 @dataclass
@@ -187,7 +147,7 @@ async def learn(
             if job in early and not early[job].done():
                 continue
             decided = job.result().decided
-            if decided is not None and _needs_early_recheck(decided, touched):
+            if decided is not None and needs_early_recheck(decided, touched):
                 early[job] = asyncio.create_task(recheck_early(decided))
 
     async def work(problem: Problem) -> _Outcome:
@@ -226,7 +186,7 @@ async def learn(
             decided = await decide_candidates(
                 candidates, library=library, retriever=retriever, agents=agents, config=config
             )
-            if _needs_early_recheck(decided, touched):  # written to while the updater was deciding
+            if needs_early_recheck(decided, touched):  # written to while the updater was deciding
                 await recheck(decided, library=library, retriever=retriever, agents=agents, config=config)
             return _Outcome(trajectory, decided)
         except ModelError as exc:
@@ -319,247 +279,3 @@ async def learn(
         library.finish_run(run_id, status="done")
     summary.seconds = time.monotonic() - started
     return summary
-
-
-@dataclass
-class Absorbed:
-    """What one trajectory added to the library: the updater's decisions and the entries they touched."""
-
-    run_id: str
-    problem_id: str
-    solved: bool
-    actions: dict[str, int] = field(default_factory=lambda: {"add": 0, "merge": 0, "discard": 0})
-    # Entries added, and existing entries merged into, in the order the candidates were decided.
-    experience_ids: list[str] = field(default_factory=list)
-
-
-async def distil_trajectory(
-    trajectory: Trajectory,
-    *,
-    question: str,
-    answer: str,
-    category: str,
-    agents: Agents,
-    run_id: str,
-    config: LearnConfig,
-    actor: str | None = None,
-    known_category: str = "",
-) -> Candidates:
-    """The distiller's candidate experiences from one trajectory, their provenance naming the model that wrote
-    them and the one whose attempts they came from (`actor`, by default the actor's model)."""
-    provenance = Provenance(
-        task=category,
-        problem_ids=[trajectory.problem_id],
-        model=agents.distiller.name,
-        run_id=run_id,
-        actor=agents.actor.name if actor is None else actor,
-    )
-    return await distill(
-        agents.distiller,
-        question=question,
-        answer=answer,
-        category=category,
-        steps=trajectory.steps,
-        known_category=known_category,
-        slots=config.distiller_slots,
-        # A base model's critique is noise in the shape of its example; a case quotes only a chat model's.
-        trust_feedback=agents.critic.prompt_kind == PromptKind.CHAT,
-        provenance=provenance,
-        options=config.distiller,
-        meter=agents.meter,
-    )
-
-
-async def learn_from_trajectory(
-    trajectory: Trajectory,
-    *,
-    question: str,
-    answer: str,
-    category: str,
-    agents: Agents,
-    library: Library,
-    run_id: str,
-    config: LearnConfig | None = None,
-    actor: str | None = None,
-    quarantine: bool = False,
-    inside: Callable[[Absorbed], None] | None = None,
-) -> Absorbed:
-    """Distil one trajectory and absorb its candidates into the library in one transaction: what `learn` does
-    with each explored problem, for a trajectory from anywhere (a user's own agent, through `flexlearn.record`).
-    The run `run_id` must have begun (`Library.begin_run`). `quarantine=True` (lessons from a source to be
-    reviewed) adds every lesson in quarantine and merges none into an entry the library serves. `inside` is
-    called with the result inside that transaction, before it commits (see `absorb`)."""
-    config = config or LearnConfig()
-    candidates = await distil_trajectory(
-        trajectory,
-        question=question,
-        answer=answer,
-        category=category,
-        agents=agents,
-        run_id=run_id,
-        config=config,
-        actor=actor,
-    )
-    if quarantine:
-        config = replace(config, neighbours=0)  # no neighbours: each lesson is added (or dropped as a copy)
-        for candidate in candidates.experiences:
-            candidate.status = Status.QUARANTINED
-    return await absorb(
-        trajectory, candidates, library=library, agents=agents, config=config, run_id=run_id, inside=inside
-    )
-
-
-async def absorb(
-    trajectory: Trajectory,
-    candidates: Candidates,
-    *,
-    library: Library,
-    agents: Agents,
-    config: LearnConfig,
-    run_id: str,
-    inside: Callable[[Absorbed], None] | None = None,
-) -> Absorbed:
-    """Decide every candidate against the library as it stands, then apply all decisions and the problem's done
-    mark in one transaction. `inside`, when given, is called with the result within that same transaction, before
-    it commits: what it writes commits with the changes or not at all (the outcome queue marks an outcome absorbed
-    there), and if it raises, nothing is applied."""
-    retriever = get_retriever(config.retriever, library)
-    decided = await decide_candidates(candidates, library=library, retriever=retriever, agents=agents, config=config)
-    with library.transaction():  # apply's own transaction joins this one
-        absorbed = apply(trajectory, decided, library=library, run_id=run_id)
-        if inside is not None:
-            inside(absorbed)
-    return absorbed
-
-
-def _neighbours(retriever: Retriever, config: LearnConfig, candidate: Experience, kind: str = "") -> list[Experience]:
-    """The entries the candidate may be merged into: its nearest of the same zone and level and, when the data
-    named the problem's kind, of that kind alone. Lessons of two kinds the data tells apart are not merged, and a
-    candidate of a kind the library has not seen yet is added without an updater call (an empty neighbourhood):
-    on a dataset of many kinds that is most of them."""
-    if not kind:
-        hits = retriever.neighbours(candidate, k=config.neighbours, zone=candidate.zone, level=candidate.level)
-        return [hit.experience for hit in hits]
-    wide = config.neighbours * KIND_SEARCH_WIDTH
-    hits = retriever.neighbours(candidate, k=wide, zone=candidate.zone, level=candidate.level)
-    hits += [
-        h
-        for h in retriever.search(kind, k=wide, zone=candidate.zone, level=candidate.level)
-        if h.experience.id != candidate.id
-    ]
-    return [hit.experience for hit in kind_hits(hits, kind, config.neighbours)]
-
-
-async def decide_candidates(
-    candidates: Candidates, *, library: Library, retriever: Retriever, agents: Agents, config: LearnConfig
-) -> Decided:
-    """The updater's decision for every candidate of one problem, made concurrently. All neighbours are read
-    before the first model call, so every decision saw the library at one revision, the one recorded."""
-    revision = library.revision()
-    experiences = candidates.experiences
-    neighbours = [_neighbours(retriever, config, candidate, candidates.kind) for candidate in experiences]
-    replies = await asyncio.gather(
-        *(
-            decide(agents.updater, candidate, near, options=config.updater, meter=agents.meter)
-            for candidate, near in zip(experiences, neighbours, strict=True)
-        )
-    )
-    seen = {i: _identity(near) for i, near in enumerate(neighbours)}
-    return Decided(candidates, dict(enumerate(replies)), revision, seen)
-
-
-def _needs_early_recheck(decided: Decided, touched: dict[tuple[str, str], int]) -> bool:
-    """Whether a write since the decision touched the zone and level of a candidate whose re-decision would cost
-    a model call (a case's never does: the updater adds it unless it is a copy)."""
-    return any(
-        touched.get((str(exp.zone), str(exp.level)), -1) > decided.revision
-        for exp in decided.candidates.experiences
-        if exp.level != Level.CASE
-    )
-
-
-def _identity(neighbours: list[Experience]) -> list[tuple[str, str]]:
-    return [(n.id, n.content) for n in neighbours]
-
-
-async def recheck(
-    decided: Decided, *, library: Library, retriever: Retriever, agents: Agents, config: LearnConfig
-) -> None:
-    """Bring decisions made against an older library up to date, in place, as the writer does before applying
-    them: a candidate whose neighbours are no longer the ones its decision saw (an entry added, merged, edited or
-    removed among them) is decided again against the neighbours it has now, which is what a serial writer would
-    have asked. The updater decides exact duplicates and cases without a model call, so most of these are free;
-    the rest are the price of keeping the run's result independent of timing (and of a kill and `--resume`)."""
-    revision = library.revision()
-    if revision == decided.revision:
-        return
-    experiences = decided.candidates.experiences
-    stale: dict[int, list[Experience]] = {}
-    for i in decided.decisions:
-        near = _neighbours(retriever, config, experiences[i], decided.candidates.kind)
-        if _identity(near) != decided.seen[i]:
-            stale[i] = near
-    replies = await asyncio.gather(
-        *(
-            decide(agents.updater, experiences[i], near, options=config.updater, meter=agents.meter)
-            for i, near in stale.items()
-        )
-    )
-    for i, reply in zip(stale, replies, strict=True):
-        # Both calls were paid for: the record's usage counts the first one too.
-        reply.usage = (decided.decisions[i].usage or Usage()) + (reply.usage or Usage())
-        decided.decisions[i] = reply
-        decided.seen[i] = _identity(stale[i])
-    # Every decision now answers for the library at `revision`: a later re-check at the same revision is free.
-    decided.revision = revision
-
-
-def apply(trajectory: Trajectory, decided: Decided, *, library: Library, run_id: str) -> Absorbed:
-    """Apply one problem's decisions (through `Library.apply`, which keeps the library's invariants and logs any
-    decision it had to change), its helped/hurt counts and its done mark in one transaction."""
-    problem_id = trajectory.problem_id
-    candidates, decisions = decided.candidates, decided.decisions
-    absorbed = Absorbed(run_id, problem_id, solved=trajectory.solved)
-    order = decided.order
-    record = trajectory.to_dict()
-    record["distill_error"] = candidates.error
-    record["distill_dropped"] = candidates.dropped
-    usage = candidates.usage
-    for d in decisions.values():
-        usage = usage + (d.usage or Usage())
-    record["learn_usage"] = vars(usage)
-    changes = [
-        Change(
-            candidate,
-            decisions[i].action,
-            decisions[i].reason,
-            target=decisions[i].target,
-            merged_content=decisions[i].merged_content,
-            parent=candidates.parents.get(i),
-        )
-        for i, candidate in enumerate(candidates.experiences)
-    ]
-    with library.transaction():
-        applied = library.apply(changes, order=order, run_id=run_id, problem_id=problem_id)
-        for i in order:
-            done = applied[i]
-            decisions[i] = replace(decisions[i], action=done.action, reason=done.reason, target=done.target)
-            if done.action != Action.DISCARD and done.entry_id is not None:
-                absorbed.experience_ids.append(done.entry_id)
-            absorbed.actions[str(done.action)] += 1
-        record["decisions"] = [
-            {
-                "candidate": i,
-                "action": str(decisions[i].action),
-                "target": decisions[i].target,
-                "reason": decisions[i].reason,
-            }
-            for i in order
-        ]
-        # The entries the actor was shown, counted with the problem's done mark: a resumed run never counts twice.
-        for helped in trajectory.outcomes():
-            library.record_retrieval(trajectory.guidance)
-            library.record_outcome(trajectory.guidance, helped=helped)
-        status = "solved" if absorbed.solved else "unsolved"
-        library.record_problem(run_id, problem_id, status=status, trajectory=record)
-    return absorbed
