@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import flexlearn
 from flexlearn.experience import Level
 from flexlearn.library.formats import export_json
 from flexlearn.library.history import versions
@@ -58,6 +59,23 @@ def test_a_harmful_batch_is_rolled_back_and_a_harmless_one_kept(tmp_path: Path, 
     assert not verdict["rolled_back"] and verdict["correct_with"] == 3
     with Library.open(library) as lib:
         assert len(lib.list()) == len(kept_before) + 1
+
+
+def test_absorbed_outcomes_that_hurt_are_rolled_back(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
+    """The absorber's batch under the gate: an outcome whose lesson is wrong is absorbed, then rolled back."""
+    library, check = tmp_path / "lib.flexlib", write_set(tmp_path / "check.jsonl", TEST)
+    with Library.open(library) as lib:
+        good = lib.add(make(GOOD, level=Level.PATTERN, title="arithmetic"), reason="r")
+        flexlearn.record(lib, "What is the sum of 2 and 3?", f"I {HARMFUL}: 5", correct=True, task="math", wait=False)
+    proc = flex(
+        "library", "queue", str(library), "--absorb", "--gate", str(check), "--task", "math",
+        "--model", model_uri(scripted_server), "--json",
+    )  # fmt: skip
+    shown = json.loads(proc.stdout)
+    assert shown["absorbed"] == 1 and shown["absorb"]["actions"]["add"] >= 1
+    assert shown["gate"]["rolled_back"] and shown["gate"]["correct_without"] == 3
+    with Library.open(library) as lib:
+        assert [e.id for e in lib.list()] == [good.id]
 
 
 def test_the_gate_refuses_quarantined_imports_before_touching_anything(tmp_path: Path) -> None:

@@ -89,6 +89,15 @@ class ScriptedFlex:
             return json.dumps({"category": "", "experiences": []})
         kind, a, b = problem
         out = []
+        if HARMFUL in user:  # an outcome that teaches a wrong rule: the gate's tests record one
+            out.append(
+                {
+                    "zone": "golden",
+                    "level": "principle",
+                    "title": "arithmetic",
+                    "content": f"For a sum, product or difference, {HARMFUL}.",
+                }
+            )
         if "CORRECT" in user:
             out += [
                 {
