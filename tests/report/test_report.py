@@ -21,7 +21,7 @@ import pytest
 
 from flexlearn.errors import InputError
 from flexlearn.loop.results import write_run
-from flexlearn.records import Inherit, ItemRecord, ModeResult, Scaling
+from flexlearn.records import LIBRARY, ExperienceView, Inherit, ItemRecord, LibrarySnapshot, ModeResult, Scaling
 from flexlearn.report import render_report, svg, write_report
 from tests.report.runs import DELETED_ID, FRACTION, TOP_ID
 
@@ -109,6 +109,55 @@ def test_model_text_is_escaped(full_page: str) -> None:
     structure = parse(full_page)
     assert structure.tags.count("script") == 1  # the page's own link helper
     assert "b" not in structure.tags
+
+
+class _Elements(HTMLParser):
+    """Every start tag with its attributes, and the page's text, as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_markup_in_experiences_and_replies_cannot_break_out(tmp_path: Path) -> None:
+    # Text that would run a script, or end an attribute and add an event handler, if pasted into the page as is.
+    hostile = '<script>alert(1)</script> x" onload="alert(2)'
+    exp = ExperienceView(id="e1", zone="golden", level="case", title=f"Title {hostile}", content=f"Body {hostile}")
+    item = ItemRecord(
+        mode="flex",
+        problem_id=f"p1 {hostile}",
+        question=f"Question {hostile}",
+        prompt=f"Prompt {hostile}",
+        reply=f"Reply {hostile}",
+        extracted=hostile,
+        retrieved=["e1", f"gone {hostile}"],
+    )
+    write_run(tmp_path, {"task": "exact", "model": f"model {hostile}"}, [ModeResult(mode="flex", n=1, items=[item])])
+    (tmp_path / LIBRARY).write_text(LibrarySnapshot(experiences=[exp]).model_dump_json(), encoding="utf-8")
+    page = render_report(tmp_path)
+
+    assert "<script>alert" not in page and '"onload=' not in page and '" onload=' not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    parsed = _Elements()
+    parsed.feed(page)
+    parsed.close()
+    assert [tag for tag, _ in parsed.elements].count("script") == 1  # the page's own link helper
+    assert not [name for _, attrs in parsed.elements for name in attrs if name.startswith("on")]
+    # Each text reads back whole, as text: the reply, the experience, and the title as the tooltip (an attribute)
+    # of the reply's link to the experience.
+    text = "".join(parsed.text)
+    for shown in (f"Reply {hostile}", f"Body {hostile}", f"Question {hostile}", f"model {hostile}"):
+        assert shown in text
+    tips = [attrs.get("title") for tag, attrs in parsed.elements if tag == "a" and attrs.get("href") == "#exp-e1"]
+    assert tips == [f"golden case: Title {hostile}"]
+    assert parse(page).errors == []
 
 
 def test_page_is_well_formed_and_links_resolve(full_page: str) -> None:

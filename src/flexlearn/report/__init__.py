@@ -5,12 +5,13 @@ Reads what `flex eval --out DIR` and friends wrote (`results.json`, `items.jsonl
 and renders a page that needs nothing from the network: inline CSS, inline SVG charts, <details> for
 drill-down, and one tiny inline script (allowed by hash in the page's Content Security Policy) that opens
 collapsed sections when a link points into them. Every piece of user or model
-text is HTML-escaped: model replies routinely contain `<`, LaTeX and SMILES.
+text is HTML-escaped by Jinja2's autoescape: model replies routinely contain `<`, LaTeX and SMILES.
 
     write_report(Path("runs/aime")) -> Path("runs/aime/report.html")
 
-Modules: `load` (a run directory into records), `format` (formatters), `sections/` (one per part of the page),
-`svg` (charts), `page` (assembly and the security policy); the CSS and script are files in `static/`.
+Modules: `load` (a run directory into records), `format` (formatters), `sections/` (what each part of the page
+shows, as plain records), `svg` (charts), `templating` (the Jinja2 environment), `page` (assembly and the
+security policy). The markup is in `templates/*.html.j2`, the CSS and script in `static/`, both package data.
 """
 
 from flexlearn.report.load import Run, load_run

@@ -1,4 +1,5 @@
-"""Formatting helpers shared by the report's sections. Every helper that returns markup escapes its text."""
+"""Formatting helpers shared by the report's sections: numbers, dates and texts as plain strings. None of them
+returns markup: the templates (`report/templates/`) place these strings and Jinja2's autoescape escapes them."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flexlearn.experience import Level, Zone
-from flexlearn.records import ITEMS
 from flexlearn.report import svg
-from flexlearn.report.svg import esc
 
 LEVELS = tuple(str(level) for level in Level)
 ZONES = tuple(str(zone) for zone in Zone)
@@ -26,11 +26,12 @@ def pct(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else svg.percent(value)
 
 
-def ci(low: float | None, high: float | None, fmt: Callable[[float], str] = pct) -> str:
-    """A confidence interval as a muted " [low–high]" suffix; nothing when either end is unknown."""
+def ci(low: float | None, high: float | None, fmt: Callable[[float], str] = pct) -> tuple[str, str] | None:
+    """A confidence interval's ends as text (the `ci` macro shows them as a muted " [low–high]"); None when either
+    end is unknown."""
     if low is None or high is None:
-        return ""
-    return f' <span class="ci">[{esc(fmt(low))}–{esc(fmt(high))}]</span>'
+        return None
+    return fmt(low), fmt(high)
 
 
 def integer(value: float) -> str:
@@ -77,16 +78,20 @@ def clip(text: str, limit: int) -> tuple[str, int]:
     return f"{text[:head]}\n\n[… {omitted:,} characters omitted …]\n\n{text[-tail:]}", omitted
 
 
-def pre(text: str, limit: int, css: str = "") -> str:
-    """A preformatted block of `text`, clipped to `limit` characters with a note saying where the rest is."""
+@dataclass(frozen=True)
+class Clipped:
+    """A text and what of it the page shows (the `pre` macro renders it, with a note when something was left
+    out)."""
+
+    text: str
+    shown: str
+    omitted: int
+
+
+def clipped(text: str, limit: int) -> Clipped:
+    """`text` clipped to `limit` characters, as `clip` does, keeping the full text's length for the note."""
     shown, omitted = clip(text, limit)
-    note = (
-        f'<p class="note">Truncated here: {len(text):,} characters, {omitted:,} left out. '
-        f"The full text is in {ITEMS}.</p>"
-        if omitted
-        else ""
-    )
-    return f'<pre class="{css}">{esc(shown)}</pre>{note}' if text else '<p class="muted">(empty)</p>'
+    return Clipped(text, shown, omitted)
 
 
 def one_line(text: str, limit: int = 140) -> str:
@@ -122,22 +127,12 @@ def flatten(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]
             yield f"{prefix}{key}", value
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric_from: int = 1, css: str = "") -> str:
-    """A table of already-escaped cells; columns from `numeric_from` on are right-aligned numbers."""
-
-    def cell(tag: str, i: int, text: str) -> str:
-        return f"<{tag} class=num>{text}</{tag}>" if i >= numeric_from else f"<{tag}>{text}</{tag}>"
-
-    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def mode_color(mode: str) -> str:
     """Flex modes in the accent colour, the baselines in grey."""
     return FLEX_COLOR if mode.lower().startswith("flex") else OTHER_COLOR
 
 
-def path_html(path: str) -> str:
-    """A file path, escaped, that a browser may break after a separator but never inside a name."""
-    return "<wbr>".join(esc(part) for part in re.split(r"(?<=[/\\])", path))
+def path_parts(path: str) -> list[str]:
+    """A file path cut after each separator: the `path` macro joins the parts with <wbr>, so that a browser may
+    break a long path after a separator but never inside a name."""
+    return re.split(r"(?<=[/\\])", path)

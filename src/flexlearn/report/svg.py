@@ -1,9 +1,12 @@
 """Small inline-SVG charts for the HTML report: no plotting library, no fonts or scripts to fetch.
 
-Each function returns one `<svg>` element as a string, sized by its viewBox so that it scales to its container
-and stays readable at 720 px wide. Every piece of text goes through `esc`, since labels come from user data
-(task names, library labels, model names). Each chart carries a `<title>` and `<desc>` for screen readers;
-`chart_id` must be unique within a page because those elements are referenced by id.
+Each function returns one `<svg>` element as `Markup`, sized by its viewBox so that it scales to its container
+and stays readable at 720 px wide; the report's templates insert it as it is. The drawing is Python (geometry
+from numbers); text is never pasted into it by hand: labels come from user data (task names, library labels,
+model names), so every element that carries text is built with `Markup(...).format(...)`, which escapes what it
+is given, and the parts are joined with `Markup.join`, which escapes any plain string. Each chart carries a
+`<title>` and `<desc>` for screen readers; `chart_id` must be unique within a page because those elements are
+referenced by id.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
+
+from markupsafe import Markup
 
 WIDTH = 720
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
@@ -23,9 +27,10 @@ GOLDEN = "#1a7f37"
 WARNING = "#cf222e"
 
 
-def esc(text: object) -> str:
-    """Escape text for an SVG/HTML text node or a double-quoted attribute."""
-    return escape(str(text), quote=True)
+def _el(template: str, *args: object) -> Markup:
+    """Markup from a template of our own (coordinates already formatted into it from numbers) with `{}` holes
+    for text: whatever fills a hole is escaped."""
+    return Markup(template).format(*args)
 
 
 def percent(value: float) -> str:
@@ -113,13 +118,22 @@ def _domain(values: Sequence[float], *, floor: float | None, ceil: float | None)
     return ticks[0], ticks
 
 
-def _svg_open(chart_id: str, height: float, title: str, desc: str) -> list[str]:
+def _svg_open(chart_id: str, height: float, title: str, desc: str) -> list[Markup]:
     return [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {_fmt(height)}" '
-        f'width="{WIDTH}" height="{_fmt(height)}" role="img" aria-labelledby="{esc(chart_id)}-t {esc(chart_id)}-d" '
-        f'font-family="{esc(FONT)}" font-size="13" fill="{INK}">',
-        f'<title id="{esc(chart_id)}-t">{esc(title)}</title>',
-        f'<desc id="{esc(chart_id)}-d">{esc(desc)}</desc>',
+        _el(
+            '<svg class="chart" viewBox="0 0 {} {}" width="{}" height="{}" role="img" aria-labelledby="{}-t {}-d" '
+            'font-family="{}" font-size="13" fill="{}">',
+            WIDTH,
+            _fmt(height),
+            WIDTH,
+            _fmt(height),
+            chart_id,
+            chart_id,
+            FONT,
+            INK,
+        ),
+        _el('<title id="{}-t">{}</title>', chart_id, title),
+        _el('<desc id="{}-d">{}</desc>', chart_id, desc),
     ]
 
 
@@ -131,7 +145,7 @@ def bar_chart(
     x_label: str,
     fmt: Callable[[float], str] = percent,
     domain: tuple[float, float] | None = None,
-) -> str:
+) -> Markup:
     """Horizontal bars with confidence-interval whiskers, one row per bar (accuracy per mode, per library).
 
     `domain` defaults to [0, 1] when every value and bound fits in it (accuracies), else to a padded range that
@@ -159,41 +173,50 @@ def bar_chart(
     bottom = top + row_h * max(1, len(bars))
     for t in ticks:
         x = _fmt(sx(t))
-        parts.append(f'<line x1="{x}" y1="{_fmt(top - 6)}" x2="{x}" y2="{_fmt(bottom)}" stroke="{GRID}"/>')
+        parts.append(Markup(f'<line x1="{x}" y1="{_fmt(top - 6)}" x2="{x}" y2="{_fmt(bottom)}" stroke="{GRID}"/>'))
         parts.append(
-            f'<text x="{x}" y="{_fmt(bottom + 17)}" text-anchor="middle" fill="{MUTED}">{esc(_tick(fmt, t))}</text>'
+            _el(f'<text x="{x}" y="{_fmt(bottom + 17)}" text-anchor="middle" fill="{MUTED}">{{}}</text>', _tick(fmt, t))
         )
     zero = _fmt(sx(0.0))
-    parts.append(f'<line x1="{zero}" y1="{_fmt(top - 6)}" x2="{zero}" y2="{_fmt(bottom)}" stroke="{MUTED}"/>')
+    parts.append(Markup(f'<line x1="{zero}" y1="{_fmt(top - 6)}" x2="{zero}" y2="{_fmt(bottom)}" stroke="{MUTED}"/>'))
     for i, b in enumerate(bars):
         y = top + i * row_h
         mid = y + row_h / 2
         x0, x1 = sorted((sx(0.0), sx(b.value)))
         label = _shorten(b.label, max_chars)
+        tooltip = _el("<title>{}</title>", b.label) if label != b.label else Markup()
         parts.append(
-            f'<text x="{_fmt(left - 10)}" y="{_fmt(mid + 4.5)}" text-anchor="end">'
-            + (f"<title>{esc(b.label)}</title>" if label != b.label else "")
-            + f"{esc(label)}</text>"
+            _el(f'<text x="{_fmt(left - 10)}" y="{_fmt(mid + 4.5)}" text-anchor="end">{{}}{{}}</text>', tooltip, label)
         )
         parts.append(
-            f'<rect x="{_fmt(x0)}" y="{_fmt(y + 7)}" width="{_fmt(max(x1 - x0, 1.0))}" height="{_fmt(row_h - 14)}" '
-            f'fill="{esc(b.color)}" fill-opacity="0.85" rx="2"/>'
+            _el(
+                f'<rect x="{_fmt(x0)}" y="{_fmt(y + 7)}" width="{_fmt(max(x1 - x0, 1.0))}" '
+                f'height="{_fmt(row_h - 14)}" fill="{{}}" fill-opacity="0.85" rx="2"/>',
+                b.color,
+            )
         )
         end = x1
         if b.low is not None and b.high is not None:
             wl, wh = sx(b.low), sx(b.high)
             parts.append(
-                f'<path d="M{_fmt(wl)} {_fmt(mid)}H{_fmt(wh)}M{_fmt(wl)} {_fmt(mid - 6)}V{_fmt(mid + 6)}'
-                f'M{_fmt(wh)} {_fmt(mid - 6)}V{_fmt(mid + 6)}" stroke="{INK}" stroke-width="1.5" fill="none"/>'
+                Markup(
+                    f'<path d="M{_fmt(wl)} {_fmt(mid)}H{_fmt(wh)}M{_fmt(wl)} {_fmt(mid - 6)}V{_fmt(mid + 6)}'
+                    f'M{_fmt(wh)} {_fmt(mid - 6)}V{_fmt(mid + 6)}" stroke="{INK}" stroke-width="1.5" fill="none"/>'
+                )
             )
             end = max(end, wh)
-        parts.append(f'<text x="{_fmt(end + 6)}" y="{_fmt(mid + 4.5)}" font-weight="600">{esc(fmt(b.value))}</text>')
+        parts.append(
+            _el(f'<text x="{_fmt(end + 6)}" y="{_fmt(mid + 4.5)}" font-weight="600">{{}}</text>', fmt(b.value))
+        )
     parts.append(
-        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(bottom + 38)}" text-anchor="middle" fill="{MUTED}">'
-        f"{esc(x_label)}</text>"
+        _el(
+            f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(bottom + 38)}" text-anchor="middle" fill="{MUTED}">'
+            "{}</text>",
+            x_label,
+        )
     )
-    parts.append("</svg>")
-    return "\n".join(parts)
+    parts.append(Markup("</svg>"))
+    return Markup("\n").join(parts)
 
 
 def _log1p_ticks(sizes: Sequence[float], scale: Callable[[float], float], min_gap: float) -> list[float]:
@@ -236,7 +259,7 @@ def scaling_chart(
     fit: Callable[[float], float] | None = None,
     fit_label: str = "",
     fmt: Callable[[float], str] = percent,
-) -> str:
+) -> Markup:
     """A line chart of y against x on a ln(1+x) axis (so size 0 has a place), with CI error bars and an optional
     fitted curve drawn as a dashed line. Tick labels show real x values."""
     pts = sorted((p for p in points if math.isfinite(p.x) and math.isfinite(p.y) and p.x >= 0), key=lambda p: p.x)
@@ -282,59 +305,76 @@ def scaling_chart(
     base = top + plot_h
     for t in y_ticks:
         ty = _fmt(sy(t))
-        parts.append(f'<line x1="{_fmt(left)}" y1="{ty}" x2="{_fmt(left + plot_w)}" y2="{ty}" stroke="{GRID}"/>')
         parts.append(
-            f'<text x="{_fmt(left - 8)}" y="{_fmt(sy(t) + 4.5)}" text-anchor="end" fill="{MUTED}">'
-            f"{esc(_tick(fmt, t))}</text>"
+            Markup(f'<line x1="{_fmt(left)}" y1="{ty}" x2="{_fmt(left + plot_w)}" y2="{ty}" stroke="{GRID}"/>')
+        )
+        parts.append(
+            _el(
+                f'<text x="{_fmt(left - 8)}" y="{_fmt(sy(t) + 4.5)}" text-anchor="end" fill="{MUTED}">{{}}</text>',
+                _tick(fmt, t),
+            )
         )
     for t in _log1p_ticks([p.x for p in pts] or [0.0, 1.0], sx, min_gap=34.0):
         tx = _fmt(sx(t))
-        parts.append(f'<line x1="{tx}" y1="{_fmt(base)}" x2="{tx}" y2="{_fmt(base + 5)}" stroke="{MUTED}"/>')
+        parts.append(Markup(f'<line x1="{tx}" y1="{_fmt(base)}" x2="{tx}" y2="{_fmt(base + 5)}" stroke="{MUTED}"/>'))
         parts.append(
-            f'<text x="{tx}" y="{_fmt(base + 19)}" text-anchor="middle" fill="{MUTED}">{esc(_size_label(t))}</text>'
+            _el(f'<text x="{tx}" y="{_fmt(base + 19)}" text-anchor="middle" fill="{MUTED}">{{}}</text>', _size_label(t))
         )
     parts.append(
-        f'<path d="M{_fmt(left)} {_fmt(top)}V{_fmt(base)}H{_fmt(left + plot_w)}" stroke="{MUTED}" fill="none"/>'
+        Markup(f'<path d="M{_fmt(left)} {_fmt(top)}V{_fmt(base)}H{_fmt(left + plot_w)}" stroke="{MUTED}" fill="none"/>')
     )
     if fitted:
         d = "M" + "L".join(f"{_fmt(sx(x))} {_fmt(sy(y))}" for x, y in fitted)
-        parts.append(f'<path d="{d}" stroke="{MUTED}" stroke-width="1.5" stroke-dasharray="6 4" fill="none"/>')
+        parts.append(Markup(f'<path d="{d}" stroke="{MUTED}" stroke-width="1.5" stroke-dasharray="6 4" fill="none"/>'))
     for p in pts:
         if p.low is not None and p.high is not None:
             x, yl, yh = sx(p.x), sy(p.low), sy(p.high)
             parts.append(
-                f'<path d="M{_fmt(x)} {_fmt(yl)}V{_fmt(yh)}M{_fmt(x - 5)} {_fmt(yl)}H{_fmt(x + 5)}'
-                f'M{_fmt(x - 5)} {_fmt(yh)}H{_fmt(x + 5)}" stroke="{ACCENT}" stroke-width="1.5" fill="none"/>'
+                Markup(
+                    f'<path d="M{_fmt(x)} {_fmt(yl)}V{_fmt(yh)}M{_fmt(x - 5)} {_fmt(yl)}H{_fmt(x + 5)}'
+                    f'M{_fmt(x - 5)} {_fmt(yh)}H{_fmt(x + 5)}" stroke="{ACCENT}" stroke-width="1.5" fill="none"/>'
+                )
             )
     if pts:
         d = "M" + "L".join(f"{_fmt(sx(p.x))} {_fmt(sy(p.y))}" for p in pts)
-        parts.append(f'<path d="{d}" stroke="{ACCENT}" stroke-width="2" fill="none"/>')
+        parts.append(Markup(f'<path d="{d}" stroke="{ACCENT}" stroke-width="2" fill="none"/>'))
     for p in pts:
         parts.append(
-            f'<circle cx="{_fmt(sx(p.x))}" cy="{_fmt(sy(p.y))}" r="4.5" fill="{ACCENT}" stroke="#fff" '
-            'stroke-width="1.5">'
-            f"<title>size {esc(_size_label(p.x))}: {esc(fmt(p.y))}</title></circle>"
+            _el(
+                f'<circle cx="{_fmt(sx(p.x))}" cy="{_fmt(sy(p.y))}" r="4.5" fill="{ACCENT}" stroke="#fff" '
+                'stroke-width="1.5"><title>size {}: {}</title></circle>',
+                _size_label(p.x),
+                fmt(p.y),
+            )
         )
     # Legend, top left inside the plot: what the solid and dashed lines are.
     lx, ly = left + 12, top + 8
-    parts.append(f'<path d="M{_fmt(lx)} {_fmt(ly)}h22" stroke="{ACCENT}" stroke-width="2"/>')
-    parts.append(f'<circle cx="{_fmt(lx + 11)}" cy="{_fmt(ly)}" r="3.5" fill="{ACCENT}"/>')
-    parts.append(f'<text x="{_fmt(lx + 30)}" y="{_fmt(ly + 4.5)}">observed (95% CI)</text>')
+    parts.append(Markup(f'<path d="M{_fmt(lx)} {_fmt(ly)}h22" stroke="{ACCENT}" stroke-width="2"/>'))
+    parts.append(Markup(f'<circle cx="{_fmt(lx + 11)}" cy="{_fmt(ly)}" r="3.5" fill="{ACCENT}"/>'))
+    parts.append(Markup(f'<text x="{_fmt(lx + 30)}" y="{_fmt(ly + 4.5)}">observed (95% CI)</text>'))
     if fitted:
         parts.append(
-            f'<path d="M{_fmt(lx)} {_fmt(ly + 20)}h22" stroke="{MUTED}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+            Markup(
+                f'<path d="M{_fmt(lx)} {_fmt(ly + 20)}h22" stroke="{MUTED}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+            )
         )
-        parts.append(f'<text x="{_fmt(lx + 30)}" y="{_fmt(ly + 24.5)}">{esc(fit_label or "fit")}</text>')
+        parts.append(_el(f'<text x="{_fmt(lx + 30)}" y="{_fmt(ly + 24.5)}">{{}}</text>', fit_label or "fit"))
     parts.append(
-        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(base + 42)}" text-anchor="middle" fill="{MUTED}">'
-        f"{esc(x_label)}</text>"
+        _el(
+            f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(base + 42)}" text-anchor="middle" fill="{MUTED}">'
+            "{}</text>",
+            x_label,
+        )
     )
     parts.append(
-        f'<text transform="translate(16 {_fmt(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" fill="{MUTED}">'
-        f"{esc(y_label)}</text>"
+        _el(
+            f'<text transform="translate(16 {_fmt(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" '
+            f'fill="{MUTED}">{{}}</text>',
+            y_label,
+        )
     )
-    parts.append("</svg>")
-    return "\n".join(parts)
+    parts.append(Markup("</svg>"))
+    return Markup("\n").join(parts)
 
 
 def composition_chart(
@@ -344,7 +384,7 @@ def composition_chart(
     title: str,
     levels: Sequence[str] = ("principle", "pattern", "case"),
     colors: Mapping[str, str] | None = None,
-) -> str:
+) -> Markup:
     """Grouped vertical bars: one group per level, one bar per zone (golden green, warning red by default),
     each labelled with its count."""
     colors = {"golden": GOLDEN, "warning": WARNING, **(colors or {})}
@@ -369,9 +409,11 @@ def composition_chart(
     parts = _svg_open(chart_id, height, title, desc or "empty library")
     for t in ticks:
         y = _fmt(sy(t))
-        parts.append(f'<line x1="{_fmt(left)}" y1="{y}" x2="{_fmt(left + plot_w)}" y2="{y}" stroke="{GRID}"/>')
+        parts.append(Markup(f'<line x1="{_fmt(left)}" y1="{y}" x2="{_fmt(left + plot_w)}" y2="{y}" stroke="{GRID}"/>'))
         parts.append(
-            f'<text x="{_fmt(left - 8)}" y="{_fmt(sy(t) + 4.5)}" text-anchor="end" fill="{MUTED}">{int(t)}</text>'
+            Markup(
+                f'<text x="{_fmt(left - 8)}" y="{_fmt(sy(t) + 4.5)}" text-anchor="end" fill="{MUTED}">{int(t)}</text>'
+            )
         )
     group_w = plot_w / max(1, len(all_levels))
     bar_w = min(64.0, group_w * 0.7 / max(1, len(zones)))
@@ -382,32 +424,47 @@ def composition_chart(
             value = counts[zone].get(level, 0)
             x = first + i * bar_w
             parts.append(
-                f'<rect x="{_fmt(x + 2)}" y="{_fmt(sy(value))}" width="{_fmt(bar_w - 4)}" '
-                f'height="{_fmt(base - sy(value))}" fill="{esc(colors.get(zone, ACCENT))}" fill-opacity="0.85" rx="2">'
-                f"<title>{esc(zone)} {esc(level)}: {value}</title></rect>"
+                _el(
+                    f'<rect x="{_fmt(x + 2)}" y="{_fmt(sy(value))}" width="{_fmt(bar_w - 4)}" '
+                    f'height="{_fmt(base - sy(value))}" fill="{{}}" fill-opacity="0.85" rx="2">'
+                    "<title>{} {}: {}</title></rect>",
+                    colors.get(zone, ACCENT),
+                    zone,
+                    level,
+                    value,
+                )
             )
             parts.append(
-                f'<text x="{_fmt(x + bar_w / 2)}" y="{_fmt(sy(value) - 5)}" text-anchor="middle" '
-                f'font-weight="600">{esc(value)}</text>'
+                _el(
+                    f'<text x="{_fmt(x + bar_w / 2)}" y="{_fmt(sy(value) - 5)}" text-anchor="middle" '
+                    'font-weight="600">{}</text>',
+                    value,
+                )
             )
-        parts.append(f'<text x="{_fmt(centre)}" y="{_fmt(base + 19)}" text-anchor="middle">{esc(level)}</text>')
+        parts.append(_el(f'<text x="{_fmt(centre)}" y="{_fmt(base + 19)}" text-anchor="middle">{{}}</text>', level))
     parts.append(
-        f'<line x1="{_fmt(left)}" y1="{_fmt(base)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(base)}" stroke="{MUTED}"/>'
+        Markup(
+            f'<line x1="{_fmt(left)}" y1="{_fmt(base)}" x2="{_fmt(left + plot_w)}" y2="{_fmt(base)}" stroke="{MUTED}"/>'
+        )
     )
     lx = left + 8
     for zone in zones:
         parts.append(
-            f'<rect x="{_fmt(lx)}" y="10" width="12" height="12" fill="{esc(colors.get(zone, ACCENT))}" rx="2"/>'
+            _el(f'<rect x="{_fmt(lx)}" y="10" width="12" height="12" fill="{{}}" rx="2"/>', colors.get(zone, ACCENT))
         )
-        parts.append(f'<text x="{_fmt(lx + 18)}" y="20.5">{esc(zone)}</text>')
+        parts.append(_el(f'<text x="{_fmt(lx + 18)}" y="20.5">{{}}</text>', zone))
         lx += 30 + _text_width(zone)
     parts.append(
-        f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(base + 42)}" text-anchor="middle" fill="{MUTED}">'
-        "level (principle = most general, case = most concrete)</text>"
+        Markup(
+            f'<text x="{_fmt(left + plot_w / 2)}" y="{_fmt(base + 42)}" text-anchor="middle" fill="{MUTED}">'
+            "level (principle = most general, case = most concrete)</text>"
+        )
     )
     parts.append(
-        f'<text transform="translate(16 {_fmt(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" fill="{MUTED}">'
-        "experiences</text>"
+        Markup(
+            f'<text transform="translate(16 {_fmt(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" '
+            f'fill="{MUTED}">experiences</text>'
+        )
     )
-    parts.append("</svg>")
-    return "\n".join(parts)
+    parts.append(Markup("</svg>"))
+    return Markup("\n").join(parts)

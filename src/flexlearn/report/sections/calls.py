@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flexlearn.records import Results
-from flexlearn.report.format import integer, per, table
-from flexlearn.report.svg import esc
+from flexlearn.report.format import integer, per
 
 
-def calls(results: Results) -> str:
-    """A collapsed table of calls, failures, retries, tokens and latency per role; nothing when not recorded."""
-    if not results.calls:
-        return ""
-    rows = []
-    for role, c in results.calls.items():
-        rate = f"{c.completion_tokens / c.latency_s:,.1f}" if c.latency_s > 0 else "—"
-        rows.append(
-            [
-                esc(role),
-                integer(c.calls),
-                f'<span class="{"bad" if c.failures else ""}">{integer(c.failures)}</span>',
-                integer(c.retries),
-                integer(c.prompt_tokens),
-                integer(c.completion_tokens),
-                per(c.latency_s, c.calls, 2),
-                rate,
-            ]
+@dataclass(frozen=True)
+class CallsRow:
+    """One role's calls, failures, retries, tokens and latency, as text."""
+
+    role: str
+    calls: str
+    failures: str
+    failed: bool
+    retries: str
+    prompt_tokens: str
+    completion_tokens: str
+    latency: str
+    rate: str
+
+
+def calls(results: Results) -> list[CallsRow]:
+    """One row per role (the results template collapses them under the table); empty when not recorded."""
+    return [
+        CallsRow(
+            role=role,
+            calls=integer(c.calls),
+            failures=integer(c.failures),
+            failed=bool(c.failures),
+            retries=integer(c.retries),
+            prompt_tokens=integer(c.prompt_tokens),
+            completion_tokens=integer(c.completion_tokens),
+            latency=per(c.latency_s, c.calls, 2),
+            rate=f"{c.completion_tokens / c.latency_s:,.1f}" if c.latency_s > 0 else "—",
         )
-    headers = ["Role", "Calls", "Failures", "Retries", "Prompt tokens", "Completion tokens", "Latency/call (s)"]
-    return f"<details><summary>Model calls by role</summary>{table([*headers, 'Out tok/s'], rows)}</details>"
+        for role, c in results.calls.items()
+    ]

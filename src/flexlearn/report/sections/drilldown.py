@@ -6,11 +6,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flexlearn.records import ITEMS, ItemRecord
-from flexlearn.report import svg
-from flexlearn.report.format import anchor, clip, integer, one_line, pre, table
+from flexlearn.records import ItemRecord
+from flexlearn.report.format import Clipped, anchor, clip, clipped
 from flexlearn.report.sections.library import Experiences
-from flexlearn.report.svg import esc
 
 # Caps that keep a large run's page light enough for a browser; the full text stays in items.jsonl.
 MAX_PROBLEMS = 500
@@ -49,117 +47,106 @@ def group(items: Sequence[ItemRecord]) -> list[Problem]:
     return list(problems.values())
 
 
-def drilldown(items: Sequence[ItemRecord], modes: Sequence[str], shown: Experiences, max_problems: int) -> str:
-    """The section, listing at most `max_problems` problems; empty when there are no items."""
+@dataclass(frozen=True)
+class Step:
+    """One tool run of a tool-using actor: what it was, the code it wrote and the output it saw next."""
+
+    label: str
+    input: Clipped
+    observation: Clipped
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One mode's attempt at a problem (one repeat), with its texts clipped for the page."""
+
+    label: str
+    item: ItemRecord
+    extracted: str | None
+    reply: Clipped
+    prompt: Clipped
+    score_data: str
+    steps: list[Step]
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    """One problem: its row (a mark per mode) and, inside it, the question and every attempt."""
+
+    problem: Problem
+    anchor: str
+    differ: bool
+    question: Clipped
+    reference: str
+    marks: list[list[ItemRecord]]
+    attempts: list[Attempt]
+
+
+@dataclass(frozen=True)
+class Drilldown:
+    """What `items.html.j2` shows: at most `max_problems` of `total` problems."""
+
+    modes: list[str]
+    total: int
+    differ: int
+    problems: list[ProblemRow]
+    shown: Experiences
+
+
+def drilldown(
+    items: Sequence[ItemRecord], modes: Sequence[str], shown: Experiences, max_problems: int
+) -> Drilldown | None:
+    """The section, listing at most `max_problems` problems; None when there are no items."""
     problems = group(items)
     if not problems:
-        return ""
-    listed = problems[:max_problems]
-    differ = sum(p.disagree() for p in problems)
-    columns = f"grid-template-columns: 1.2rem minmax(6rem, 11rem) minmax(0, 1fr) repeat({len(modes)}, 4.2rem)"
-    header = (
-        f'<div class="prow phead" style="{columns}" aria-hidden="true"><span></span><span>Problem</span>'
-        "<span>Question</span>" + "".join(f"<span>{esc(m)}</span>" for m in modes) + "</div>"
-    )
-    rows = [_problem_row(p, modes, shown, columns) for p in listed]
-    intro = f"{len(problems):,} problems; the modes disagree on {differ:,}. Click a row for each mode's reply."
-    cap = (
-        f'<p class="note warn">Showing the first {len(listed):,} of {len(problems):,} problems; every item is in '
-        f"{ITEMS}.</p>"
-        if len(problems) > len(listed)
-        else ""
-    )
-    return (
-        f'<section id="items"><h2>Per-item results</h2><p class="note">{esc(intro)} Rows where the modes disagree '
-        f'are marked on the left.</p>{cap}<div class="problems">{header}{"".join(rows)}</div></section>'
+        return None
+    return Drilldown(
+        modes=list(modes),
+        total=len(problems),
+        differ=sum(p.disagree() for p in problems),
+        problems=[_problem_row(p, modes) for p in problems[:max_problems]],
+        shown=shown,
     )
 
 
-def _mark(attempts: Sequence[ItemRecord] | None) -> str:
-    if not attempts:
-        return '<span class="muted" title="not evaluated">–</span>'
-    if len(attempts) == 1:
-        a = attempts[0]
-        if a.error:
-            return '<span class="bad" title="error">⚠</span>'
-        return '<span class="ok" title="correct">✓</span>' if a.correct else '<span class="bad" title="wrong">✗</span>'
-    right = sum(a.correct for a in attempts)
-    cls = "ok" if right == len(attempts) else "bad" if right == 0 else "mixed"
-    return f'<span class="{cls}" title="{right} of {len(attempts)} repeats correct">{right}/{len(attempts)}</span>'
-
-
-def _retrieved_links(ids: Sequence[str], shown: Experiences) -> str:
-    if not ids:
-        return '<span class="muted">—</span>'
-    return " ".join(shown.link(eid) for eid in ids)
-
-
-def _problem_row(p: Problem, modes: Sequence[str], shown: Experiences, columns: str) -> str:
-    marks = "".join(f'<span class="mark">{_mark(p.by_mode.get(m))}</span>' for m in modes)
-    summary = (
-        f'<summary class="prow" style="{columns}"><span class="caret" aria-hidden="true">▸</span>'
-        f'<span class="pid">{esc(p.problem_id)}</span><span class="q">{esc(one_line(p.question))}</span>{marks}'
-        "</summary>"
-    )
-    compare_rows = []
-    blocks = []
+def _problem_row(p: Problem, modes: Sequence[str]) -> ProblemRow:
+    attempts = []
     for mode in [*modes, *(m for m in p.by_mode if m not in modes)]:
-        attempts = p.by_mode.get(mode, [])
-        for a in attempts:
+        tries = p.by_mode.get(mode, [])
+        for a in tries:
             # Repeats are numbered from 0 in items.jsonl; people count from 1.
-            label = f"{mode} (repeat {a.repeat + 1})" if len(attempts) > 1 else mode
-            compare_rows.append(
-                [
-                    f'<span class="mode">{esc(label)}</span>',
-                    _mark([a]),
-                    "<code>—</code>" if a.extracted is None else f"<code>{esc(clip(a.extracted, 300)[0])}</code>",
-                    "—" if a.score is None else svg.number(a.score),
-                    _retrieved_links(a.retrieved, shown),
-                    integer(a.calls),
-                    integer(a.prompt_tokens + a.completion_tokens),
-                    integer(a.rounds),
-                ]
-            )
-            blocks.append(_attempt(a, label))
-    compare = table(
-        ["Mode", "", "Extracted answer", "Score", "Retrieved experience", "Calls", "Tokens", "Rounds"],
-        compare_rows,
-        numeric_from=5,
-        css="compare",
-    )
-    body = (
-        f'<div class="pbody"><div class="label">Question</div>{pre(p.question, QUESTION_CHARS)}'
-        f'<div class="label">Reference answer</div><pre class="ref">{esc(clip(p.reference, 2000)[0])}</pre>'
-        f"{compare}{''.join(blocks)}</div>"
-    )
-    cls = "problem differ" if p.disagree() else "problem"
-    return f'<details class="{cls}" id="{anchor("p", p.problem_id)}">{summary}{body}</details>'
-
-
-def _attempt(a: ItemRecord, label: str) -> str:
-    error = f'<p class="bad">Error: {esc(a.error)}</p>' if a.error else ""
-    data = ""
-    if a.score_data:
-        dumped = json.dumps(a.score_data, indent=2, ensure_ascii=False)
-        data = f"<details><summary>Score data</summary><pre>{esc(dumped)}</pre></details>"
-    return (
-        f'<div class="attempt"><h4>{esc(label)} {_mark([a])}</h4>{error}{_tool_steps(a)}'
-        f'<div class="label">Reply</div>{pre(a.reply, REPLY_CHARS, "reply")}'
-        f"<details><summary>Prompt ({len(a.prompt):,} characters)</summary>{pre(a.prompt, PROMPT_CHARS)}"
-        f"</details>{data}</div>"
+            attempts.append(_attempt(a, f"{mode} (repeat {a.repeat + 1})" if len(tries) > 1 else mode))
+    return ProblemRow(
+        problem=p,
+        anchor=anchor("p", p.problem_id),
+        differ=p.disagree(),
+        question=clipped(p.question, QUESTION_CHARS),
+        reference=clip(p.reference, 2000)[0],
+        marks=[p.by_mode.get(m, []) for m in modes],
+        attempts=attempts,
     )
 
 
-def _tool_steps(a: ItemRecord) -> str:
+def _attempt(a: ItemRecord, label: str) -> Attempt:
+    return Attempt(
+        label=label,
+        item=a,
+        extracted=None if a.extracted is None else clip(a.extracted, 300)[0],
+        reply=clipped(a.reply, REPLY_CHARS),
+        prompt=clipped(a.prompt, PROMPT_CHARS),
+        score_data=json.dumps(a.score_data, indent=2, ensure_ascii=False) if a.score_data else "",
+        steps=_tool_steps(a),
+    )
+
+
+def _tool_steps(a: ItemRecord) -> list[Step]:
     """Each tool run of a tool-using actor, in order: the code it wrote and the output it saw next."""
-    if not a.steps:
-        return ""
     rounds = len({s.round for s in a.steps}) > 1
-    parts = []
-    for i, step in enumerate(a.steps, 1):
-        where = f", round {step.round + 1}" if rounds else ""
-        parts.append(
-            f'<div class="label">Step {i}: {esc(step.kind)}{where} ({step.seconds:.1f} s)</div>'
-            f"{pre(step.input, STEP_CHARS)}{pre(step.observation, STEP_CHARS)}"
+    return [
+        Step(
+            f"Step {i}: {step.kind}{f', round {step.round + 1}' if rounds else ''} ({step.seconds:.1f} s)",
+            clipped(step.input, STEP_CHARS),
+            clipped(step.observation, STEP_CHARS),
         )
-    return f"<details open><summary>Tool steps ({len(a.steps)})</summary>{''.join(parts)}</details>"
+        for i, step in enumerate(a.steps, 1)
+    ]

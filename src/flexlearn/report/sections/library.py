@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flexlearn.records import LIBRARY, LIBRARY_REF, ExperienceView, LibraryRef, LibrarySnapshot
+from markupsafe import Markup
+
+from flexlearn.records import ExperienceView, LibraryRef, LibrarySnapshot
 from flexlearn.report import svg
-from flexlearn.report.format import LEVELS, ZONES, anchor, clip, integer, one_line, path_html, table
+from flexlearn.report.format import LEVELS, ZONES, anchor, clip, integer
 from flexlearn.report.load import Run
-from flexlearn.report.svg import esc
 
 # Caps that keep a large library's page light enough for a browser; the full text stays in library.json.
 MAX_EXPERIENCES = 1000
@@ -21,50 +22,99 @@ TOP_RETRIEVED = 10
 
 @dataclass
 class Experiences:
-    """The experiences listed on the page, by id, with their anchors, for links from elsewhere."""
+    """The experiences listed on the page, by id, with their anchors, for links from elsewhere (the `xref`
+    macro links an id to its entry, or shows it as plain code when the page does not list it)."""
 
     anchors: dict[str, str] = field(default_factory=dict)
     by_id: dict[str, ExperienceView] = field(default_factory=dict)
 
-    def link(self, eid: str) -> str:
-        """A link to experience `eid`, coloured by its zone; plain code when the page does not list it."""
-        target = self.anchors.get(eid)
-        exp = self.by_id.get(eid)
-        if target and exp is not None:
-            tip = f"{exp.zone} {exp.level}: {exp.title or one_line(exp.content, 80)}"
-            return f'<a class="xref {esc(exp.zone)}" href="#{target}" title="{esc(tip)}">{esc(eid)}</a>'
-        return f'<code class="xref" title="not listed in this report">{esc(eid)}</code>'
+
+@dataclass(frozen=True)
+class ZoneRow:
+    """One zone of the composition table: its count at each level and its total."""
+
+    zone: str
+    counts: list[str]
+    total: str
 
 
-def library(run: Run, shown: Experiences) -> str:
+@dataclass(frozen=True)
+class Composition:
+    """The library's make-up: chart, table by zone and level, and its event counts."""
+
+    path: str | None
+    chart: Markup
+    levels: list[str]
+    rows: list[ZoneRow]
+    level_totals: list[str]
+    total: str
+    events: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a run that refers to its library (`library.ref.json`) says about it."""
+
+    content_hash: str
+    revision: str | None
+    retrieved: str
+    missing: str | None
+
+
+@dataclass(frozen=True)
+class Card:
+    """One experience as listed: its text clipped, and the counts and parent shown under it."""
+
+    exp: ExperienceView
+    anchor: str
+    content: str
+    examples: list[str]
+    more_examples: int
+    counts: str
+    parent_anchor: str | None
+
+
+@dataclass
+class LibrarySection:
+    """What `library.html.j2` shows. Which list follows the composition is `listing`: "counts" (the most
+    retrieved ids without the library's content), "none retrieved" or "empty" (a ref or a snapshot without
+    entries), "cards" (the experiences, best first: `top`, then `rest` collapsed), or None (nothing to list).
+    `use_run` says whether retrievals are counted over the run's items or by the library's lifetime counter,
+    `useful` whether the ranking is by helped minus hurt."""
+
+    composition: Composition | None = None
+    reference: Reference | None = None
+    listing: str | None = None
+    use_run: bool = False
+    useful: bool = False
+    counts: list[tuple[str, str]] = field(default_factory=list)
+    top: list[Card] = field(default_factory=list)
+    rest: list[Card] = field(default_factory=list)
+    listed: int = 0
+    total: int = 0
+
+
+def library(run: Run, shown: Experiences) -> LibrarySection:
     """The section, recording in `shown` the experiences it lists."""
     snapshot = run.library
     in_run = Counter(eid for item in run.items for eid in item.retrieved)
-    parts = ['<section id="library"><h2>Experience library</h2>']
-    if snapshot is None:
-        parts.append(
-            f'<p class="note">No {LIBRARY} or {LIBRARY_REF} in this run directory: composition and content '
-            "unavailable.</p>"
-        )
-    else:
+    section = LibrarySection()
+    if snapshot is not None:
         # Snapshots in the export format do not name their file; the run's results do.
         path = snapshot.path or (run.results.library if run.results is not None else None)
-        parts.append(_composition_part(snapshot, path))
+        section.composition = _composition_part(snapshot, path)
         if isinstance(snapshot, LibraryRef):
-            parts.append(_reference_note(snapshot))
-    parts.append(_retrieved_list(snapshot, in_run, shown))
-    parts.append("</section>")
-    return "".join(parts)
+            section.reference = _reference(snapshot)
+    _retrieved_list(section, snapshot, in_run, shown)
+    return section
 
 
-def _reference_note(ref: LibraryRef) -> str:
-    revision = f", revision {integer(ref.revision)}" if ref.revision is not None else ""
-    missing = f" {len(ref.missing):,} retrieved entries are not in this library." if ref.missing else ""
-    return (
-        f'<p class="note">The run refers to its library (content hash <code>{esc(ref.content_hash[:16])}</code>'
-        f"{revision}) instead of copying it: the composition is the library's when the run was written, and the "
-        f"experiences below are the {len(ref.experiences):,} the run retrieved.{missing} Run with --snapshot to "
-        "keep a full copy.</p>"
+def _reference(ref: LibraryRef) -> Reference:
+    return Reference(
+        content_hash=ref.content_hash[:16],
+        revision=integer(ref.revision) if ref.revision is not None else None,
+        retrieved=integer(len(ref.experiences)),
+        missing=integer(len(ref.missing)) if ref.missing else None,
     )
 
 
@@ -80,60 +130,44 @@ def _composition(snapshot: LibrarySnapshot) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _composition_part(snapshot: LibrarySnapshot, path: str | None) -> str:
+def _composition_part(snapshot: LibrarySnapshot, path: str | None) -> Composition:
     counts = _composition(snapshot)
     levels = [*LEVELS, *sorted({lv for z in counts.values() for lv in z} - set(LEVELS))]
     rows = [
-        [
-            f'<span class="badge {esc(z)}">{esc(z)}</span>',
-            *(integer(counts[z].get(lv, 0)) for lv in levels),
-            f"<strong>{integer(sum(counts[z].values()))}</strong>",
-        ]
-        for z in counts
+        ZoneRow(z, [integer(counts[z].get(lv, 0)) for lv in levels], integer(sum(counts[z].values()))) for z in counts
     ]
-    rows.append(
-        [
-            "<strong>total</strong>",
-            *(f"<strong>{integer(sum(c.get(lv, 0) for c in counts.values()))}</strong>" for lv in levels),
-            f"<strong>{integer(sum(sum(c.values()) for c in counts.values()))}</strong>",
-        ]
-    )
-    composition = table(["Zone", *map(esc, levels), "Total"], rows, css="composition")
     chart = svg.composition_chart(counts, chart_id="chart-library", title="Library composition by zone and level")
-    events = ", ".join(f"{esc(k)} {integer(v)}" for k, v in snapshot.stats.events.items() if v)
-    where = f"{path_html(path)}. " if path else ""
-    return (
-        f'<p class="note">{where}Golden entries record what worked; warning entries what failed and why. '
-        f"Levels run from general principles to concrete cases.</p>"
-        f'<div class="split"><figure>{chart}</figure><div>{composition}'
-        + (f'<p class="note">Library events: {events}.</p>' if events else "")
-        + "</div></div>"
+    return Composition(
+        path=path or None,
+        chart=chart,
+        levels=levels,
+        rows=rows,
+        level_totals=[integer(sum(c.get(lv, 0) for c in counts.values())) for lv in levels],
+        total=integer(sum(sum(c.values()) for c in counts.values())),
+        events=", ".join(f"{k} {integer(v)}" for k, v in snapshot.stats.events.items() if v),
     )
 
 
-def _retrieved_list(snapshot: LibrarySnapshot | None, in_run: Counter[str], shown: Experiences) -> str:
-    use_run = sum(in_run.values()) > 0
-    source = "counted over this run's items" if use_run else "from the library's lifetime retrieval counter"
+def _retrieved_list(
+    section: LibrarySection, snapshot: LibrarySnapshot | None, in_run: Counter[str], shown: Experiences
+) -> None:
+    use_run = section.use_run = sum(in_run.values()) > 0
     if snapshot is None:
-        if not use_run:
-            return ""
-        rows = [[f"<code>{esc(eid)}</code>", integer(n)] for eid, n in in_run.most_common(TOP_RETRIEVED)]
-        return (
-            f"<h3>Most retrieved experiences</h3><p class=note>Retrievals {source}; content unavailable without "
-            f"{LIBRARY}.</p>{table(['Experience', 'Retrieved'], rows)}"
-        )
+        if use_run:
+            section.listing = "counts"
+            section.counts = [(eid, integer(n)) for eid, n in in_run.most_common(TOP_RETRIEVED)]
+        return
     exps = snapshot.experiences
     if not exps:
-        if isinstance(snapshot, LibraryRef):
-            return '<p class="note">The run retrieved no experience.</p>'
-        return '<p class="note">The library snapshot lists no experiences.</p>'
+        section.listing = "none retrieved" if isinstance(snapshot, LibraryRef) else "empty"
+        return
 
     def count(e: ExperienceView) -> int:
         return in_run[e.id] if use_run else e.retrieved
 
     # Once the helped/hurt counters have counted anything, rank by what an entry did (helped - hurt), then by
     # retrievals; before that, retrievals alone.
-    useful = any(e.helped or e.hurt for e in exps)
+    useful = section.useful = any(e.helped or e.hurt for e in exps)
 
     def net(e: ExperienceView) -> int:
         return e.helped - e.hurt if useful else 0
@@ -153,47 +187,22 @@ def _retrieved_list(snapshot: LibrarySnapshot | None, in_run: Counter[str], show
         shown.by_id[e.id] = e
     top = [e for e in listed[:TOP_RETRIEVED] if count(e) > 0 or net(e) > 0]
     rest = listed[len(top) :]
-    cards = "".join(_experience_card(e, in_run, shown) for e in top)
-    if useful:
-        heading = "Most useful experiences"
-        note = f"Top {len(top)} by helped minus hurt, then by retrievals {source}."
-    else:
-        heading = "Most retrieved experiences"
-        note = f"Top {len(top)}, retrievals {source}; no experience has helped or hurt an answer yet."
-    out = [f'<h3>{heading}</h3><p class="note">{note}</p>']
-    out.append(cards or '<p class="muted">No experience was retrieved.</p>')
-    if rest:
-        more = "".join(_experience_card(e, in_run, shown) for e in rest)
-        capped = (
-            f'<p class="note">Showing {len(listed):,} of {len(exps):,} experiences; the rest are in {LIBRARY}.</p>'
-            if len(exps) > len(listed)
-            else ""
-        )
-        out.append(
-            f'<details class="all-exp"><summary>All other experiences ({len(rest):,})</summary>{capped}{more}</details>'
-        )
-    return "".join(out)
+    section.listing = "cards"
+    section.top = [_card(e, in_run, shown) for e in top]
+    section.rest = [_card(e, in_run, shown) for e in rest]
+    section.listed, section.total = len(listed), len(exps)
 
 
-def _experience_card(e: ExperienceView, in_run: Counter[str], shown: Experiences) -> str:
-    content, _ = clip(e.content, CONTENT_CHARS)
-    examples = "".join(f"<li><pre>{esc(clip(x, 600)[0])}</pre></li>" for x in e.examples[:2])
-    more_examples = f"<li class=muted>… {len(e.examples) - 2} more</li>" if len(e.examples) > 2 else ""
-    parent = ""
-    if e.parent_id:
-        target = shown.anchors.get(e.parent_id)
-        ref = f'<a href="#{target}">{esc(e.parent_id)}</a>' if target else f"<code>{esc(e.parent_id)}</code>"
-        parent = f" · parent {ref}"
-    counts = (
-        f"retrieved {in_run[e.id]:,}× in this run · {e.retrieved:,}× overall · helped {e.helped:,} · hurt {e.hurt:,}"
-    )
-    title = esc(e.title) if e.title else '<span class="muted">(untitled)</span>'
-    return (
-        f'<article class="exp {esc(e.zone)}" id="{shown.anchors.get(e.id, anchor("exp", e.id))}">'
-        f'<div class="exp-head"><span class="badge {esc(e.zone)}">{esc(e.zone)}</span>'
-        f'<span class="badge level">{esc(e.level)}</span><strong>{title}</strong>'
-        f'<code class="id">{esc(e.id)}</code></div>'
-        f'<p class="exp-body">{esc(content)}</p>'
-        + (f'<ul class="examples">{examples}{more_examples}</ul>' if examples else "")
-        + f'<p class="exp-meta">{counts}{parent}</p></article>'
+def _card(e: ExperienceView, in_run: Counter[str], shown: Experiences) -> Card:
+    return Card(
+        exp=e,
+        anchor=shown.anchors.get(e.id, anchor("exp", e.id)),
+        content=clip(e.content, CONTENT_CHARS)[0],
+        examples=[clip(x, 600)[0] for x in e.examples[:2]],
+        more_examples=max(0, len(e.examples) - 2),
+        counts=(
+            f"retrieved {in_run[e.id]:,}× in this run · {e.retrieved:,}× overall · helped {e.helped:,} · "
+            f"hurt {e.hurt:,}"
+        ),
+        parent_anchor=shown.anchors.get(e.parent_id) if e.parent_id else None,
     )

@@ -3,21 +3,66 @@ and a bar chart of the headline number by mode."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from markupsafe import Markup
+
 from flexlearn.records import ModeResult, Results
 from flexlearn.report import svg
-from flexlearn.report.format import ci, duration, integer, mode_color, pct, per, table
-from flexlearn.report.sections.calls import calls
-from flexlearn.report.svg import esc
-
-NOTE = (
-    "n counts problems. Confidence intervals are 95%: Wilson for accuracy with one attempt per problem, a "
-    "bootstrap over problems with repeats or for a task metric. Calls and tokens per item count every model "
-    "call an attempt made (agent mode includes the critic)."
-)
-REPEATS_NOTE = " With repeats, accuracy and the per-item columns are over every attempt (n x repeats)."
+from flexlearn.report.format import ci, duration, integer, mode_color, pct, per
+from flexlearn.report.sections.calls import CallsRow, calls
 
 
-def results(run_results: Results) -> str:
+@dataclass(frozen=True)
+class MetricCell:
+    """The task's metric for one mode: the headline value, its interval, and the other named values."""
+
+    value: str
+    ci: tuple[str, str] | None
+    extra: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The difference against vanilla: text, and "up"/"down" when it is in percentage points."""
+
+    text: str
+    direction: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One mode's row, as text."""
+
+    mode: str
+    accuracy: str
+    accuracy_ci: tuple[str, str] | None
+    metric: MetricCell | None
+    delta: Delta | None
+    n: str
+    repeats: str
+    calls: str
+    tokens: str
+    tokens_in: str
+    tokens_out: str
+    errors: str
+    failed: bool
+    time: str
+
+
+@dataclass(frozen=True)
+class ResultsSection:
+    """What `results.html.j2` shows. `metric_title` is None when no mode has a metric (no metric column)."""
+
+    metric_title: str | None
+    delta: bool
+    repeats: bool
+    rows: list[ResultRow]
+    chart: Markup
+    calls: list[CallsRow]
+
+
+def results(run_results: Results) -> ResultsSection:
     """The results table, its note, the chart by mode and the calls by role."""
     rows = run_results.results
     has_metric = any(m.metric is not None for m in rows)
@@ -25,57 +70,58 @@ def results(run_results: Results) -> str:
     base = next((m for m in rows if m.mode.lower() == "vanilla"), None)
     metric_names = sorted({m.metric.name for m in rows if m.metric is not None})
     metric_title = " / ".join(metric_names) if metric_names else "metric"
-
-    headers = ["Mode", "Accuracy <span class=ci>[95% CI]</span>"]
-    if has_metric:
-        headers.append(f"{esc(metric_title)} <span class=ci>[95% CI]</span>")
-    if base is not None and len(rows) > 1:
-        headers.append("Δ vs vanilla")
-    headers += ["n"] + (["Repeats"] if has_repeats else []) + ["Calls/item", "Tokens/item", "Errors", "Time"]
-    body = [_row(m, base if len(rows) > 1 else None, has_metric=has_metric, has_repeats=has_repeats) for m in rows]
-    note = NOTE + (REPEATS_NOTE if has_repeats else "")
-    return (
-        f'<section id="results"><h2>Results</h2>{table(headers, body, css="results")}<p class="note">{esc(note)}</p>'
-        f"<figure>{_chart(rows, has_metric, metric_title)}</figure>{calls(run_results)}</section>"
+    compare = base if len(rows) > 1 else None
+    return ResultsSection(
+        metric_title=metric_title if has_metric else None,
+        delta=compare is not None,
+        repeats=has_repeats,
+        rows=[_row(m, compare, has_metric=has_metric) for m in rows],
+        chart=_chart(rows, has_metric, metric_title),
+        calls=calls(run_results),
     )
 
 
-def _row(m: ModeResult, base: ModeResult | None, *, has_metric: bool, has_repeats: bool) -> list[str]:
-    cells = [f'<span class="mode">{esc(m.mode)}</span>', f"{pct(m.accuracy)}{ci(m.ci_low, m.ci_high)}"]
-    if has_metric:
-        if m.metric is None:
-            cells.append("—")
-        else:
-            # The headline is already in the cell; list only the other named values.
-            skip = {"metric", m.metric.name}
-            extra = " · ".join(f"{esc(k)} {esc(svg.number(v))}" for k, v in m.metric.values.items() if k not in skip)
-            cells.append(
-                f"{esc(svg.number(m.metric.value))}{ci(m.metric.ci_low, m.metric.ci_high, svg.number)}"
-                + (f'<div class="sub">{extra}</div>' if extra else "")
-            )
-    if base is not None:
-        if has_metric and m.metric is not None and base.metric is not None:
-            delta = m.metric.value - base.metric.value
-            cells.append("—" if m is base else f"{delta:+.3g}")
-        else:
-            delta = 100 * (m.accuracy - base.accuracy)
-            cls = "up" if delta > 0 else "down" if delta < 0 else ""
-            cells.append("—" if m is base else f'<span class="{cls}">{delta:+.1f} pp</span>')
-    cells.append(integer(m.n))
-    if has_repeats:
-        cells.append(str(m.repeats or 1))
-    tokens, k = m.prompt_tokens + m.completion_tokens, m.attempts
-    cells += [
-        per(m.calls, k),
-        f'{per(tokens, k, 0)}<div class="sub">{per(m.prompt_tokens, k, 0)} in · '
-        f"{per(m.completion_tokens, k, 0)} out</div>",
-        f'<span class="{"bad" if m.errors else ""}">{integer(m.errors)}</span>',
-        esc(duration(m.seconds)),
-    ]
-    return cells
+def _metric(m: ModeResult) -> MetricCell | None:
+    if m.metric is None:
+        return None
+    # The headline is already in the cell; list only the other named values.
+    skip = {"metric", m.metric.name}
+    extra = " · ".join(f"{k} {svg.number(v)}" for k, v in m.metric.values.items() if k not in skip)
+    return MetricCell(svg.number(m.metric.value), ci(m.metric.ci_low, m.metric.ci_high, svg.number), extra)
 
 
-def _chart(rows: list[ModeResult], has_metric: bool, metric_title: str) -> str:
+def _delta(m: ModeResult, base: ModeResult | None, *, has_metric: bool) -> Delta | None:
+    if base is None:
+        return None
+    if m is base:
+        return Delta("—")
+    if has_metric and m.metric is not None and base.metric is not None:
+        return Delta(f"{m.metric.value - base.metric.value:+.3g}")
+    delta = 100 * (m.accuracy - base.accuracy)
+    return Delta(f"{delta:+.1f} pp", "up" if delta > 0 else "down" if delta < 0 else "")
+
+
+def _row(m: ModeResult, base: ModeResult | None, *, has_metric: bool) -> ResultRow:
+    k = m.attempts
+    return ResultRow(
+        mode=m.mode,
+        accuracy=pct(m.accuracy),
+        accuracy_ci=ci(m.ci_low, m.ci_high),
+        metric=_metric(m),
+        delta=_delta(m, base, has_metric=has_metric),
+        n=integer(m.n),
+        repeats=str(m.repeats or 1),
+        calls=per(m.calls, k),
+        tokens=per(m.prompt_tokens + m.completion_tokens, k, 0),
+        tokens_in=per(m.prompt_tokens, k, 0),
+        tokens_out=per(m.completion_tokens, k, 0),
+        errors=integer(m.errors),
+        failed=bool(m.errors),
+        time=duration(m.seconds),
+    )
+
+
+def _chart(rows: list[ModeResult], has_metric: bool, metric_title: str) -> Markup:
     if has_metric and all(m.metric is not None for m in rows):
         bars = [
             svg.Bar(m.mode, m.metric.value, m.metric.ci_low, m.metric.ci_high, mode_color(m.mode))

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+from markupsafe import Markup
 
 from flexlearn.records import Scaling
 from flexlearn.report import svg
-from flexlearn.report.format import ci, integer, pct, table
-from flexlearn.report.svg import esc
+from flexlearn.report.format import ci, integer, pct
 
 
-def scaling(run_scaling: Scaling) -> str:
+@dataclass(frozen=True)
+class PointRow:
+    """One point of the sweep, as text."""
+
+    size: str
+    experiences: str
+    accuracy: str
+    accuracy_ci: tuple[str, str] | None
+    n: str
+
+
+@dataclass(frozen=True)
+class ScalingSection:
+    """What `scaling.html.j2` shows."""
+
+    chart: Markup
+    fit: str
+    rows: list[PointRow]
+    library: str | None
+
+
+def scaling(run_scaling: Scaling) -> ScalingSection:
     """The chart on a ln(1+size) axis, the fit's formula, and a table of the points."""
     points = [svg.Point(p.size, p.accuracy, p.ci_low, p.ci_high) for p in run_scaling.points]
     fit = run_scaling.fit
@@ -35,20 +58,13 @@ def scaling(run_scaling: Scaling) -> str:
         fit_label=fit_label,
     )
     rows = [
-        [
-            integer(p.size),
-            "—" if p.experiences is None else integer(p.experiences),
-            f"{pct(p.accuracy)}{ci(p.ci_low, p.ci_high)}",
-            "—" if p.n is None else integer(p.n),
-        ]
+        PointRow(
+            size=integer(p.size),
+            experiences="—" if p.experiences is None else integer(p.experiences),
+            accuracy=pct(p.accuracy),
+            accuracy_ci=ci(p.ci_low, p.ci_high),
+            n="—" if p.n is None else integer(p.n),
+        )
         for p in sorted(run_scaling.points, key=lambda p: p.size)
     ]
-    headers = ["Training problems", "Experiences", "Accuracy <span class=ci>[95% CI]</span>", "n"]
-    points_table = table(headers, rows, numeric_from=0, css="compact")
-    fit_text = f'<p class="fit">Fit: <code>{esc(fit_label)}</code></p>' if fit_label else ""
-    lib = f'<p class="note">Library: {esc(run_scaling.library)}</p>' if run_scaling.library else ""
-    return (
-        f'<section id="scaling"><h2>Scaling law</h2><p class="note">The paper reports accuracy growing roughly '
-        f"linearly in the log of the experience absorbed; the x axis is ln(1+size) so that the empty library has "
-        f"a place, labelled with real sizes.</p><figure>{chart}</figure>{fit_text}{points_table}{lib}</section>"
-    )
+    return ScalingSection(chart, fit_label, rows, run_scaling.library or None)
