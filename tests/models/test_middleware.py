@@ -127,6 +127,28 @@ async def test_gives_up_after_max_attempts_with_the_chain_kept(
     assert len(sleep.delays) == 3
 
 
+async def test_giving_up_counts_each_retry_and_one_attempt_never_waits() -> None:
+    def always(p: Prompt, role: str, schema: object) -> str:
+        raise TransientModelError("blip", retry_after=0.5)
+
+    meter = Meter()
+    sleep = RecordingSleep()
+    policy = RetryPolicy(max_attempts=3, base_delay=0.1, jitter=0.0)
+    model = build_stack(FunctionModel(always), max_concurrency=1, retry=policy, meter=meter, sleep=sleep)
+    with pytest.raises(ModelError, match="gave up after 3 attempts: blip") as info:
+        await model.generate(prompt(), role="critic")
+    assert isinstance(info.value.__cause__, TransientModelError)
+    assert sleep.delays == [0.5, 0.5]  # the server's hint over the policy's 0.1 and 0.2
+    assert all(type(delay) is float for delay in sleep.delays)
+    stats = meter.stats("critic")
+    assert (stats.calls, stats.failures, stats.retries) == (1, 1, 2)
+
+    once = RetryingModel(FunctionModel(always), RetryPolicy(max_attempts=1), sleep=sleep)
+    with pytest.raises(ModelError, match="gave up after 1 attempts: blip"):
+        await once.generate(prompt())
+    assert sleep.delays == [0.5, 0.5]
+
+
 async def test_slow_reply_times_out_then_the_retry_succeeds(server: FakeOpenAI) -> None:
     server.enqueue(FakeResponse(delay=1.0, reply="too late"), "in time")
     inner = OpenAICompatModel("m", server.base_url, api_key=None, timeout=0.2)

@@ -18,7 +18,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NoReturn
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, PromptKind, Reply
@@ -77,6 +79,10 @@ class RetryPolicy:
     by a random factor in ``[1 - jitter, 1 + jitter]`` and raised back to the server's `retry_after` if the
     jitter took it below. `max_delay` bounds every wait, server hints included, so one call never stalls a
     run for long. `max_attempts` counts the first try.
+
+    `RetryingModel` runs the retries with tenacity and takes each wait from `delay`: tenacity's own waits
+    have no server hint to honour, and their jitter is added (`wait_exponential_jitter`) or spans the whole
+    wait (`wait_random_exponential`), not this proportional one floored at the hint.
     """
 
     max_attempts: int = 6
@@ -106,7 +112,8 @@ class RetryingModel(_Wrapper):
 
     After `policy.max_attempts` failed tries the last error is raised as a (non-transient) `ModelError`
     "gave up after N attempts: ...", chained to it. `on_retry(role, error)` is called before each wait.
-    `sleep` and `rng` are injectable so tests need not wait.
+    `sleep` and `rng` are injectable so tests need not wait. The loop is tenacity's `AsyncRetrying` (one per
+    call: its per-call state is not safe to share between concurrent calls).
     """
 
     def __init__(
@@ -126,17 +133,60 @@ class RetryingModel(_Wrapper):
 
     async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
         """Call the inner model, retrying transient failures."""
-        attempts = self.policy.max_attempts
-        for attempt in range(attempts):
-            try:
+        # Most calls succeed at once and skip tenacity: its loop costs about 35 us a call even when nothing
+        # fails, this plain first try under 1 us (measured on the loaded 2-core machine), and a learning run at
+        # concurrency 64 makes 320 calls a second. Only a call that failed transiently enters the loop.
+        try:
+            return await call()
+        except TransientModelError as error:
+            first = error
+        return await self._retry(role, call, first)
+
+    async def _retry(self, role: str, call: Callable[[], Awaitable[Reply]], first: TransientModelError) -> Reply:
+        """The retry loop, entered with the first try's transient error (tenacity's attempt 1)."""
+        policy = self.policy
+
+        def wait(state: RetryCallState) -> float:
+            # Asked only after a transient error, with the number of the attempt that failed (from 1).
+            return policy.delay(state.attempt_number - 1, _error(state).retry_after, self._rng)
+
+        def before_sleep(state: RetryCallState) -> None:
+            if self._on_retry is not None:
+                self._on_retry(role, _error(state))
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            error = _error(state)
+            raise ModelError(f"gave up after {policy.max_attempts} attempts: {error}") from error
+
+        retrying = AsyncRetrying(
+            sleep=self._pause,
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            retry=retry_if_exception_type(TransientModelError),
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+        )
+        failed: TransientModelError | None = first
+        async for attempt in retrying:
+            with attempt:
+                if failed is not None:
+                    # Attempt 1 is the try `_around` made: tenacity is handed its error.
+                    error, failed = failed, None
+                    raise error
                 return await call()
-            except TransientModelError as exc:
-                if attempt + 1 >= attempts:
-                    raise ModelError(f"gave up after {attempts} attempts: {exc}") from exc
-                if self._on_retry is not None:
-                    self._on_retry(role, exc)
-                await self._sleep(self.policy.delay(attempt, exc.retry_after, self._rng))
-        raise AssertionError("unreachable")  # the loop always returns or raises
+        raise AssertionError("unreachable")  # tenacity returns the reply or raises
+
+    async def _pause(self, seconds: float) -> None:
+        # tenacity passes its DoSleep (a float subclass); the injected sleep sees a plain number.
+        await self._sleep(float(seconds))
+
+
+def _error(state: RetryCallState) -> TransientModelError:
+    """The transient error the attempt in `state` failed with (tenacity asks only after one)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if not isinstance(error, TransientModelError):
+        raise AssertionError(f"retry state without a transient error: {error!r}")
+    return error
 
 
 class LimitedModel(_Wrapper):
