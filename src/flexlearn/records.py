@@ -25,6 +25,7 @@ RESULTS = "results.json"
 ITEMS = "items.jsonl"
 LIBRARY = "library.json"
 LIBRARY_REF = "library.ref.json"
+VERSIONS = "versions.json"
 SCALING = "scaling.json"
 INHERIT = "inherit.json"
 
@@ -269,3 +270,44 @@ class LibraryRef(LibrarySnapshot):
     # Retrieved ids this library did not hold when the run was written: deleted meanwhile, or from another library
     # the run also used (`flex inherit` refers to the inherited one).
     missing: list[str] = []
+
+
+class VersionView(Record):
+    """One version of a library (`flexlearn.library.history.Version`): an absorbed batch or a manual change."""
+
+    version: int
+    kind: str
+    run_id: str = ""
+    problem_id: str | None = None
+    created_at: float = 0.0
+    actions: dict[str, int] = {}
+
+
+class GateView(Record):
+    """One verdict of the regression gate (`flexlearn.loop.gate.Verdict`), as its `gate` run records it."""
+
+    run_id: str
+    what: str = ""
+    before: int
+    after: int
+    n: int
+    correct_without: int
+    correct_with: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    wins: int = 0
+    losses: int = 0
+    rolled_back: bool
+    reason: str = ""
+    rollback_run: str | None = None
+
+
+class Versions(_File):
+    """`versions.json`: the library's history when the run was written: its newest versions (`total` in all) and
+    every verdict of the regression gate, oldest first."""
+
+    format: str = "flexlearn-versions"
+    total: int
+    recent: list[VersionView]
+    gates: list[GateView] = []

@@ -394,3 +394,33 @@ def test_screenshot_in_headless_chromium(tmp_path: Path, runs: dict[str, Path]) 
     assert done.returncode == 0, done.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 50_000  # a blank 1280x3000 page compresses to a few kB
+
+
+def test_library_versions_and_gate_verdicts(tmp_path: Path) -> None:
+    """A run written with its library carries the library's versions and the gate's verdicts to the page."""
+    from flexlearn.experience import Action, Level
+    from flexlearn.library.batch import Change
+    from flexlearn.library.history import rollback
+    from flexlearn.library.store import Library
+    from tests.library.builders import make
+
+    with Library.open(tmp_path / "lib.flexlib") as lib:
+        lib.begin_run("learn-<b>1</b>", kind="learn", config={})
+        for n in range(3):
+            lib.apply(
+                [Change(make(f"lesson {n}", level=Level.PRINCIPLE), Action.ADD, "new")],
+                run_id="learn-<b>1</b>",
+                problem_id=f"p{n}",
+            )
+        figures = {"what": "import <i>bad</i>", "before": 2, "after": 3, "n": 20, "correct_without": 12,
+                   "correct_with": 8, "diff": -0.2, "ci_low": -0.35, "ci_high": -0.05, "wins": 0, "losses": 4,
+                   "rolled_back": True, "reason": "rolled back: the drop's 95% interval excludes zero"}  # fmt: skip
+        rollback(lib, 2)
+        lib.begin_run("gate-1", kind="gate", config=figures)
+        write_run(tmp_path / "run", {"task": "math"}, [], lib)
+    page = render_report(tmp_path / "run")
+    assert 'id="versions"' in page and "Regression gate" in page
+    assert "12/20" in page and "8/20" in page and "-0.200" in page and "<strong>rolled back</strong>" in page
+    assert "import &lt;i&gt;bad&lt;/i&gt;" in page and "learn-&lt;b&gt;1&lt;/b&gt;" in page  # escaped, not markup
+    assert page.index(">rollback<") < page.index(">learn<")  # newest first
+    assert not parse(page).errors

@@ -7,6 +7,7 @@
 - `library.ref.json`: the library used, by reference: its path, content hash, revision and stats, and the
   entries the run retrieved, in full, so the report shows what the run saw even if the file changes later;
 - `library.json` instead, with `snapshot=True` (`--snapshot`): the whole library, exported with `export_json`;
+- `versions.json`: the library's newest versions and every verdict of the regression gate (with a library);
 - `scaling.json` / `inherit.json`: written by `flex scaling` and `flex inherit`.
 
 Every file is one of the records in `flexlearn.records`, the same classes the report reads.
@@ -22,9 +23,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from flexlearn.atomic import write_atomic
+from flexlearn.library import history
 from flexlearn.library.formats import export_json
 from flexlearn.library.store import Library
-from flexlearn.records import ITEMS, LIBRARY, LIBRARY_REF, RESULTS, LibraryRef, ModeResult, Results
+from flexlearn.records import (
+    ITEMS,
+    LIBRARY,
+    LIBRARY_REF,
+    RESULTS,
+    VERSIONS,
+    GateView,
+    LibraryRef,
+    ModeResult,
+    Results,
+    Versions,
+    VersionView,
+)
 
 
 def write_run(
@@ -35,14 +49,15 @@ def write_run(
     *,
     snapshot: bool = False,
 ) -> None:
-    """Write `results.json` (`meta` and a summary per mode), `items.jsonl` and, given a library,
-    `library.ref.json` (or, with `snapshot`, a full copy in `library.json`)."""
+    """Write `results.json` (`meta` and a summary per mode), `items.jsonl` and, given a library, `versions.json`
+    and `library.ref.json` (or, with `snapshot`, a full copy in `library.json`)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / RESULTS, Results.model_validate({**meta, "results": list(results)}))
     lines = (json.dumps(item.model_dump(), ensure_ascii=False) for r in results for item in r.items)
     write_atomic(directory / ITEMS, "".join(line + "\n" for line in lines))
     if library is None:
         return
+    write_json(directory / VERSIONS, versions_record(library))
     # A folder holds one of the two: a stale one left by an earlier run into the same folder would be misread.
     (directory / (LIBRARY_REF if snapshot else LIBRARY)).unlink(missing_ok=True)
     if snapshot:
@@ -50,6 +65,24 @@ def write_run(
     else:
         retrieved = dict.fromkeys(eid for r in results for item in r.items for eid in item.retrieved)
         write_json(directory / LIBRARY_REF, library_ref(library, list(retrieved)))
+
+
+RECENT_VERSIONS = 30
+
+
+def versions_record(library: Library) -> Versions:
+    """The library's history for the report: its newest versions and every gate verdict."""
+    with library.snapshot():
+        found = history.versions(library)
+        gates = [
+            GateView.model_validate({"run_id": run.run_id, **(library.run_config(run.run_id) or {})})
+            for run in library.runs("gate")
+        ]
+    return Versions(
+        total=len(found),
+        recent=[VersionView.model_validate(v.to_dict()) for v in found[-RECENT_VERSIONS:]],
+        gates=gates,
+    )
 
 
 def library_ref(library: Library, retrieved: Sequence[str]) -> LibraryRef:

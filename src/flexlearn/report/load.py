@@ -17,12 +17,14 @@ from flexlearn.records import (
     LIBRARY_REF,
     RESULTS,
     SCALING,
+    VERSIONS,
     Inherit,
     ItemRecord,
     LibraryRef,
     LibrarySnapshot,
     Results,
     Scaling,
+    Versions,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +40,7 @@ class Run:
     library: LibrarySnapshot | None
     scaling: Scaling | None
     inherit: Inherit | None
+    versions: Versions | None = None
 
     def task_and_model(self) -> tuple[str | None, str | None]:
         """The task and model, from whichever of the run's files names them."""
@@ -100,6 +103,7 @@ def load_run(run_dir: Path) -> Run:
         library=_load_json(run_dir / LIBRARY, LibrarySnapshot) or _load_json(run_dir / LIBRARY_REF, LibraryRef),
         scaling=_load_json(run_dir / SCALING, Scaling),
         inherit=_load_json(run_dir / INHERIT, Inherit),
+        versions=_load_json(run_dir / VERSIONS, Versions),
     )
     return run
 

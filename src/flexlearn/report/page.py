@@ -20,6 +20,7 @@ from flexlearn.report.sections.inherit import inherit
 from flexlearn.report.sections.library import Experiences, library
 from flexlearn.report.sections.results import results
 from flexlearn.report.sections.scaling import scaling
+from flexlearn.report.sections.versions import versions
 from flexlearn.report.templating import render
 
 REPORT = "report.html"
@@ -52,6 +53,7 @@ def render_report(run_dir: Path, *, max_problems: int = MAX_PROBLEMS) -> str:
         "scaling": scaling(run.scaling) if run.scaling is not None else None,
         "inherit": inherit(run.inherit) if run.inherit is not None else None,
         "library": library_part,
+        "versions": versions(run.versions) if run.versions is not None and run.versions.total else None,
         "items": drilldown(run.items, modes, shown, max_problems),
     }
     titles = {
@@ -59,6 +61,7 @@ def render_report(run_dir: Path, *, max_problems: int = MAX_PROBLEMS) -> str:
         "scaling": "Scaling law",
         "inherit": "Inheritance",
         "library": "Library",
+        "versions": "Versions",
         "items": "Per-item results",
     }
     script = static("report.js")
