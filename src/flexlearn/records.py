@@ -142,7 +142,12 @@ class ModeResult(Record):
 
 
 class CallStats(Record):
-    """What one role (actor, critic...) spent over a run, as `Meter.snapshot()` reports it."""
+    """What one role (actor, critic...) spent: the `Meter`'s counters, and what `results.json` records of them.
+
+    `calls` are logical calls (a retried call counts once; its extra tries are in `retries`). `failures` are
+    calls that raised, plus structured calls that ended without a valid reply (`Meter.record_failure`).
+    `latency_s` is the summed wall time callers waited, retries and queueing included.
+    """
 
     calls: int = 0
     failures: int = 0
@@ -150,6 +155,9 @@ class CallStats(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+
+    def __add__(self, other: CallStats) -> CallStats:
+        return CallStats(**{name: getattr(self, name) + getattr(other, name) for name in CallStats.model_fields})
 
 
 class Results(_File):

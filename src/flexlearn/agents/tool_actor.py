@@ -16,6 +16,7 @@ from flexlearn.agents.templates import fill, shorten
 from flexlearn.agents.tools import ToolSet, answer_library_call, library_calls
 from flexlearn.errors import ConfigError
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, PromptKind, Usage
+from flexlearn.records import ToolStepRecord
 from flexlearn.sandbox import SandboxSession, run_python
 
 # A python fence; an unclosed one at the end (a reply cut at max_tokens) still counts, so the model hears why.
@@ -25,22 +26,11 @@ _INVENTED = re.compile(r"^[ \t]*(?:\*\*)?(?:Output|Result|Execution result)s?(?:
 
 
 @dataclass
-class ToolStep:
-    """One tool run: `kind` is python or experience, `input` the code, `observation` what the model saw next."""
-
-    kind: str
-    input: str
-    observation: str
-    seconds: float
-    turn: int = 0  # the model reply (0-based) whose block this was
-
-
-@dataclass
 class ToolAttempt(Attempt):
     """An `Attempt` (text is the final reply, usage summed over every call, prompt_text the last prompt, with
     every observation in it) and the tool steps that led to it."""
 
-    steps: list[ToolStep] = field(default_factory=list)
+    steps: list[ToolStepRecord] = field(default_factory=list)  # their `round` is set by the caller
     calls: int = 0  # model calls
     retrieved: list[str] = field(default_factory=list)  # experience ids the experience tool showed
     stopped: str | None = None  # "steps" or "tokens" when a bound ended the tool use
@@ -138,7 +128,10 @@ async def act_with_tools(
             else:
                 kind = "python"
                 observation = "Only search_experience(...) and experience_details(...) can run here."
-            attempt.steps.append(ToolStep(kind, code, observation, time.monotonic() - started, turn))
+            seconds = time.monotonic() - started
+            attempt.steps.append(
+                ToolStepRecord(kind=kind, input=code, observation=observation, seconds=seconds, turn=turn)
+            )
             outputs.append(observation)
         if len(attempt.steps) >= max_steps:
             attempt.stopped = "steps"

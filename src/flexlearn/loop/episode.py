@@ -149,7 +149,7 @@ async def run_episode(
         done.rounds = rnd + 1
         done.prompt_text, done.reply = made.prompt_text, made.text
         if isinstance(made, ToolAttempt):
-            done.steps += [ToolStepRecord(round=rnd, **vars(s)) for s in made.steps]
+            done.steps += [s.model_copy(update={"round": rnd}) for s in made.steps]
             done.searched += [i for i in made.retrieved if i not in done.searched]
         if not review or rnd == rounds - 1:
             break

@@ -17,13 +17,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from flexlearn.errors import ConfigError, ModelError, TransientModelError
 from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, PromptKind, Reply
+from flexlearn.records import CallStats
 
 
 class _Wrapper(ABC):
@@ -205,24 +206,8 @@ class LimitedModel(_Wrapper):
             return await call()
 
 
-@dataclass
-class RoleStats:
-    """What one role (actor, critic, ...) spent.
-
-    `calls` are logical calls (a retried call counts once; its extra tries are in `retries`). `failures` are
-    calls that raised, plus structured calls that ended without a valid reply (`Meter.record_failure`).
-    `latency_s` is the summed wall time callers waited, retries and queueing included.
-    """
-
-    calls: int = 0
-    failures: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-
-    def __add__(self, other: RoleStats) -> RoleStats:
-        return RoleStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+# One record of a role's counters, shared with the run records (`results.json` reads what `snapshot` gives).
+RoleStats = CallStats
 
 
 class Meter:
@@ -272,12 +257,12 @@ class Meter:
         """A copy of one role's counters (zeros for a role never seen)."""
         with self._lock:
             stats = self._stats.get(role)
-            return RoleStats(**asdict(stats)) if stats else RoleStats()
+            return stats.model_copy() if stats else RoleStats()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every role's counters as plain dicts (JSON-ready), roles sorted by name."""
         with self._lock:
-            return {role: asdict(self._stats[role]) for role in sorted(self._stats)}
+            return {role: self._stats[role].model_dump() for role in sorted(self._stats)}
 
     def total(self) -> RoleStats:
         """The counters summed over roles."""
