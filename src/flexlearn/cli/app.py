@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 import flexlearn
-from flexlearn import __version__
+from flexlearn import Library, __version__
 from flexlearn.cli import demo_cmd, experiments_cmd, library_cmd, mcp_cmd, queue_cmd, serve_cmd, versions_cmd
 from flexlearn.cli.common import (
     HELP_MARKUP,
@@ -53,7 +53,6 @@ from flexlearn.cli.output import (
     stats_table,
 )
 from flexlearn.errors import ConfigError
-from flexlearn.library.store import Library
 from flexlearn.loop.episode import guide_at_default
 from flexlearn.loop.evaluate import Mode, check_modes
 from flexlearn.loop.gate import Verdict

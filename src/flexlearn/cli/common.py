@@ -22,11 +22,10 @@ from pydantic import BaseModel
 from rich.markup import escape
 from typer.core import TyperCommand
 
+from flexlearn import Agents, Library
 from flexlearn._api import connect
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError, FlexError
-from flexlearn.library.store import Library
-from flexlearn.loop.agents import Agents
 from flexlearn.models.base import ChatModel
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EvalSettings

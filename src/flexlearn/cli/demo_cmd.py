@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from flexlearn import Library
 from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     Command,
@@ -46,7 +47,6 @@ from flexlearn.cli.output import (
 )
 from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.experience import Experience, Level, Zone
-from flexlearn.library.store import Library
 from flexlearn.loop.learn import Progress
 from flexlearn.loop.results import write_run
 from flexlearn.models.embedded import is_embedded_instruct

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 import flexlearn
+from flexlearn import Library
 from flexlearn.cli.common import (
     Command,
     ConcurrencyOpt,
@@ -35,7 +36,6 @@ from flexlearn.cli.common import (
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
 from flexlearn.errors import ConfigError
-from flexlearn.library.store import Library
 from flexlearn.loop.experiments import ScalingPoint, available_sizes, inherit, parse_sizes, scaling
 from flexlearn.loop.results import write_json, write_run
 from flexlearn.models.middleware import Meter

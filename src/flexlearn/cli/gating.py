@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
+from flexlearn import Agents, Library
 from flexlearn.cli.output import err, out
 from flexlearn.errors import ConfigError
-from flexlearn.library.store import Library
-from flexlearn.loop.agents import Agents
 from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict, gate
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task

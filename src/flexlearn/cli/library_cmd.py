@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from flexlearn import Library
 from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     HELP_MARKUP,
@@ -32,7 +33,6 @@ from flexlearn.cli.output import experience_detail, experience_line, out, stats_
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
 from flexlearn.library.formats import export_json, import_file, read_import, to_markdown
-from flexlearn.library.store import Library
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EVAL
 

@@ -11,12 +11,11 @@ from typing import Annotated
 
 import typer
 
+from flexlearn import Agents, Library
 from flexlearn.cli.common import Command, RetrieverOpt, build_agents, examples, handle_errors, library_task
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError
-from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
-from flexlearn.loop.agents import Agents
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.retrieval.registry import check_retriever

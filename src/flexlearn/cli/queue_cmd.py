@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flexlearn import Library
 from flexlearn.cli.common import (
     Command,
     ConcurrencyOpt,
@@ -25,7 +26,6 @@ from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
 from flexlearn.cli.output import LiveStatus, out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.library.outcomes import MAX_ATTEMPTS
-from flexlearn.library.store import Library
 from flexlearn.loop.absorber import BATCH_SIZE, AbsorbSummary, aabsorb
 from flexlearn.loop.gate import Verdict
 from flexlearn.models.middleware import Meter

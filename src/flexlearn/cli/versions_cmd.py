@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from flexlearn import Library
 from flexlearn.cli.common import Command, examples, handle_errors
 from flexlearn.cli.output import experience_line, out
 from flexlearn.library import history
-from flexlearn.library.store import Library
 
 LibArg = Annotated[Path, typer.Argument(metavar="LIBRARY", help="Experience library file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
