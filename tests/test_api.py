@@ -4,17 +4,15 @@ model server, guidance and record for a user's own agent, and the blocking funct
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import flexlearn
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Action
-from flexlearn.models import FunctionModel, Prompt
+from flexlearn.models import TestModel
 from tests.support.cli import TEST, TRAIN, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI
 
@@ -152,26 +150,17 @@ async def test_async_functions(workdir: Path, scripted_server: FakeOpenAI) -> No
 
 async def test_record_with_one_model_for_every_role(tmp_path: Path) -> None:
     """`agents` may be one model; the actor and the critic are not called."""
-    roles: list[str] = []
-
-    def reply(prompt: Prompt, role: str, schema: dict[str, Any] | None) -> str:
-        roles.append(role)
-        if role == "distiller":
-            lesson = {"zone": "warning", "level": "principle", "title": "units", "content": "State the units."}
-            return json.dumps({"experiences": [lesson]})
-        return json.dumps({"action": "add", "target": "", "merged_content": "", "reason": "new"})
-
+    model = TestModel(values={"zone": "warning", "level": "principle"}, name="fn")
     with flexlearn.Library.open(tmp_path / "lib.flexlib") as lib:
-        absorbed = await flexlearn.arecord(
-            lib, "How far is it?", "3", correct=False, agents=FunctionModel(reply, name="fn"), feedback="no units"
-        )
+        absorbed = await flexlearn.arecord(lib, "How far is it?", "3", correct=False, agents=model, feedback="no units")
+        roles = model.roles()
         assert "distiller" in roles and set(roles) <= {"distiller", "updater"}  # no neighbours yet: no updater
         assert absorbed.actions == {"add": 2, "merge": 0, "discard": 0}  # the principle and the case
         assert {e.provenance.model for e in lib.list()} == {"fn"}
 
 
 def test_agents_default_every_role_to_the_actor() -> None:
-    actor, writer = FunctionModel(lambda p, r, s: "a", name="a"), FunctionModel(lambda p, r, s: "w", name="w")
+    actor, writer = TestModel(name="a"), TestModel(name="w")
     agents = flexlearn.Agents(actor=actor, distiller=writer)
     assert agents.critic is actor and agents.updater is actor and agents.distiller is writer
     assert agents.models() == {"actor": "a", "critic": "a", "distiller": "w", "updater": "a"}
