@@ -283,3 +283,29 @@ def test_http_on_a_non_loopback_address_needs_a_token(library: Path) -> None:
 def test_bad_options_are_one_line_and_exit_2(library: Path, args: tuple[str, ...], message: str) -> None:
     result = CliRunner().invoke(app, ["mcp", "--library", str(library), *args], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+async def test_gate_rolls_back_what_a_client_taught_when_it_hurts(
+    library: Path, scripted_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """`--gate`: each batch the background absorber applies is checked, and a harmful one rolled back."""
+    from tests.support.cli import write_set
+    from tests.support.scripted_flex import HARMFUL
+
+    check = write_set(tmp_path / "check.jsonl", [("sum", 23, 41), ("sum", 12, 30), ("sum", 25, 17)])
+    errlog = tmp_path / "server-stderr.txt"
+    args = ("--model", model_uri(scripted_server), "--task", "math", "--gate", str(check))
+    with errlog.open("w") as stderr:
+        async with stdio(library, *args, errlog=stderr) as client:
+            await call(
+                client, "record", question="What is the sum of 2 and 3?", attempt=f"I {HARMFUL}: 5", correct=True
+            )
+            await absorbed(client, 1)
+            deadline = time.monotonic() + 60
+            while "gate on 3 check problems" not in errlog.read_text():
+                assert time.monotonic() < deadline, errlog.read_text()
+                await asyncio.sleep(0.1)
+    assert "3/3 without the batch, 0/3 with it" in errlog.read_text()
+    with Library.open(library, read_only=True) as lib:
+        assert not any(HARMFUL in e.content for e in lib.list())  # rolled back
+        assert lib.runs("gate") and lib.runs("rollback")

@@ -44,7 +44,10 @@ from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.absorber import Absorber
 from flexlearn.loop.agents import Agents
+from flexlearn.loop.gate import gate
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
+from flexlearn.settings import EvalSettings
+from flexlearn.tasks import Problem, get_task
 
 TRANSPORTS = ("stdio", "http")
 HTTP_PATH = "/mcp"
@@ -59,6 +62,8 @@ class McpSettings:
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
     task: str | None = None
     review: bool = False
+    # The regression gate over each batch the absorber applies: check problems, scored by `task` (a task name).
+    gate: tuple[Problem, ...] = ()
 
 
 class Entry(TypedDict):
@@ -92,7 +97,17 @@ def make_absorber(library: Library, agents: Agents | None, settings: McpSettings
     def report(message: str) -> None:
         print(f"flex mcp: {message}", file=sys.stderr, flush=True)
 
-    return Absorber(library, agents, review=settings.review, on_error=report)
+    async def gate_batch(before: int) -> None:
+        config = EvalSettings.of(concurrency=1).config()
+        verdict = await gate(
+            library, before, list(settings.gate), task=get_task(settings.task or ""), agents=agents, config=config,
+            what="outcomes absorbed by flex mcp",
+        )  # fmt: skip
+        report(verdict.line())
+
+    return Absorber(
+        library, agents, review=settings.review, on_error=report, after_pass=gate_batch if settings.gate else None
+    )
 
 
 def build_server(library: Library, settings: McpSettings, absorber: Absorber | None = None) -> MCPServer:

@@ -13,12 +13,14 @@ import typer
 
 from flexlearn import Agents, Library
 from flexlearn.cli.common import Command, RetrieverOpt, build_agents, examples, handle_errors, library_task
+from flexlearn.cli.gating import GateOpt, load_check
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.models.middleware import Meter
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.retrieval.registry import check_retriever
+from flexlearn.tasks import get_task
 
 MCP_HINT = "pip install 'flexlearn[mcp]'"
 
@@ -31,6 +33,7 @@ def register(app: typer.Typer) -> None:
             "flex mcp --library gsm8k.flexlib --read-only",
             "flex mcp --library gsm8k.flexlib --model openai:gpt-4o-mini",
             "flex mcp --library shared.flexlib --model openai:gpt-4o-mini --review",
+            "flex mcp -l gsm8k.flexlib -m openai:gpt-4o-mini --gate check.jsonl",
             "export FLEX_MCP_TOKEN=$(openssl rand -hex 16)",
             "flex mcp --library gsm8k.flexlib --transport http --port 8765",
         ),
@@ -79,6 +82,7 @@ def mcp_cmd(
             "approved with flex library review; none is merged into a served entry. Default: off, served at once.",
         ),
     ] = False,
+    gate_check: GateOpt = None,
     budget: Annotated[
         int, typer.Option("--budget", min=50, help="The guidance tool's default token budget.")
     ] = DEFAULT_LIMITS.retrieval_budget_tokens,
@@ -106,10 +110,19 @@ def mcp_cmd(
         raise ConfigError("--model is for the record tool, which --read-only leaves out: drop one of them")
     if review and not model:
         raise ConfigError("--review is for what the record tool learns, which needs a --model")
+    if gate_check is not None and (not model or review):
+        raise ConfigError(
+            "--gate checks what the record tool teaches before it is served: it needs --model, not --review"
+        )
+    if gate_check is not None and task is None:
+        task = library_task(library)
+    if gate_check is not None and task is None:
+        raise ConfigError("--gate needs --task, the task that scores its check problems")
+    check = load_check(get_task(task or ""), gate_check) if gate_check is not None else []
     agents = _agents(model)
     if agents is not None and task is None:
         task = library_task(library)
-    settings = McpSettings(retriever=retriever, budget_tokens=budget, task=task, review=review)
+    settings = McpSettings(retriever=retriever, budget_tokens=budget, task=task, review=review, gate=tuple(check))
     with _open(library, read_only=read_only, writes=agents is not None) as lib:
         queued = lib.queue_stats(errors=0)["queued"] if agents is not None else 0
         tools = "search, guidance, stats" + (", record" if agents is not None else "")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,7 +217,8 @@ class Absorber:
     `wake()` is called (after each enqueue), and every `retry_after` seconds while outcomes wait to be retried
     (one that failed is not tried again before then). Cancel the task to stop: an outcome under way stays queued,
     with nothing of it applied, and is absorbed on the next start. A pass that fails as a whole (the library cannot
-    be written) is reported to `on_error` and tried again later; the task never ends on its own."""
+    be written) is reported to `on_error` and tried again later; the task never ends on its own. `after_pass`, when
+    given, is awaited with the version before each pass that changed the library (the regression gate)."""
 
     def __init__(
         self,
@@ -229,6 +230,7 @@ class Absorber:
         review: bool = False,
         retry_after: float = RETRY_AFTER_S,
         on_error: Callable[[str], None] | None = None,
+        after_pass: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.library = library
         self.agents = _team(agents)
@@ -237,6 +239,8 @@ class Absorber:
         self.review = review
         self.retry_after = retry_after
         self.on_error = on_error
+        # Called with the library's version before a pass that changed it (the regression gate, in flex mcp).
+        self.after_pass = after_pass
         self.total = AbsorbSummary()
         self._wake = asyncio.Event()
         self._not_before: dict[str, float] = {}  # outcome id -> monotonic time before which it is not retried
@@ -263,6 +267,7 @@ class Absorber:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, timeout))
 
     async def _pass(self) -> None:
+        before = self.library.revision()
         summary = await aabsorb(
             self.library,
             agents=self.agents,
@@ -278,3 +283,5 @@ class Absorber:
         for name in ("absorbed", "retried", "failed", "taken"):
             setattr(self.total, name, getattr(self.total, name) + getattr(summary, name))
         self.total.remaining = summary.remaining
+        if self.after_pass is not None and summary.absorbed and self.library.revision() != before:
+            await self.after_pass(before)
