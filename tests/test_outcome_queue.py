@@ -74,7 +74,7 @@ def test_queue_shows_what_waits_and_absorbs_it(tmp_path: Path, scripted_server: 
         assert len(lib.runs("record")) == 4 and all(r.status == "done" for r in lib.runs("record"))
 
     refused = flex("library", "queue", str(path), "--review", check=False)
-    assert refused.returncode == 2 and "--review and --limit are for --absorb" in refused.stderr
+    assert refused.returncode == 2 and "--review, --limit and --gate are for --absorb" in refused.stderr
 
 
 def test_sigkill_at_random_moments_loses_no_outcome_and_applies_none_twice(tmp_path: Path) -> None:

@@ -33,6 +33,14 @@ def _unwritable(error: LibraryError) -> bool:
     return "unable to open database file" in text or "readonly database" in text or "read-only" in text
 
 
+def _not_a_library(path: Path, error: sqlite3.DatabaseError) -> str:
+    """Why an SQLite error at opening refuses the file: a damaged library (its pages malformed), or a file that is
+    not a library at all."""
+    if "malformed" in str(error):
+        return f"the library file is damaged ({error}): {path}; restore it from a copy or an export"
+    return f"{path} is not a flexlearn library (not an SQLite database: {error})"
+
+
 class Library(Experiences, Search, Runs, Outcomes):
     """An experience library stored in one SQLite file. Open it with `Library.open(path)`."""
 
@@ -81,7 +89,7 @@ class Library(Experiences, Search, Runs, Outcomes):
             raise LibraryError(f"cannot open library {path}: {e}") from e
         except sqlite3.DatabaseError as e:
             conn.close()
-            raise LibraryError(f"{path} is not a flexlearn library (not an SQLite database: {e})") from e
+            raise LibraryError(_not_a_library(path, e)) from e
         except BaseException:
             conn.close()
             raise
@@ -120,7 +128,7 @@ class Library(Experiences, Search, Runs, Outcomes):
                 continue
             except sqlite3.DatabaseError as e:
                 conn.close()
-                raise LibraryError(f"{path} is not a flexlearn library (not an SQLite database: {e})") from e
+                raise LibraryError(_not_a_library(path, e)) from e
             except BaseException:
                 conn.close()
                 raise
