@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from flexlearn import Agents, Library
-from flexlearn.cli.output import err, out
+from flexlearn.cli.output import out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict, gate
+from flexlearn.records import ItemRecord
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task
 
@@ -41,9 +42,21 @@ async def run_gate(
     library: Library, before: int, check: list[Problem], *, task: Task, agents: Agents, concurrency: int, what: str
 ) -> Verdict:
     """The gate over every change since version `before`, with the evaluation's default settings."""
-    err.print(f"gate: answering {len(check)} check problems with and without the {what}", highlight=False)
     config = EvalSettings.of(concurrency=concurrency).config()
-    return await gate(library, before, check, task=task, agents=agents, config=config, what=what)
+    n = len(check)
+    with progress_bar(f"gate: {n} check problems without, then with, the {what}", 2 * n) as bar:
+        right = [0, 0]
+        done = [0]
+
+        def on_item(item: ItemRecord) -> None:
+            right[0 if done[0] < n else 1] += int(bool(item.correct))
+            done[0] += 1
+            status = f"without {right[0]}/{min(done[0], n)}" + (
+                f"  with {right[1]}/{done[0] - n}" if done[0] > n else ""
+            )
+            bar.update(bar.task_ids[0], completed=done[0], status=status)
+
+        return await gate(library, before, check, task=task, agents=agents, config=config, what=what, on_item=on_item)
 
 
 def print_verdict(verdict: Verdict) -> None:

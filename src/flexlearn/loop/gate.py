@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,9 +75,17 @@ def harmful(figures: dict[str, float]) -> str | None:
 
 
 async def _answer(
-    check: list[Problem], library: Library, *, task: Task, agents: Agents, config: EvalConfig
+    check: list[Problem],
+    library: Library,
+    *,
+    task: Task,
+    agents: Agents,
+    config: EvalConfig,
+    on_item: Callable[[ItemRecord], None] | None,
 ) -> dict[str, bool]:
-    [result] = await evaluate(check, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=library)
+    [result] = await evaluate(
+        check, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=library, on_item=on_item
+    )
     items: list[ItemRecord] = result.items
     return {item.problem_id: bool(item.correct) for item in items}
 
@@ -90,15 +99,17 @@ async def gate(
     agents: Agents,
     config: EvalConfig,
     what: str = "batch",
+    on_item: Callable[[ItemRecord], None] | None = None,
 ) -> Verdict:
     """Check the changes made since version `before` against `check` and roll them back if they hurt; the
-    verdict is recorded in `library` as a run of kind ``gate``. `what` names the batch in the log."""
+    verdict is recorded in `library` as a run of kind ``gate``. `what` names the batch in the log; `on_item` sees
+    each check item as it is answered (without the batch first, then with it)."""
     after = library.revision()
     with tempfile.TemporaryDirectory(prefix="flex-gate-") as tmp:
         answers: list[dict[str, bool]] = []
         for name, version in (("without", before), ("with", after)):
             with history.materialize(library, version, Path(tmp) / f"{name}.flexlib") as copy:
-                answers.append(await _answer(check, copy, task=task, agents=agents, config=config))
+                answers.append(await _answer(check, copy, task=task, agents=agents, config=config, on_item=on_item))
     without, with_batch = answers
     ids = [p.id for p in check if p.id in without and p.id in with_batch]
     figures = paired([with_batch[i] for i in ids], [without[i] for i in ids])
