@@ -1,5 +1,6 @@
 """Portable library formats: flexlearn's own JSON export, import of it and of the FLEX reference libraries,
-and a Markdown dump for people.
+and a Markdown dump for people. (One file over 400 lines: export and the strict importer are two sides of one
+format and must change together.)
 
 flexlearn JSON (`export_json`), one UTF-8 JSON object:
 

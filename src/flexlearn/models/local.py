@@ -1,4 +1,5 @@
-"""The embedded local backend: a GGUF model run in-process with llama-cpp-python (`local:` model URIs).
+"""The embedded local backend: a GGUF model run in-process with llama-cpp-python (`local:` model URIs). (One file
+over 400 lines: the worker threads, the loaded models they own and the prompt and grammar handling share state.)
 
 `local` alone means the small model that ships as a Python package (gemma3-270m, Q4_K_M); `local:NAME` one of the
 embedded models by name (`models/embedded.py`: gemma3-270m, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b);

@@ -1,5 +1,6 @@
 """A tantivy index derived from one library file, kept beside it (`<library>.index/`) and kept current by the
-library's revision.
+library's revision. (One file over 400 lines: building, catching up and committing share one lock, one on-disk
+format and one reader of the library's tables.)
 
 SQLite stays the source of truth. The index records the revision it reflects in `flexlearn.json`, written only
 after tantivy has committed, so a crash between the two leaves an index at least as new as it says; catching up
