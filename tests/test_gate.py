@@ -94,3 +94,37 @@ def test_the_rule() -> None:
     large = {"diff": -0.02, "ci_low": -0.04, "ci_high": -0.005, "wins": 10, "losses": 14, "n": 200}
     assert harmful(large) is not None and harmful({**large, "ci_high": 0.01}) is None
     assert harmful({**large, "diff": 0.02, "ci_low": 0.005, "ci_high": 0.04}) is None
+
+
+async def test_a_gate_stopped_before_its_verdict_rolls_the_batch_back(tmp_path: Path) -> None:
+    """Interrupted (here: cancelled) while it answers the check set, the gate does not leave the batch unchecked."""
+    import asyncio
+    import contextlib
+
+    from flexlearn.loop.agents import Agents
+    from flexlearn.loop.gate import gate
+    from flexlearn.models import TestModel
+    from flexlearn.settings import EvalSettings
+    from flexlearn.tasks import Problem, get_task
+
+    class Slow(TestModel):
+        async def generate(self, prompt, **kwargs):  # type: ignore[no-untyped-def, override]
+            await asyncio.sleep(30)
+            return await super().generate(prompt, **kwargs)
+
+    with Library.open(tmp_path / "lib.flexlib") as lib:
+        lib.add(make(GOOD, level=Level.PATTERN), reason="r")
+        before, kept = lib.revision(), {e.id for e in lib.list()}
+        lib.add(make(f"For a sum, {HARMFUL}.", level=Level.PRINCIPLE), reason="the batch")
+        check = [Problem(id="c1", question="What is the sum of 2 and 3?", answer="5")]
+        config = EvalSettings.of(modes="flex").config()
+        running = asyncio.create_task(
+            gate(lib, before, check, task=get_task("math"), agents=Agents(Slow()), config=config, what="test batch")
+        )
+        await asyncio.sleep(0.5)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert {e.id for e in lib.list()} == kept
+        [rolled] = lib.runs("rollback")
+        assert "stopped before its verdict" in (lib.run_config(rolled.run_id) or {})["reason"]

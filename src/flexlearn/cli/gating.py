@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from flexlearn import Agents, Library
-from flexlearn.cli.output import out, progress_bar
+from flexlearn.cli.output import err, out, progress_bar
 from flexlearn.errors import ConfigError
 from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict, gate
 from flexlearn.records import ItemRecord
@@ -56,7 +57,19 @@ async def run_gate(
             )
             bar.update(bar.task_ids[0], completed=done[0], status=status)
 
-        return await gate(library, before, check, task=task, agents=agents, config=config, what=what, on_item=on_item)
+        after = library.revision()
+        try:
+            return await gate(
+                library, before, check, task=task, agents=agents, config=config, what=what, on_item=on_item
+            )
+        except BaseException:
+            err.print(
+                f"[yellow]the gate stopped before its verdict[/yellow]: the {escape(what)} was rolled back, not "
+                f"kept unchecked; version {after} held it (flex library rollback {escape(str(library.path))} {after} "
+                "brings it back, unchecked)",
+                highlight=False,
+            )
+            raise
 
 
 def print_verdict(verdict: Verdict) -> None:

@@ -103,13 +103,22 @@ async def gate(
 ) -> Verdict:
     """Check the changes made since version `before` against `check` and roll them back if they hurt; the
     verdict is recorded in `library` as a run of kind ``gate``. `what` names the batch in the log; `on_item` sees
-    each check item as it is answered (without the batch first, then with it)."""
+    each check item as it is answered (without the batch first, then with it).
+
+    A gate that cannot reach its verdict (interrupted, cancelled, the model unreachable) rolls the changes back
+    before the error goes on: a gated library never keeps a batch unchecked. The rollback names the version that
+    held the batch, so `flex library rollback LIBRARY AFTER` brings it back."""
     after = library.revision()
-    with tempfile.TemporaryDirectory(prefix="flex-gate-") as tmp:
-        answers: list[dict[str, bool]] = []
-        for name, version in (("without", before), ("with", after)):
-            with history.materialize(library, version, Path(tmp) / f"{name}.flexlib") as copy:
-                answers.append(await _answer(check, copy, task=task, agents=agents, config=config, on_item=on_item))
+    try:
+        with tempfile.TemporaryDirectory(prefix="flex-gate-") as tmp:
+            answers: list[dict[str, bool]] = []
+            for name, version in (("without", before), ("with", after)):
+                with history.materialize(library, version, Path(tmp) / f"{name}.flexlib") as copy:
+                    answers.append(await _answer(check, copy, task=task, agents=agents, config=config, on_item=on_item))
+    except BaseException as exc:
+        why = f"gate on {what} stopped before its verdict ({type(exc).__name__}); version {after} held it"
+        history.rollback(library, before, reason=why)
+        raise
     without, with_batch = answers
     ids = [p.id for p in check if p.id in without and p.id in with_batch]
     figures = paired([with_batch[i] for i in ids], [without[i] for i in ids])
