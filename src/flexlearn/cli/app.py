@@ -208,7 +208,8 @@ def learn_cmd(
                 )
 
             # The gate judges the whole run: every change since the library's version before its first problem.
-            first = [ev.seq for ev in lib.events(run_id=run)] if isinstance(run, str) else []
+            # (Read only under --gate: a resumed run's events are parsed to find its first one.)
+            first = [ev.seq for ev in lib.events(run_id=run)] if check and isinstance(run, str) else []
             before = min(first) - 1 if first else lib.revision()
 
             async def learn_then_gate() -> tuple[LearnSummary, Verdict | None]:
