@@ -1,6 +1,6 @@
 """A tantivy index derived from one library file, kept beside it (`<library>.index/`) and kept current by the
 library's revision. (One file over 400 lines: building, catching up and committing share one lock, one on-disk
-format and one reader of the library's tables.)
+format and one read snapshot of the library, `flexlearn.library.snapshot.SnapshotReader`.)
 
 SQLite stays the source of truth. The index records the revision it reflects in `flexlearn.json`, written only
 after tantivy has committed, so a crash between the two leaves an index at least as new as it says; catching up
@@ -27,11 +27,10 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -39,7 +38,8 @@ from pathlib import Path
 import tantivy
 
 from flexlearn.atomic import write_atomic
-from flexlearn.experience import Level, Status, Zone
+from flexlearn.experience import Level, Zone
+from flexlearn.library.snapshot import IndexRow, SnapshotReader
 from flexlearn.retrieval.memory_index import MEMORY_MAX, MemoryIndex
 from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25
 
@@ -51,8 +51,6 @@ META_FILE = "flexlearn.json"
 # tantivy's per-thread indexing heap: small for a catch-up of a few entries, larger for a rebuild.
 _CATCH_UP_HEAP = 20_000_000
 _REBUILD_HEAP = 200_000_000
-# Ids per `IN (...)` when reading changed rows; well under SQLite's parameter limit.
-_BATCH = 500
 # When more than this share of the entries changed since the index's revision, rebuilding is quicker.
 _REBUILD_SHARE = 0.25
 # How long to wait for another process that holds the index's writer lock before giving up on the index.
@@ -63,9 +61,6 @@ COMMIT_EVERY = 128
 OVERLAY_MAX = 4096
 
 _ANALYZER_NAME = "flex_en"
-# Only what retrieval may show is indexed: quarantined entries join when approved (a logged change).
-_ACTIVE = str(Status.ACTIVE)
-_COLUMNS = "id, zone, level, title, content, examples"
 # Query stems in more than this share of a field's documents (and in more than `_COMMON_MIN_DOCS`) are not
 # scored in that field; see `LibraryIndex._telling`.
 COMMON_SHARE = 0.1
@@ -98,7 +93,7 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
-def _text(row: Sequence[str]) -> str:
+def _text(row: IndexRow) -> str:
     # The title twice: the weight FTS5 gives it.
     _, _, _, title, content, examples = row
     return "\n".join([title, title, content, *json.loads(examples)])
@@ -130,7 +125,7 @@ class IndexBusyError(Exception):
 
 
 class LibraryIndex:
-    """The tantivy index of one library file, read through its own read-only SQLite connection.
+    """The tantivy index of one library file, read through a read-only connection of its own (`SnapshotReader`).
 
     `sync()` brings it to the file's committed revision; `search()` answers from the last synced state. Reads
     of the file go through one read transaction at a time, so the rows indexed and the revision recorded are
@@ -140,7 +135,7 @@ class LibraryIndex:
     def __init__(self, library_path: Path, *, directory: Path | None = None, memory_max: int = MEMORY_MAX) -> None:
         self.library_path = library_path
         self.directory = index_dir(library_path) if directory is None else directory
-        self._conn = self._connect()
+        self._reader = SnapshotReader(library_path)
         self._lock = threading.RLock()
         # Held by whoever writes the index files (a catch-up or the background commit): one at a time.
         self._commit_lock = threading.Lock()
@@ -172,28 +167,11 @@ class LibraryIndex:
         index.register_tokenizer(_ANALYZER_NAME, self._analyzer)
         return index
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            f"{self.library_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA busy_timeout = 30000")
-        return conn
-
     def close(self) -> None:
         """Close the read connection. The index files stay for the next process."""
-        self._conn.close()
+        self._reader.close()
 
     # -- the file's side ----------------------------------------------------------------------------------
-
-    def _stamp(self, revision: int, conn: sqlite3.Connection | None = None) -> float | None:
-        # What identifies the event at `revision`, so an index built from another file at the same revision
-        # (a library deleted and made again) is not taken for current.
-        conn = self._conn if conn is None else conn
-        row = conn.execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
-        return None if row is None else row[0]
-
-    def _file_revision(self) -> int:
-        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
     def _read_meta(self) -> tuple[int, float | None, _Stats] | None:
         try:
@@ -205,11 +183,13 @@ class LibraryIndex:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def _write_meta(self, conn: sqlite3.Connection, revision: int, stats: _Stats) -> None:
+    def _write_meta(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
         meta = {
             "format": FORMAT,
             "revision": revision,
-            "stamp": self._stamp(revision, conn),
+            # What identifies the event at `revision`, so an index built from another file at the same revision
+            # (a library deleted and made again) is not taken for current.
+            "stamp": reader.stamp(revision),
             "docs": stats.docs,
             "tokens": stats.tokens,
         }
@@ -220,7 +200,7 @@ class LibraryIndex:
         if meta is None or meta[0] > current:
             return None
         revision, stamp, _ = meta
-        if revision and self._stamp(revision) != stamp:
+        if revision and self._reader.stamp(revision) != stamp:
             return None
         return revision
 
@@ -233,7 +213,7 @@ class LibraryIndex:
         `COMMIT_EVERY`, so no search waits for a commit. IndexBusyError when another process keeps the writer
         lock for longer than `LOCK_WAIT_S` on a catch-up that cannot wait."""
         with self._lock:
-            if self._file_revision() == self.revision:
+            if self._reader.revision() == self.revision:
                 return
             # Never while a background commit runs: it needs this lock to finish, and holds the commit lock.
             if self.revision < 0 or (len(self._overlay) >= OVERLAY_MAX and self._committer is None):
@@ -264,24 +244,15 @@ class LibraryIndex:
     def _extend(self) -> None:
         """Put the entries changed since the view's revision in the overlay and the memory index, from one read
         snapshot. A library small enough gets its memory index here; one grown past `memory_max` loses it."""
-        self._conn.execute("BEGIN")
-        try:
-            current = self._file_revision()
+        reader = self._reader
+        with reader.snapshot():
+            current = reader.revision()
             if self._memory is None and sum(self._field_docs.values()) <= self._memory_max:
                 self._memory = MemoryIndex()
-                all_rows = self._conn.execute(f"SELECT {_COLUMNS} FROM experiences WHERE status = ?", (_ACTIVE,))
-                for row in all_rows:
+                for row in reader.active_rows():
                     self._memory.put(row[0], self._document(row))
-            changed = dict(
-                self._conn.execute(
-                    "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
-                    "GROUP BY experience_id",
-                    (self.revision,),
-                ).fetchall()
-            )
-            docs = {row[0]: self._document(row) for row in self._rows(list(changed))}
-        finally:
-            self._conn.execute("COMMIT")
+            changed = reader.last_changes_since(self.revision)
+            docs = {row[0]: self._document(row) for row in reader.active_rows(list(changed))}
         for id, seq in changed.items():
             self._overlay.put(id, seq, docs.get(id))
             if self._memory is not None:
@@ -290,7 +261,7 @@ class LibraryIndex:
             self._memory = None
         self.revision = current
 
-    def _document(self, row: tuple[str, str, str, str, str, str]) -> OverlayDoc:
+    def _document(self, row: IndexRow) -> OverlayDoc:
         _, zone, level, *_ = row
         stems = self._analyzer.analyze(_text(row))
         return OverlayDoc(field_name(zone, level), Counter(stems), len(stems))
@@ -298,66 +269,50 @@ class LibraryIndex:
     def _try_update(self) -> bool:
         """One attempt at syncing the files, in one read snapshot of the file; False when the writer lock is
         taken. Afterwards the overlay is empty."""
-        self._conn.execute("BEGIN")
-        try:
-            current = self._file_revision()
+        reader = self._reader
+        with reader.snapshot():
+            current = reader.revision()
             meta = self._read_meta()
             since = self._valid_revision(meta, current)
             if since == current:  # another process brought the files up to date
                 assert meta is not None
-                self._refresh(self._conn, current, meta[2])
+                self._refresh(reader, current, meta[2])
                 return True
             changed: list[str] = []
             if since is not None:
-                changed = self._changed_since(self._conn, since)
-                total = self._conn.execute("SELECT count(*) FROM experiences").fetchone()[0]
+                changed = reader.changed_since(since)
+                total = reader.count()
             rebuild = since is None or len(changed) > _REBUILD_SHARE * max(total, 1)
             stats = _Stats() if rebuild or meta is None else meta[2]
-            if not self._write(self._conn, changed, stats, rebuild=rebuild):
+            if not self._write(reader, changed, stats, rebuild=rebuild):
                 return False
-            self._write_meta(self._conn, current, stats)
-            self._refresh(self._conn, current, stats)
+            self._write_meta(reader, current, stats)
+            self._refresh(reader, current, stats)
             return True
-        finally:
-            self._conn.execute("COMMIT")
 
     def _commit_overlay(self) -> None:
         """The background commit: the entries changed since the last commit go into tantivy from a snapshot of
         its own; then the search view swaps to the new commit and the overlay keeps only what changed after it.
         A busy writer lock (another process) or an error leaves the overlay as it is, for the next attempt."""
         try:
-            with self._commit_lock:
-                conn = self._connect()
-                try:
-                    conn.execute("BEGIN")
-                    current = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-                    meta = self._read_meta()
-                    # A copy: searches keep scoring with the current statistics until the new commit is swapped in.
-                    stats = meta[2] if meta is not None and meta[0] <= current else self._stats.copy()
-                    changed = self._changed_since(conn, self._committed)
-                    if not self._write(conn, changed, stats, rebuild=False):
-                        return
-                    self._write_meta(conn, current, stats)
-                    with self._lock:
-                        self._refresh(conn, current, stats)
-                finally:
-                    conn.close()
+            with self._commit_lock, SnapshotReader(self.library_path) as reader, reader.snapshot():
+                current = reader.revision()
+                meta = self._read_meta()
+                # A copy: searches keep scoring with the current statistics until the new commit is swapped in.
+                stats = meta[2] if meta is not None and meta[0] <= current else self._stats.copy()
+                changed = reader.changed_since(self._committed)
+                if not self._write(reader, changed, stats, rebuild=False):
+                    return
+                self._write_meta(reader, current, stats)
+                with self._lock:
+                    self._refresh(reader, current, stats)
         except Exception as e:  # a failed background commit must not kill the process
             log.warning("background commit of %s failed (%s); searches use the overlay", self.directory, e)
         finally:
             with self._lock:
                 self._committer = None
 
-    @staticmethod
-    def _changed_since(conn: sqlite3.Connection, since: int) -> list[str]:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL", (since,)
-            )
-        ]
-
-    def _write(self, conn: sqlite3.Connection, changed: list[str], stats: _Stats, *, rebuild: bool) -> bool:
+    def _write(self, reader: SnapshotReader, changed: list[str], stats: _Stats, *, rebuild: bool) -> bool:
         """Replace the `changed` documents (or all, `rebuild`) and commit, counting what is added into `stats`;
         False when the writer lock is taken."""
         try:
@@ -370,14 +325,10 @@ class LibraryIndex:
         try:
             if rebuild:
                 writer.delete_all_documents()
-                rows: Iterable[tuple[str, str, str, str, str, str]] = conn.execute(
-                    f"SELECT {_COLUMNS} FROM experiences WHERE status = ?", (_ACTIVE,)
-                )
             else:
                 for id in changed:
                     writer.delete_documents_by_term("id", id)
-                rows = self._rows(changed, conn)
-            for row in rows:
+            for row in reader.active_rows(None if rebuild else changed):
                 text = _text(row)
                 field = field_name(row[1], row[2])
                 writer.add_document(tantivy.Document(id=row[0], **{field: text}))
@@ -389,23 +340,9 @@ class LibraryIndex:
             del writer
         return True
 
-    def _rows(self, ids: Sequence[str], conn: sqlite3.Connection | None = None) -> Iterable[tuple[str, ...]]:
-        conn = self._conn if conn is None else conn
-        for start in range(0, len(ids), _BATCH):
-            batch = ids[start : start + _BATCH]
-            yield from conn.execute(
-                f"SELECT {_COLUMNS} FROM experiences WHERE status = ? AND id IN ({', '.join('?' * len(batch))})",
-                [_ACTIVE, *batch],
-            )
-
-    def _refresh(self, conn: sqlite3.Connection, revision: int, stats: _Stats) -> None:
+    def _refresh(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
         # Called inside the read snapshot the index was synced to, so the counts match the documents.
-        self._field_docs = {
-            field_name(zone, level): n
-            for zone, level, n in conn.execute(
-                "SELECT zone, level, count(*) FROM experiences WHERE status = ? GROUP BY 1, 2", (_ACTIVE,)
-            )
-        }
+        self._field_docs = {field_name(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
         self._index.reload()
         self._searcher = self._index.searcher()
         self._stats = stats
