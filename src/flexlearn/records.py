@@ -5,7 +5,8 @@
 - `Results`: `results.json`; `Scaling` (with `ScalingPoint`, `Fit`): `scaling.json`; `Inherit` (with
   `InheritRow`): `inherit.json`;
 - `LibrarySnapshot`: `library.json`, the library as `flexlearn.library.formats.export_json` writes it (with
-  `--snapshot`); `LibraryRef`: `library.ref.json`, what runs write by default: where the library is, its content
+  `--snapshot`), its entries `ExperienceView`s (`ImportedExperience` when `import_file` reads them back, strictly);
+  `LibraryRef`: `library.ref.json`, what runs write by default: where the library is, its content
   hash and stats, and only the entries the run retrieved.
 
 Reading is lenient about absent fields (runs written by older versions lack some) and strict about wrong types,
@@ -15,10 +16,23 @@ except on the top-level files, whose writers add run metadata freely (`size`, `i
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from flexlearn.experience import Level, Zone
 from flexlearn.tasks.base import Score
 
 RESULTS = "results.json"
@@ -248,6 +262,111 @@ class ExperienceView(Record):
     retrieved: int = 0
     helped: int = 0
     hurt: int = 0
+
+
+# The numbers an imported experience may hold: counters up to the largest integer a float holds exactly, times
+# (Unix seconds) from 1970 to 2200; anything else is not what a library writes.
+MAX_COUNT = 2**53
+LATEST_TIMESTAMP = 7_258_118_400.0
+
+
+def _in_range(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not math.isfinite(value) or not low <= value <= high:
+            raise PydanticCustomError("out_of_range", f"out of range ({low:g} to {high:g})")
+        return value
+
+    return AfterValidator(check)
+
+
+# A counter, and a time in Unix seconds, as an import accepts them (strictly: a number, never a bool or a string).
+Count = Annotated[float, Strict(), _in_range(0, MAX_COUNT)]
+Timestamp = Annotated[float, Strict(), _in_range(0, LATEST_TIMESTAMP)]
+
+
+class ProvenanceClaims(Record):
+    """The `provenance` of an exported experience as an import reads it: only what the entry claims about itself
+    (the import gives it a provenance of its own). Strict, as `ImportedExperience`."""
+
+    model_config = ConfigDict(strict=True)
+
+    task: str | None = None
+    model: str | None = None
+    run_id: str | None = None
+    source: str | None = None
+    actor: str | None = None
+    origin: str | None = None
+    problem_ids: list[str] = []
+
+
+class ImportedExperience(ExperienceView):
+    """An entry of a flexlearn export (`experiences[i]`, `Experience.to_dict()`) as an import reads it: the fields
+    of `ExperienceView`, checked strictly, since the file is untrusted. Nothing is coerced (a number where text
+    belongs, a string where a list belongs is an error naming the field), `zone`, `level` and `content` are
+    required, numbers must be finite and in range, and a counter or time that is present must be a number (null
+    is not one). Text is cleaned and cut by the importer (`flexlearn.library.formats`), which notes each cut."""
+
+    model_config = ConfigDict(strict=True)
+
+    id: str = ""
+    content: str
+    provenance: ProvenanceClaims | None = None
+    # None: absent from the entry.
+    retrieved: Count | None = None  # type: ignore[assignment]
+    helped: Count | None = None  # type: ignore[assignment]
+    hurt: Count | None = None  # type: ignore[assignment]
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return str(Zone(value))
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        return str(Level(value))
+
+    @field_validator("retrieved", "helped", "hurt", "created_at", "updated_at", mode="before")
+    @classmethod
+    def _null_is_not_a_number(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("float_type", "Input should be a valid number")
+        return value
+
+
+# What a type error says was expected (`problem`), by pydantic's error type.
+_EXPECTED = {
+    "string_type": "a string",
+    "float_type": "a number",
+    "list_type": "a list",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+}
+
+
+def problem(error: ValidationError, where: str) -> str:
+    """What pydantic found wrong in the data at `where` (`experiences[3]`), as one line naming its place in the
+    file, e.g. `experiences[3].title: expected a string, got int`; further problems are counted, not listed."""
+    errors = error.errors(include_url=False)
+    # A missing field is named before a wrong one.
+    first = next((e for e in errors if e["type"] == "missing"), errors[0])
+    kind, value, loc = first["type"], first["input"], first["loc"]
+    if kind == "missing":  # named by its parent, as "experiences[3]: missing 'content'"
+        loc, message = loc[:-1], f"missing {loc[-1]!r}"
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]}, got {type(value).__name__}"
+    elif kind == "out_of_range":
+        message = f"{value!r} is {first['msg']}"
+    elif kind == "value_error":
+        message = str(first.get("ctx", {}).get("error", first["msg"]))
+    else:
+        message = first["msg"]
+    place = where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{place}: {message}{more}"
 
 
 class LibraryStats(Record):

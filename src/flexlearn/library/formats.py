@@ -29,23 +29,26 @@ titled with the entry's `problem_category`. `golden` and `warning` keep their zo
 golden, marked `imported:flex-reference:mixed` in `provenance.source`. `usage_count` is kept in the
 principle's `provenance.claimed`; `priority` and `last_used` have no counterpart and are dropped.
 
-An imported file is untrusted. Types are checked strictly (nothing is coerced), NaN, infinities and
-out-of-range numbers are refused, invisible control, bidi and zero-width characters are removed, long text is
-cut. The entries' provenance is the import's own (`source` `imported:<format>`, `origin` the file's name,
-`run_id` the import's, `model` the `--model` given), with whatever the file claimed under `provenance.claimed`;
-usage counters start at 0. Unless imported with `trust=True`, entries are quarantined: no retriever shows them
-to a model until `Library.approve` (`flex library review --approve`) releases them.
+An imported file is untrusted. Types are checked strictly (nothing is coerced; a flexlearn entry is read as
+`flexlearn.records.ImportedExperience`, the exported record's strict form), NaN, infinities and out-of-range
+numbers are refused, each refusal naming the entry and the field; invisible control, bidi and zero-width
+characters are removed, long text is cut. The entries' provenance is the import's own (`source`
+`imported:<format>`, `origin` the file's name, `run_id` the import's, `model` the `--model` given), with
+whatever the file claimed under `provenance.claimed`; usage counters start at 0. Unless imported with
+`trust=True`, entries are quarantined: no retriever shows them to a model until `Library.approve`
+(`flex library review --approve`) releases them.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from flexlearn.atomic import write_atomic
 from flexlearn.errors import InputError, LibraryError
@@ -53,6 +56,7 @@ from flexlearn.experience import Action, Experience, Level, Provenance, Status, 
 from flexlearn.library.experiences import MAX_EXAMPLES
 from flexlearn.library.store import Library
 from flexlearn.library.text import clean_text
+from flexlearn.records import Count, ImportedExperience, ProvenanceClaims, problem
 
 FORMAT = "flexlearn.library"
 VERSION = 1
@@ -62,9 +66,10 @@ MAX_CONTENT = 8000
 MAX_EXAMPLE = 1000
 
 _REFERENCE_ZONES = {"golden": Zone.GOLDEN, "warning": Zone.WARNING, "mixed": Zone.GOLDEN}
-# Timestamps outside 1970..2200 are not dates a library was written on.
-_LATEST_TIMESTAMP = 7_258_118_400.0
 _PROVENANCE_TEXT = ("task", "model", "run_id", "source", "actor", "origin")
+_COUNTERS = ("retrieved", "helped", "hurt")
+# A reference entry's `usage_count`, checked as an exported entry's counters are.
+_COUNT: TypeAdapter[float] = TypeAdapter(Count)
 
 
 @dataclass
@@ -137,13 +142,6 @@ class _Importer:
             claimed=claimed,
         )
 
-    def number(self, value: Any, where: str, *, low: float, high: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{where}: expected a number, got {type(value).__name__}")
-        if not math.isfinite(value) or not low <= value <= high:
-            raise self.fail(f"{where}: {value!r} is out of range ({low:g} to {high:g})")
-        return float(value)
-
     def add(self, exp: Experience) -> str:
         """Add `exp` unless an experience with its id is there already; either way return the id to link to."""
         exp.id = exp.id or exp.content_id()
@@ -196,7 +194,10 @@ class _Importer:
         title = self.text(category, f"{where}.problem_category", MAX_TITLE).strip()
         claimed: dict[str, Any] = {}
         if "usage_count" in entry:
-            claimed["usage_count"] = int(self.number(entry["usage_count"], f"{where}.usage_count", low=0, high=2**53))
+            try:
+                claimed["usage_count"] = int(_COUNT.validate_python(entry["usage_count"]))
+            except ValidationError as e:
+                raise self.fail(problem(e, f"{where}.usage_count")) from None
         zone = _REFERENCE_ZONES[kind]
         fmt = "flex-reference" + (":mixed" if kind == "mixed" else "")
 
@@ -228,54 +229,36 @@ class _Importer:
 
     # -- flexlearn JSON -------------------------------------------------------------------------------------
 
-    def experience(self, entry: Any, where: str) -> Experience:
-        """One exported experience, checked field by field: nothing is coerced, so a string where a list
-        belongs or an object where text belongs is an error naming the field, not a silent conversion."""
-        if not isinstance(entry, dict):
-            raise self.fail(f"{where}: expected an object, got {type(entry).__name__}")
-        for key in ("zone", "level", "content"):
-            if key not in entry:
-                raise self.fail(f"{where}: missing {key!r}")
+    def experience(self, data: Any, where: str) -> Experience:
+        """One exported experience, validated strictly (`ImportedExperience`), as an import adds it: its text
+        cleaned and cut, what it claims about itself (provenance, counters) under `provenance.claimed`."""
         try:
-            zone, level = (
-                Zone(self.text(entry["zone"], f"{where}.zone", 20)),
-                Level(self.text(entry["level"], f"{where}.level", 20)),
-            )
-        except ValueError as e:
-            raise self.fail(f"{where}: {e}") from None
-        parent_id = entry.get("parent_id")
-        claims = entry.get("provenance", {})
-        if claims is None:
-            claims = {}
-        if not isinstance(claims, dict):
-            raise self.fail(f"{where}.provenance: expected an object, got {type(claims).__name__}")
-        claimed: dict[str, Any] = {}
-        for key in _PROVENANCE_TEXT:
-            if claims.get(key) not in (None, ""):
-                claimed[key] = self.text(claims[key], f"{where}.provenance.{key}", MAX_TITLE)
-        problem_ids = claims.get("problem_ids", [])
-        if not isinstance(problem_ids, list):
-            raise self.fail(f"{where}.provenance.problem_ids: expected a list, got {type(problem_ids).__name__}")
-        problem_ids = [
-            self.text(p, f"{where}.provenance.problem_ids[{j}]", MAX_TITLE) for j, p in enumerate(problem_ids)
-        ]
-        for key in ("retrieved", "helped", "hurt"):
-            if key in entry:
-                claimed[key] = int(self.number(entry[key], f"{where}.{key}", low=0, high=2**53))
+            entry = ImportedExperience.model_validate(data)
+        except ValidationError as e:
+            raise self.fail(problem(e, where)) from None
+        claims = entry.provenance or ProvenanceClaims()
+        claimed: dict[str, Any] = {
+            key: self.text(value, f"{where}.provenance.{key}", MAX_TITLE)
+            for key in _PROVENANCE_TEXT
+            if (value := getattr(claims, key)) not in (None, "")
+        }
+        claimed |= {key: int(value) for key in _COUNTERS if (value := getattr(entry, key)) is not None}
         now = time.time()
         exp = Experience(
-            zone=zone,
-            level=level,
-            title=self.text(entry.get("title", ""), f"{where}.title", MAX_TITLE),
-            content=self.text(entry["content"], f"{where}.content", MAX_CONTENT),
-            examples=self.examples(entry.get("examples", []), f"{where}.examples"),
+            zone=Zone(entry.zone),
+            level=Level(entry.level),
+            title=self.text(entry.title, f"{where}.title", MAX_TITLE),
+            content=self.text(entry.content, f"{where}.content", MAX_CONTENT),
+            examples=self.examples(entry.examples, f"{where}.examples"),
             provenance=self.provenance(FORMAT, claimed.get("task", ""), claimed),
-            parent_id=None if parent_id is None else self.text(parent_id, f"{where}.parent_id", MAX_TITLE),
-            id=self.text(entry.get("id", ""), f"{where}.id", MAX_TITLE),
-            created_at=self.number(entry.get("created_at", now), f"{where}.created_at", low=0, high=_LATEST_TIMESTAMP),
-            updated_at=self.number(entry.get("updated_at", now), f"{where}.updated_at", low=0, high=_LATEST_TIMESTAMP),
+            parent_id=None if entry.parent_id is None else self.text(entry.parent_id, f"{where}.parent_id", MAX_TITLE),
+            id=self.text(entry.id, f"{where}.id", MAX_TITLE),
+            created_at=now if entry.created_at is None else entry.created_at,
+            updated_at=now if entry.updated_at is None else entry.updated_at,
         )
-        exp.provenance.problem_ids = problem_ids
+        exp.provenance.problem_ids = [
+            self.text(p, f"{where}.provenance.problem_ids[{j}]", MAX_TITLE) for j, p in enumerate(claims.problem_ids)
+        ]
         return exp
 
     def flexlearn(self, data: dict[str, Any]) -> None:
