@@ -30,8 +30,8 @@ async def _one_size(port: int, outcomes: int, batch: int, folder: Path) -> dict[
     from throughput import served_count
 
     import flexlearn
+    from flexlearn.engine import Engine
     from flexlearn.library.store import Library
-    from flexlearn.loop.absorber import aabsorb
 
     enqueue = []
     with Library.open(folder / f"batch{batch}.flexlib") as lib:
@@ -45,7 +45,7 @@ async def _one_size(port: int, outcomes: int, batch: int, folder: Path) -> dict[
         model = flexlearn.connect(f"openai:scripted@http://127.0.0.1:{port}/v1", concurrency=batch)
         served = served_count(port)
         start = time.perf_counter()
-        summary = await aabsorb(lib, agents=model, batch_size=batch)
+        summary = await Engine.of(None, model, lib).absorb(batch_size=batch)
         seconds = time.perf_counter() - start
         await model.aclose()
         requests = served_count(port) - served

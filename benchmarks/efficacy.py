@@ -36,8 +36,7 @@ from typing import Any
 from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
-from flexlearn.loop.episode import guide_at_default
-from flexlearn.loop.stats import paired
+from flexlearn.engine import Engine, paired
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -197,7 +196,7 @@ def mode_settings(actor: ChatModel, mode: str) -> dict[str, Any]:
     where it is used for `actor` (`--guide-at review` and the default then share their items for the 1.5B)."""
     settings = {name: EVAL[name] for name in MODE_SETTINGS[mode]}
     if "guide_at" in settings and settings["guide_at"] is None:
-        settings["guide_at"] = guide_at_default(actor)
+        settings["guide_at"] = Engine.of(None, actor).guide_at
     return settings
 
 

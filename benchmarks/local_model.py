@@ -175,9 +175,9 @@ def measure_loop(ctx: Ctx) -> dict[str, Any]:
     import tempfile
 
     import flexlearn
+    from flexlearn import Agents
     from flexlearn.demo import plan
     from flexlearn.library.store import Library
-    from flexlearn.loop.agents import Agents
     from flexlearn.models.middleware import Meter, build_stack
 
     demo = plan("word_facts", train_size=6, test_size=6)

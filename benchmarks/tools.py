@@ -28,8 +28,8 @@ from typing import Any
 from item_cache import Cache, fingerprint, tool_actor_sources
 
 import flexlearn
-from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
-from flexlearn.models.base import GenerationOptions
+from flexlearn.engine import Engine, Mode
+from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, get_task
 
 HERE = Path(__file__).resolve().parent
@@ -57,18 +57,15 @@ async def run_setting(
     key = fingerprint(
         args.model, task_name, name, args.max_tokens, args.agent_rounds, *([tool_actor_sources()] if tools else [])
     )
-    config = EvalConfig(
-        agent_rounds=args.agent_rounds,
-        concurrency=1,
-        tools=tools,
-        actor=GenerationOptions(temperature=0.0, max_tokens=args.max_tokens),
+    settings = EvalSettings.of(
+        agent_rounds=args.agent_rounds, concurrency=1, tools=tools, temperature=0.0, max_tokens=args.max_tokens
     )
-    task = get_task(task_name)
+    engine = Engine.of(task_name, agents, library, evaluation=settings)
     for problem in problems:
         if (key, problem.id) in cache.items:
             continue
         started = time.monotonic()
-        [result] = await evaluate([problem], task=task, modes=[mode], agents=agents, config=config, library=library)
+        [result] = await engine.evaluate([problem], modes=[mode])
         item = result.items[0].model_dump(include={"problem_id", "correct", "calls", "tool_calls", "error"})
         item |= {
             "key": key,

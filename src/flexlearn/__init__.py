@@ -13,8 +13,9 @@ library when it meets a new problem.
 
 The names in `__all__` are the public API (docs/api.md), with two public subpackages: `flexlearn.tasks` (the
 `Task` protocol, `Problem`, `get_task`) and `flexlearn.models` (the `ChatModel` seam, for a model of your own),
-and one public module, `flexlearn.settings` (`LearnSettings`, `EvalSettings`, `SolveSettings`: every setting of
-`learn`, `evaluate` and `solve` with its default, the same as the CLI's options).
+and two public modules: `flexlearn.settings` (`LearnSettings`, `EvalSettings`, `SolveSettings`: every setting of
+`learn`, `evaluate` and `solve` with its default, the same as the CLI's options) and `flexlearn.engine` (`Engine`:
+a task, agents, library and settings built once, on which these functions, the CLI and the demo all run).
 Every other module is internal and may change between releases.
 """
 

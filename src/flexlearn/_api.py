@@ -10,44 +10,34 @@ connections and concurrency limit belong to the loop that first used it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from flexlearn._sync import run_sync
-from flexlearn.agents.actor import render_guidance
-from flexlearn.agents.critic import render_checklist
+from flexlearn.engine import Engine, Guidance, Problems, guidance_for
 from flexlearn.errors import ConfigError
 from flexlearn.library.outcomes import Outcome
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.absorb import Absorbed
-from flexlearn.loop.absorber import Queued, learn_outcome
+from flexlearn.loop.absorber import Queued
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.episode import check_guide_at, place
 from flexlearn.loop.evaluate import Mode
-from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.learn import LearnSummary, Progress
-from flexlearn.loop.learn import learn as _learn
 from flexlearn.loop.solve import Solution
-from flexlearn.loop.solve import solve as _solve
 from flexlearn.models.base import ChatModel, PromptKind
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
 from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
-from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever, select_guidance
-from flexlearn.retrieval.guidance import case_gate
+from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.settings import EVAL, LEARN, SOLVE, EvalSettings, LearnSettings, SolveSettings
-from flexlearn.tasks import Problem, Task, get_task
+from flexlearn.tasks import Task
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 BUDGET_TOKENS = DEFAULT_LIMITS.retrieval_budget_tokens
-
-Problems = str | os.PathLike[str] | Sequence[Problem]
-"""A JSONL file the task reads, or problems already loaded."""
 
 
 def connect(
@@ -74,21 +64,6 @@ def connect(
     return build_stack(model, max_concurrency=max(1, concurrency), retry=policy, meter=meter or Meter())
 
 
-class Guidance(str):
-    """The text `guidance` returns for the agent's prompt, remembering which entries it shows (`ids`): hand it back
-    to `record` with the outcome and those entries' helped/hurt counters move. At review, `lessons` is the
-    checklist for the agent's own reviewer ("" otherwise)."""
-
-    ids: tuple[str, ...]
-    lessons: str
-
-    def __new__(cls, text: str, ids: Sequence[str] = (), lessons: str = "") -> Guidance:
-        made = super().__new__(cls, text)
-        made.ids = tuple(ids)
-        made.lessons = lessons
-        return made
-
-
 def guidance(
     library: Library,
     question: str,
@@ -106,20 +81,9 @@ def guidance(
     flex mode's review does: the text holds only the worked cases for the agent, and `.lessons` the principles and
     patterns as a checklist for the agent's reviewer. The entries' retrieval counters go up; pass the result to
     `record(..., guidance=...)` with the outcome to count whether they helped."""
-    review = check_guide_at(guide_at) == "review"
-    entries = select_guidance(
-        get_retriever(retriever, library),
-        library,
-        question,
-        budget_tokens=budget_tokens,
-        case_min_shared=case_gate(PromptKind.CHAT),
-        category=category,
+    return guidance_for(
+        library, question, budget_tokens=budget_tokens, retriever=retriever, category=category, guide_at=guide_at
     )
-    if entries and not library.read_only:
-        library.record_retrieval([e.id for e in entries])
-    placement = place(entries, review=review, category=category)
-    lessons = render_checklist(placement.lessons) if review else ""
-    return Guidance(render_guidance(placement.shown), [e.id for e in entries], lessons)
 
 
 async def alearn(
@@ -161,19 +125,8 @@ async def alearn(
     run. `source` names where the problems came from in the run's record (default: the file's path). The run, with
     each role's model, is recorded in the library; `on_progress` is called as each problem finishes.
     """
-    settings = LearnSettings.pick(locals())
-    the_task = _task(task)
-    team = _agents(agents)
-    return await _learn(
-        _problems(problems, the_task),
-        task=the_task,
-        agents=team,
-        library=library,
-        config=settings.config(team.actor),
-        source=source or _source(problems),
-        resume=resume,
-        on_progress=on_progress,
-    )
+    engine = Engine.of(task, agents, library, learning=LearnSettings.pick(locals()))
+    return await engine.learn(problems, resume=resume, source=source, on_progress=on_progress)
 
 
 async def aevaluate(
@@ -217,20 +170,8 @@ async def aevaluate(
     steps. `on_item` is called with each finished item; `done` holds items an interrupted evaluation finished,
     keyed by (mode, problem id, repeat), which are taken as they are rather than run again.
     """
-    settings = EvalSettings.pick(locals())
-    the_task = _task(task)
-    train_problems = _problems(train, the_task)
-    return await _evaluate(
-        _problems(problems, the_task),
-        task=the_task,
-        modes=settings.mode_list(library=library is not None, train=bool(train_problems)),
-        agents=_agents(agents),
-        config=settings.config(),
-        library=library,
-        train=train_problems,
-        on_item=on_item,
-        done=done,
-    )
+    engine = Engine.of(task, agents, library, evaluation=EvalSettings.pick(locals()))
+    return await engine.evaluate(problems, train=train, on_item=on_item, done=done)
 
 
 async def asolve(
@@ -256,21 +197,8 @@ async def asolve(
     preferred. With `tools` ("python", "experience") the actor may run code in a sandbox and search the library;
     the solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
     the entries shown count as having helped or hurt."""
-    settings = SolveSettings.pick(locals())
-    return await _solve(
-        question,
-        task=_task(task),
-        agents=_agents(agents),
-        library=library,
-        budget_tokens=settings.budget_tokens,
-        options=settings.actor,
-        retriever=settings.retriever,
-        tools=settings.tools,
-        answer=answer,
-        category=category,
-        guide_at=settings.guide_at,
-        review_rounds=settings.review_rounds,
-    )
+    engine = Engine.of(task, agents, library, solving=SolveSettings.pick(locals()))
+    return await engine.solve(question, answer=answer, category=category)
 
 
 async def arecord(
@@ -327,7 +255,8 @@ async def arecord(
         return Queued(library.enqueue_outcome(outcome))
     if agents is None:
         raise ConfigError("record needs agents (its distiller and updater write the lessons), unless wait=False")
-    return await learn_outcome(outcome, agents=_agents(agents), library=library)
+    # `task` may be any label here (the outcome's category): the engine needs no task to record.
+    return await Engine.of(task if isinstance(task, Task) else None, agents, library).record(outcome)
 
 
 def _blocking(fn: Callable[P, Coroutine[Any, Any, T]], name: str) -> Callable[P, T]:
@@ -344,21 +273,3 @@ learn = _blocking(alearn, "learn")
 evaluate = _blocking(aevaluate, "evaluate")
 solve = _blocking(asolve, "solve")
 record = _blocking(arecord, "record")
-
-
-def _agents(agents: Agents | ChatModel) -> Agents:
-    return agents if isinstance(agents, Agents) else Agents(actor=agents)
-
-
-def _task(task: str | Task) -> Task:
-    return get_task(task) if isinstance(task, str) else task
-
-
-def _problems(problems: Problems, task: Task) -> list[Problem]:
-    if isinstance(problems, str | os.PathLike):
-        return task.load(os.fspath(problems))
-    return list(problems)
-
-
-def _source(problems: Problems) -> str:
-    return os.fspath(problems) if isinstance(problems, str | os.PathLike) else "python"

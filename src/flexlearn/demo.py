@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from flexlearn._api import aevaluate, alearn
+from flexlearn.engine import Engine, LearnSummary, Mode, Progress
 from flexlearn.errors import ConfigError, LibraryError
 from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.evaluate import Mode
-from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.records import ItemRecord, ModeResult
 from flexlearn.settings import EvalSettings, LearnSettings
 from flexlearn.tasks import Problem, Task, get_task
@@ -128,28 +126,13 @@ async def run_demo(
 ) -> DemoOutcome:
     """Learn, then evaluate. In a library where this demo was interrupted, learning continues its run (or is
     skipped when that run finished) and evaluation takes the items in `done` as they are."""
+    engine = Engine.of(demo.task, agents, library, learning=demo.learn, evaluation=demo.eval)
     summary = _finished_learning(library, demo)
     if summary is None:
-        summary = await alearn(
-            demo.train,
-            task=demo.task,
-            agents=agents,
-            library=library,
-            source=f"demo:{demo.name}",
-            on_progress=on_learn,
-            resume=_unfinished_learning(library, demo),
-            **demo.learn.values(),
+        summary = await engine.learn(
+            demo.train, source=f"demo:{demo.name}", on_progress=on_learn, resume=_unfinished_learning(library, demo)
         )
     elif on_learn is not None:
         on_learn(Progress(summary.total, summary.total, summary.solved, summary.failed, 0))
-    results = await aevaluate(
-        demo.test,
-        task=demo.task,
-        agents=agents,
-        library=library,
-        train=demo.train,
-        on_item=on_item,
-        done=done,
-        **demo.eval.values(),
-    )
+    results = await engine.evaluate(demo.test, train=demo.train, on_item=on_item, done=done)
     return DemoOutcome(summary, results)

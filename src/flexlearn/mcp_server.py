@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from typing_extensions import TypedDict
 
 import flexlearn
+from flexlearn.engine import Engine
 from flexlearn.errors import ConfigError, FlexError
 from flexlearn.experience import Experience
 from flexlearn.library.outcomes import Outcome
@@ -44,10 +45,9 @@ from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.absorber import Absorber
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.gate import gate
 from flexlearn.retrieval import DEFAULT_RETRIEVER, get_retriever
 from flexlearn.settings import EvalSettings
-from flexlearn.tasks import Problem, get_task
+from flexlearn.tasks import Problem
 
 TRANSPORTS = ("stdio", "http")
 HTTP_PATH = "/mcp"
@@ -98,11 +98,8 @@ def make_absorber(library: Library, agents: Agents | None, settings: McpSettings
         print(f"flex mcp: {message}", file=sys.stderr, flush=True)
 
     async def gate_batch(before: int) -> None:
-        config = EvalSettings.of(concurrency=1).config()
-        verdict = await gate(
-            library, before, list(settings.gate), task=get_task(settings.task or ""), agents=agents, config=config,
-            what="outcomes absorbed by flex mcp",
-        )  # fmt: skip
+        engine = Engine.of(settings.task or "", agents, library, evaluation=EvalSettings.of(concurrency=1))
+        verdict = await engine.gate(before, list(settings.gate), what="outcomes absorbed by flex mcp")
         report(verdict.line())
 
     return Absorber(

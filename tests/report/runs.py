@@ -1,5 +1,5 @@
 """Run directories for the report tests, written by the real loops (`evaluate`, `scaling`, `inherit`) driven by
-`FunctionModel`s with scripted replies, and `loop.results` writing them, so the report reads exactly what the
+`FunctionModel`s with scripted replies, and `flexlearn.results` writing them, so the report reads exactly what the
 loops write. Each scripted mode is evaluated with its own model, then written as one run.
 
 - full: four modes on six problems (one agent call fails, a reply and a library title carry markup), a copy of
@@ -28,10 +28,10 @@ from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
 from flexlearn.loop.experiments import inherit, scaling
-from flexlearn.loop.results import write_json, write_run
 from flexlearn.models.base import Prompt
 from flexlearn.models.function import FunctionModel
 from flexlearn.records import INHERIT, SCALING, Inherit, ModeResult, Scaling
+from flexlearn.results import write_json, write_run
 from flexlearn.tasks import Problem, Task, get_task
 
 MODEL = "qwen2.5-7b-instruct"

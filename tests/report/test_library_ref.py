@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from flexlearn.library.store import Library
-from flexlearn.loop.results import write_run
 from flexlearn.records import LIBRARY, LIBRARY_REF, ItemRecord, LibraryRef, ModeResult
 from flexlearn.report import render_report
+from flexlearn.results import write_run
 from tests.library.builders import fill
 from tests.report.runs import DELETED_ID, HOSTILE
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from flexlearn.errors import InputError
-from flexlearn.loop.results import write_run
 from flexlearn.records import LIBRARY, ExperienceView, Inherit, ItemRecord, LibrarySnapshot, ModeResult, Scaling
 from flexlearn.report import render_report, svg, write_report
+from flexlearn.results import write_run
 from tests.report.runs import DELETED_ID, FRACTION, TOP_ID
 
 ROOT = Path(__file__).resolve().parents[2]

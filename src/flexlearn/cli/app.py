@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-import flexlearn
 from flexlearn import Library, __version__
 from flexlearn.cli import (
     demo_cmd,
@@ -48,7 +47,7 @@ from flexlearn.cli.common import (
     run_closing,
     setting,
 )
-from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
+from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict, run_gate
 from flexlearn.cli.output import (
     ItemProgress,
     LiveStatus,
@@ -59,14 +58,10 @@ from flexlearn.cli.output import (
     results_table,
     stats_table,
 )
+from flexlearn.engine import Engine, LearnSummary, Mode, Progress, Verdict, check_evaluation
 from flexlearn.errors import ConfigError
-from flexlearn.loop.episode import guide_at_default
-from flexlearn.loop.evaluate import Mode, check_modes
-from flexlearn.loop.gate import Verdict
-from flexlearn.loop.learn import LearnSummary, Progress
-from flexlearn.loop.results import write_run
 from flexlearn.models.middleware import Meter
-from flexlearn.retrieval import get_retriever
+from flexlearn.results import write_run
 from flexlearn.settings import EVAL, LEARN, EvalSettings, LearnSettings
 
 app = typer.Typer(
@@ -212,23 +207,16 @@ def learn_cmd(
             first = [ev.seq for ev in lib.events(run_id=run)] if check and isinstance(run, str) else []
             before = min(first) - 1 if first else lib.revision()
 
+            engine = Engine.of(the_task, agents, lib, learning=settings)
+
             async def learn_then_gate() -> tuple[LearnSummary, Verdict | None]:
-                summary = await flexlearn.alearn(
-                    problems,
-                    task=the_task,
-                    agents=agents,
-                    library=lib,
-                    source=str(train),
-                    resume=(run or True) if resume else False,
-                    on_progress=on_progress,
-                    **settings.values(),
+                summary = await engine.learn(
+                    problems, source=str(train), resume=(run or True) if resume else False, on_progress=on_progress
                 )
                 if not check:
                     return summary, None
                 what = f"learn run {summary.run_id}"
-                return summary, await run_gate(
-                    lib, before, check, task=the_task, agents=agents, concurrency=settings.concurrency, what=what
-                )
+                return summary, await run_gate(gate_engine(engine, settings.concurrency), before, check, what=what)
 
             summary, verdict = run_closing(agents, learn_then_gate())
         stats = lib.stats()
@@ -317,9 +305,7 @@ def eval_cmd(
     started = time.time()
     try:
         # Everything that can be wrong with the arguments fails here, before a model is loaded or called.
-        check_modes(mode_list, library=lib, train=train_problems)
-        if lib is not None:
-            get_retriever(settings.retriever, lib)
+        check_evaluation(settings, mode_list, library=lib, train=bool(train_problems))
         agents = build_agents(
             model,
             critic=critic_model,
@@ -328,22 +314,14 @@ def eval_cmd(
             timeout=timeout,
             meter=meter,
         )
+        engine = Engine.of(the_task, agents, lib, evaluation=settings)
         with progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
             results = run_closing(
-                agents,
-                flexlearn.aevaluate(
-                    problems,
-                    task=the_task,
-                    agents=agents,
-                    library=lib,
-                    train=train_problems,
-                    on_item=on_item,
-                    **{**settings.values(), "modes": mode_list},
-                ),
+                agents, engine.evaluate(problems, train=train_problems, modes=mode_list, on_item=on_item)
             )
         # Where flex mode used its experience (None without flex mode), and whether a critic judged attempts.
-        guide = (settings.guide_at or guide_at_default(agents.actor)) if Mode.FLEX in mode_list else None
+        guide = engine.guide_at if Mode.FLEX in mode_list else None
         judged = Mode.AGENT in mode_list or guide == "review"
         meta = {
             "task": the_task.name,

@@ -22,8 +22,7 @@ from pydantic import BaseModel
 from rich.markup import escape
 from typer.core import TyperCommand
 
-from flexlearn import Agents, Library
-from flexlearn._api import connect
+from flexlearn import Agents, Library, connect
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError, FlexError
 from flexlearn.models.base import ChatModel

@@ -46,12 +46,12 @@ from flexlearn.cli.output import (
     tokens_per_second,
 )
 from flexlearn.demo import demo_data, plan, run_demo
+from flexlearn.engine import Progress
 from flexlearn.experience import Experience, Level, Zone
-from flexlearn.loop.learn import Progress
-from flexlearn.loop.results import write_run
 from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
 from flexlearn.records import ItemRecord
+from flexlearn.results import write_run
 
 
 def demo_cmd(

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-import flexlearn
 from flexlearn import Library
 from flexlearn.cli.common import (
     Command,
@@ -35,12 +34,12 @@ from flexlearn.cli.common import (
     setting,
 )
 from flexlearn.cli.output import ItemProgress, err, out, progress_bar
+from flexlearn.engine import Engine, ScalingPoint, available_sizes, parse_sizes
 from flexlearn.errors import ConfigError
-from flexlearn.loop.experiments import ScalingPoint, available_sizes, inherit, parse_sizes, scaling
-from flexlearn.loop.results import write_json, write_run
 from flexlearn.models.middleware import Meter
 from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
-from flexlearn.settings import EVAL, EvalSettings
+from flexlearn.results import write_json, write_run
+from flexlearn.settings import EVAL, EvalSettings, LearnSettings
 
 LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
 TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
@@ -105,14 +104,15 @@ def scaling_cmd(
         size_list = parse_sizes(sizes, available_sizes(lib))
         meter = Meter()
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=concurrency, timeout=timeout, meter=meter)
-        config = EvalSettings.of(
+        evaluation = EvalSettings.of(
             concurrency=concurrency,
             repeats=repeats,
             budget_tokens=budget_tokens,
             guide_at=guide_at,
             temperature=temperature,
             max_tokens=max_tokens,
-        ).config()
+        )
+        engine = Engine.of(the_task, agents, lib, evaluation=evaluation)
         started = time.time()
         with progress_bar("scaling", len(size_list) * len(problems) * repeats) as bar:
             on_item = ItemProgress(bar, bar.task_ids[0], meter)
@@ -136,16 +136,8 @@ def scaling_cmd(
 
             points, fit = run_closing(
                 agents,
-                scaling(
-                    problems,
-                    task=the_task,
-                    agents=agents,
-                    library=lib,
-                    sizes=size_list,
-                    workdir=out_dir / "libraries",
-                    config=config,
-                    on_item=on_item,
-                    on_point=on_point,
+                engine.scaling(
+                    problems, sizes=size_list, workdir=out_dir / "libraries", on_item=on_item, on_point=on_point
                 ),
             )
     record = Scaling(
@@ -223,14 +215,14 @@ def inherit_cmd(
         timeout=timeout,
         meter=meter,
     )
-    config = EvalSettings.of(
+    evaluation = EvalSettings.of(
         concurrency=concurrency,
         repeats=repeats,
         budget_tokens=budget_tokens,
         guide_at=guide_at,
         temperature=temperature,
         max_tokens=max_tokens,
-    ).config()
+    )
     started = time.time()
     with Library.open_for_reading(library) as inherited:
         own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
@@ -238,16 +230,14 @@ def inherit_cmd(
             own_path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, where the own library is learned
         # A given --own-library must exist; one learned here is created.
         with Library.open(own_path, create=own_library is None) if own_path else nullcontext() as own:
+            learning = LearnSettings.of(concurrency=concurrency)
+            engine = Engine.of(the_task, agents, own, learning=learning, evaluation=evaluation)
 
             async def learn_then_compare() -> list[InheritRow]:
                 if train_problems and own is not None:
                     with progress_bar("learn (own library)", len(train_problems)) as bar:
-                        await flexlearn.alearn(
+                        await engine.learn(
                             train_problems,
-                            task=the_task,
-                            agents=agents,
-                            library=own,
-                            concurrency=concurrency,
                             source=str(train),
                             on_progress=lambda p: bar.update(
                                 bar.task_ids[0], completed=p.done, status=f"solved {p.solved}"
@@ -255,14 +245,8 @@ def inherit_cmd(
                         )
                 total = len(problems) * repeats * (3 if own is not None else 2)
                 with progress_bar("inherit", total) as bar:
-                    return await inherit(
-                        problems,
-                        task=the_task,
-                        agents=agents,
-                        inherited=inherited,
-                        own=own,
-                        config=config,
-                        on_item=ItemProgress(bar, bar.task_ids[0], meter),
+                    return await engine.inherit(
+                        problems, inherited=inherited, on_item=ItemProgress(bar, bar.task_ids[0], meter)
                     )
 
             rows = run_closing(agents, learn_then_compare())

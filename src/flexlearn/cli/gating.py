@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from flexlearn import Agents, Library
 from flexlearn.cli.output import err, out, progress_bar
+from flexlearn.engine import SMALL_CHECK_SET, Engine, Verdict
 from flexlearn.errors import ConfigError
-from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict, gate
 from flexlearn.records import ItemRecord
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task
@@ -39,11 +38,16 @@ def load_check(task: Task, path: Path | None) -> list[Problem]:
     return problems
 
 
-async def run_gate(
-    library: Library, before: int, check: list[Problem], *, task: Task, agents: Agents, concurrency: int, what: str
-) -> Verdict:
-    """The gate over every change since version `before`, with the evaluation's default settings."""
-    config = EvalSettings.of(concurrency=concurrency).config()
+def gate_engine(engine: Engine, concurrency: int) -> Engine:
+    """`engine` with the evaluation's default settings at `concurrency`, as the gate runs its check set."""
+    return Engine.of(engine.task, engine.agents, engine.library, evaluation=EvalSettings.of(concurrency=concurrency))
+
+
+async def run_gate(engine: Engine, before: int, check: list[Problem], *, what: str) -> Verdict:
+    """The gate over every change since version `before` of the engine's library, with its evaluation settings
+    (see `gate_engine`), and a progress bar."""
+    library = engine.library
+    assert library is not None
     n = len(check)
     with progress_bar(f"gate: {n} check problems without, then with, the {what}", 2 * n) as bar:
         right = [0, 0]
@@ -59,9 +63,7 @@ async def run_gate(
 
         after = library.revision()
         try:
-            return await gate(
-                library, before, check, task=task, agents=agents, config=config, what=what, on_item=on_item
-            )
+            return await engine.gate(before, check, what=what, on_item=on_item)
         except BaseException:
             err.print(
                 f"[yellow]the gate stopped before its verdict[/yellow]: the {escape(what)} was rolled back, not "

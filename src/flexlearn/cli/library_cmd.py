@@ -28,8 +28,9 @@ from flexlearn.cli.common import (
     resolve_task,
     run_closing,
 )
-from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
+from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict, run_gate
 from flexlearn.cli.output import experience_detail, experience_line, out, stats_table
+from flexlearn.engine import Engine
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
 from flexlearn.library.formats import export_json, import_file, read_import, to_markdown
@@ -236,7 +237,7 @@ def import_cmd(
             what = f"import {run_id} of {source.name}"
             verdict = run_closing(
                 agents,
-                run_gate(lib, before, check, task=the_task, agents=agents, concurrency=concurrency, what=what),
+                run_gate(gate_engine(Engine.of(the_task, agents, lib), concurrency), before, check, what=what),
             )
         stats = lib.stats()
     if as_json:

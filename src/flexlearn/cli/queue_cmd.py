@@ -22,12 +22,11 @@ from flexlearn.cli.common import (
     resolve_task,
     run_closing,
 )
-from flexlearn.cli.gating import GateOpt, load_check, print_verdict, run_gate
+from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict, run_gate
 from flexlearn.cli.output import LiveStatus, out, progress_bar
+from flexlearn.engine import BATCH_SIZE, AbsorbSummary, Engine, Verdict
 from flexlearn.errors import ConfigError
 from flexlearn.library.outcomes import MAX_ATTEMPTS
-from flexlearn.loop.absorber import BATCH_SIZE, AbsorbSummary, aabsorb
-from flexlearn.loop.gate import Verdict
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EVAL
 from flexlearn.tasks import Problem, Task
@@ -149,16 +148,14 @@ def _absorb(
         def on_progress(s: AbsorbSummary) -> None:
             status.set(f"absorbed {s.absorbed}  retrying {s.retried}  failed {s.failed}", completed=s.tried)
 
+        engine = gate_engine(Engine.of(task, agents, lib), concurrency)
+
         async def absorb_then_gate() -> tuple[AbsorbSummary, Verdict | None]:
-            summary = await aabsorb(
-                lib, agents=agents, batch_size=batch_size, review=review, limit=limit, on_progress=on_progress
-            )
+            summary = await engine.absorb(batch_size=batch_size, review=review, limit=limit, on_progress=on_progress)
             if not check or task is None or lib.revision() == before:
                 return summary, None
             what = f"{summary.absorbed} absorbed outcomes"
-            return summary, await run_gate(
-                lib, before, check, task=task, agents=agents, concurrency=concurrency, what=what
-            )
+            return summary, await run_gate(engine, before, check, what=what)
 
         return run_closing(agents, absorb_then_gate())
 

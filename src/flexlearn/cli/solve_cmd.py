@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-import flexlearn
 from flexlearn.cli.common import (
     Command,
     GuideAtOpt,
@@ -29,6 +28,7 @@ from flexlearn.cli.common import (
     setting,
 )
 from flexlearn.cli.output import err, experience_line, out
+from flexlearn.engine import Engine
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import SOLVE, SolveSettings
 from flexlearn.tasks.loader import check_question_length
@@ -102,15 +102,7 @@ def solve_cmd(
         agents = build_agents(model, prompt_kind=prompt_kind, concurrency=1, timeout=timeout, meter=meter)
         solution = run_closing(
             agents,
-            flexlearn.asolve(
-                question,
-                task=the_task,
-                agents=agents,
-                library=lib,
-                answer=answer,
-                category=category,
-                **settings.values(),
-            ),
+            Engine.of(the_task, agents, lib, solving=settings).solve(question, answer=answer, category=category),
         )
     finally:
         if lib is not None:
