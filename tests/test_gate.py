@@ -128,3 +128,32 @@ async def test_a_gate_stopped_before_its_verdict_rolls_the_batch_back(tmp_path: 
         assert {e.id for e in lib.list()} == kept
         [rolled] = lib.runs("rollback")
         assert "stopped before its verdict" in (lib.run_config(rolled.run_id) or {})["reason"]
+
+
+async def test_a_rollback_keeps_what_another_writer_added_while_the_check_ran(
+    tmp_path: Path, scripted_server: FakeOpenAI
+) -> None:
+    """The gate undoes its batch alone: a lesson another writer adds while the check set is answered stays."""
+    from flexlearn.engine import Engine
+    from flexlearn.tasks import get_task
+
+    check = get_task("math").load(write_set(tmp_path / "check.jsonl", TEST))
+    async with flexlearn.Agents(actor=flexlearn.connect(model_uri(scripted_server))) as agents:
+        with Library.open(tmp_path / "lib.flexlib") as lib:
+            kept = lib.add(make(GOOD, level=Level.PRINCIPLE, title="arithmetic"), reason="r").id
+            before = lib.revision()
+            lib.begin_run("batch", kind="import", config={})
+            bad = f"For a sum, product or difference, {HARMFUL} before answering."
+            harmful_id = lib.add(make(bad, level=Level.PRINCIPLE, title="arithmetic"), reason="b", run_id="batch").id
+            meanwhile: list[str] = []
+
+            def another_writer(item: object) -> None:
+                if not meanwhile:
+                    meanwhile.append(lib.add(make("Write the units of the answer."), reason="someone else").id)
+
+            verdict = await Engine.of("math", agents, lib).gate(
+                before, check, what="import", runs={"batch"}, on_item=another_writer
+            )
+            assert verdict.rolled_back and verdict.correct_with < verdict.correct_without
+            ids = {e.id for e in lib.list()}
+            assert harmful_id not in ids and kept in ids and meanwhile[0] in ids

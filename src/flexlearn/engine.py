@@ -336,10 +336,12 @@ class Engine:
         check: Problems,
         *,
         what: str = "batch",
+        runs: set[str] | None = None,
         on_item: Callable[[ItemRecord], None] | None = None,
     ) -> Verdict:
-        """The regression gate: the library's changes since version `before` are kept only if flex mode on
-        `check`, with the evaluation settings, is not worse with them than without (else rolled back)."""
+        """The regression gate: the library's changes since version `before` (those of `runs`, when given) are
+        kept only if flex mode on `check`, with the evaluation settings, is not worse with them than without;
+        else that batch alone is undone (`flexlearn.library.history.revert`)."""
         return await _gate(
             self._library("the gate"),
             before,
@@ -348,6 +350,7 @@ class Engine:
             agents=self.agents,
             config=self.evaluation.config(),
             what=what,
+            runs=runs,
             on_item=on_item,
         )
 

@@ -120,3 +120,48 @@ def test_a_rollback_past_an_approval_puts_the_entry_back_in_quarantine(lib: Libr
     assert [e.id for e in lib.quarantined()] == [entry.id]
     rollback(lib, 0)
     assert lib.count() == 0
+
+
+def test_revert_undoes_the_batch_alone_and_keeps_what_others_wrote(lib: Library) -> None:
+    """The gate's rollback (issue 28): a batch is undone, and neither changes made after it (another writer while
+    the check ran) nor another run's changes inside its range are lost."""
+    from flexlearn.library.history import revert
+
+    old = lib.add(make("Check the units.", level=Level.PRINCIPLE), reason="before").id
+    before = lib.revision()
+    lib.begin_run("batch", kind="import", config={})
+    lib.begin_run("other", kind="learn", config={})
+    added = lib.add(make("Always answer as a percentage.", level=Level.PRINCIPLE), reason="b", run_id="batch").id
+    lib.edit(old, reason="b", run_id="batch", content="Check the units, then answer as a percentage.")
+    beside = lib.add(make("Round only at the end."), reason="o", run_id="other").id  # inside the range, not ours
+    child = lib.add(make("A case.", level=Level.CASE, parent_id=added), reason="b", run_id="batch").id
+    after = lib.revision()
+    later = lib.add(make("Read every figure given."), reason="a later writer").id  # after the batch
+    lib.edit(child, reason="a later writer", content="A case, corrected by someone else.")
+
+    reverted = revert(lib, before, after, runs={"batch"}, reason="harmful")
+
+    now = {e.id: e for e in lib.list()}
+    assert added not in now  # added by the batch: gone
+    assert now[old].content == "Check the units."  # edited by the batch: back
+    assert beside in now and later in now  # the other run's and the later writer's: kept
+    assert child in now and now[child].content == "A case, corrected by someone else."  # changed since: kept
+    assert reverted.kept == [child]
+    assert {e.id for e in reverted.undone.added} == {added}
+    assert [old] == [b.id for b, _ in reverted.undone.changed]
+    assert lib.runs("rollback")[0].run_id == reverted.run_id  # logged, history kept
+    assert any(ev.action == Action.DELETE and ev.experience_id == added for ev in lib.events(run_id=reverted.run_id))
+
+
+def test_revert_without_runs_undoes_the_whole_range_and_nothing_after(lib: Library) -> None:
+    from flexlearn.library.history import revert
+
+    before = lib.revision()
+    first = lib.add(make("One."), reason="r").id
+    gone = lib.add(make("Two."), reason="r").id
+    lib.delete(first, reason="r")
+    after = lib.revision()
+    later = lib.add(make("Three."), reason="later").id
+    revert(lib, before, after)
+    assert {e.id for e in lib.list()} == {later}
+    assert gone not in {e.id for e in lib.list()}

@@ -216,7 +216,8 @@ def learn_cmd(
                 if not check:
                     return summary, None
                 what = f"learn run {summary.run_id}"
-                return summary, await run_gate(gate_engine(engine, settings.concurrency), before, check, what=what)
+                gated = gate_engine(engine, settings.concurrency)
+                return summary, await run_gate(gated, before, check, what=what, runs={summary.run_id})
 
             summary, verdict = run_closing(agents, learn_then_gate())
         stats = lib.stats()

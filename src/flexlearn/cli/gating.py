@@ -43,7 +43,9 @@ def gate_engine(engine: Engine, concurrency: int) -> Engine:
     return Engine.of(engine.task, engine.agents, engine.library, evaluation=EvalSettings.of(concurrency=concurrency))
 
 
-async def run_gate(engine: Engine, before: int, check: list[Problem], *, what: str) -> Verdict:
+async def run_gate(
+    engine: Engine, before: int, check: list[Problem], *, what: str, runs: set[str] | None = None
+) -> Verdict:
     """The gate over every change since version `before` of the engine's library, with its evaluation settings
     (see `gate_engine`), and a progress bar."""
     library = engine.library
@@ -63,7 +65,7 @@ async def run_gate(engine: Engine, before: int, check: list[Problem], *, what: s
 
         after = library.revision()
         try:
-            return await engine.gate(before, check, what=what, on_item=on_item)
+            return await engine.gate(before, check, what=what, runs=runs, on_item=on_item)
         except BaseException:
             err.print(
                 f"[yellow]the gate stopped before its verdict[/yellow]: the {escape(what)} was rolled back, not "

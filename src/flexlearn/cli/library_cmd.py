@@ -237,7 +237,9 @@ def import_cmd(
             what = f"import {run_id} of {source.name}"
             verdict = run_closing(
                 agents,
-                run_gate(gate_engine(Engine.of(the_task, agents, lib), concurrency), before, check, what=what),
+                run_gate(
+                    gate_engine(Engine.of(the_task, agents, lib), concurrency), before, check, what=what, runs={run_id}
+                ),
             )
         stats = lib.stats()
     if as_json:

@@ -202,3 +202,73 @@ def rollback(library: Library, number: int, *, reason: str = "") -> tuple[str, D
                 library.edit(before.id, reason=why, run_id=run_id, **fields)
         library.finish_run(run_id, status="done")
     return run_id, undone
+
+
+@dataclass
+class Reverted:
+    """What `revert` did: the rollback run, the entries brought back to their state before the batch, and those
+    left as they are because a change made after the batch (another writer's) touched them too."""
+
+    run_id: str
+    undone: Diff
+    kept: list[str] = field(default_factory=list)
+
+
+def revert(library: Library, before: int, after: int, *, runs: set[str] | None = None, reason: str = "") -> Reverted:
+    """Undo one batch: the changes logged after version `before` up to version `after` (only those of `runs`, when
+    given), and nothing else. Each entry the batch touched goes back to its state right before the batch's first
+    change to it; an entry changed again since the batch's last change to it (by a later batch or another writer
+    meanwhile) is left as it is and named in `kept`. Changes made after `after`, or by other runs inside the range,
+    stay: unlike `rollback`, which brings the whole library back to a version, this undoes only the batch. Logged
+    as a run of kind ``rollback``, like `rollback`."""
+    run_id = f"rollback-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    why = f"batch after version {before} up to {after} undone" + (f": {reason}" if reason else "")
+    with library.transaction():
+        first: dict[str, dict[str, Any] | None] = {}  # each entry the batch touched, before its first change to it
+        later: set[str] = set()  # touched again, after the batch's last change to it, by events not the batch's
+        for ev in library.events(since_seq=before):
+            if ev.experience_id is None or ev.action == Action.DISCARD:
+                continue
+            ours = ev.seq <= after and (runs is None or ev.run_id in runs)
+            if ours:
+                first.setdefault(ev.experience_id, ev.before)
+                later.discard(ev.experience_id)
+            elif ev.experience_id in first:
+                later.add(ev.experience_id)
+        library.begin_run(run_id, kind="rollback", config={"from": before, "to": after, "reason": reason})
+        undone, kept = Diff(), sorted(later)
+        current = _current(library)
+        targets = {id: first[id] for id in first if id not in later}
+        for id, state in targets.items():  # added by the batch: deleted (their children lose the parent)
+            if state is None and id in current:
+                undone.added.append(current[id])
+                library.delete(id, reason=why, run_id=run_id)
+        back: list[Experience] = []
+        edits: list[tuple[Experience, Experience]] = []
+        for id, state in targets.items():
+            if state is None:
+                continue
+            old = Experience.from_dict(state)
+            now = current.get(id)
+            if now is None:
+                back.append(old)
+                undone.removed.append(old)
+            elif now.status != old.status:
+                library.delete(id, reason=why, run_id=run_id)
+                back.append(old)
+                undone.changed.append((old, now))
+            elif not _same(old, now):
+                edits.append((old, now))
+                undone.changed.append((old, now))
+        for entry in sorted(back, key=_rank):  # parents before their children
+            restored = replace(entry, retrieved=0, helped=0, hurt=0)
+            if restored.parent_id is not None and library.find(restored.parent_id) is None:
+                restored.parent_id = None
+            library.add(restored, reason=why, run_id=run_id)
+        for old, now in sorted(edits, key=lambda pair: _rank(pair[0])):
+            fields = {f: getattr(old, f) for f in _FIELDS[:-1] if getattr(now, f) != getattr(old, f)}
+            if fields.get("parent_id") is not None and library.find(fields["parent_id"]) is None:
+                fields["parent_id"] = None
+            library.edit(old.id, reason=why, run_id=run_id, **fields)
+        library.finish_run(run_id, status="done")
+    return Reverted(run_id, undone, kept)

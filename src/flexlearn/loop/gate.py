@@ -99,11 +99,14 @@ async def gate(
     agents: Agents,
     config: EvalConfig,
     what: str = "batch",
+    runs: set[str] | None = None,
     on_item: Callable[[ItemRecord], None] | None = None,
 ) -> Verdict:
-    """Check the changes made since version `before` against `check` and roll them back if they hurt; the
-    verdict is recorded in `library` as a run of kind ``gate``. `what` names the batch in the log; `on_item` sees
-    each check item as it is answered (without the batch first, then with it).
+    """Check the changes made since version `before` (up to the library's revision when the gate starts) against
+    `check` and roll them back if they hurt; the verdict is recorded in `library` as a run of kind ``gate``. The
+    rollback undoes the batch alone (`history.revert`): what other writers change while the check runs stays, and
+    with `runs` (the batch's run ids) so do their changes inside the range. `what` names the batch in the log;
+    `on_item` sees each check item as it is answered (without the batch first, then with it).
 
     A gate that cannot reach its verdict (interrupted, cancelled, the model unreachable) rolls the changes back
     before the error goes on: a gated library never keeps a batch unchecked. The rollback names the version that
@@ -117,7 +120,7 @@ async def gate(
                     answers.append(await _answer(check, copy, task=task, agents=agents, config=config, on_item=on_item))
     except BaseException as exc:
         why = f"gate on {what} stopped before its verdict ({type(exc).__name__}); version {after} held it"
-        history.rollback(library, before, reason=why)
+        history.revert(library, before, after, runs=runs, reason=why)
         raise
     without, with_batch = answers
     ids = [p.id for p in check if p.id in without and p.id in with_batch]
@@ -138,7 +141,8 @@ async def gate(
         reason=reason or "kept: no drop the gate counts as harm",
     )
     if reason is not None:
-        verdict.rollback_run, _ = history.rollback(library, before, reason=f"gate on {what}: {verdict.line()}")
+        reverted = history.revert(library, before, after, runs=runs, reason=f"gate on {what}: {verdict.line()}")
+        verdict.rollback_run = reverted.run_id
     run_id = f"gate-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     library.begin_run(run_id, kind="gate", config={"what": what, **verdict.to_dict()})
     library.finish_run(run_id, status="done")
