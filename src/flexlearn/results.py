@@ -91,7 +91,7 @@ def library_ref(library: Library, retrieved: Sequence[str]) -> LibraryRef:
         found = library.find_many(retrieved)
         return LibraryRef(
             format="flexlearn-library-ref",
-            path=str(library.path.resolve()),
+            path=library.location if library.path is None else str(library.path.resolve()),
             content_hash=library.content_hash(),
             revision=library.revision(),
             stats=library.stats(),

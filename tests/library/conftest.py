@@ -1,4 +1,5 @@
-"""Fixtures shared by the library tests."""
+"""Fixtures shared by the library tests. `lib` is a new library on each backend in turn (an SQLite file, then a
+PostgreSQL database: see `library_target` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,6 @@ from flexlearn.library.store import Library
 
 
 @pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
-    with Library.open(tmp_path / "lib.db") as lib:
+def lib(library_target: str | Path) -> Iterator[Library]:
+    with Library.open(library_target) as lib:
         yield lib

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,6 @@ from flexlearn.library.formats import export_json, import_file, to_markdown
 from flexlearn.library.store import Library
 
 REFERENCE = Path(__file__).parent / "fixtures" / "flex_reference_aime_deepseek_trimmed.json"
-
-
-@pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
-    with Library.open(tmp_path / "lib.db") as lib:
-        yield lib
 
 
 def write(tmp_path: Path, data: Any, name: str = "in.json") -> Path:
@@ -153,7 +147,7 @@ def test_missing_file(lib: Library, tmp_path: Path) -> None:
 # -- flexlearn JSON ----------------------------------------------------------------------------------------
 
 
-def test_export_then_import_round_trips(lib: Library, tmp_path: Path) -> None:
+def test_export_then_import_round_trips(lib: Library, tmp_path: Path, new_library_target: Callable[..., Any]) -> None:
     import_file(lib, REFERENCE)
     lib.discard(Experience(zone=Zone.GOLDEN, level=Level.CASE, title="t", content="dup"), reason="dup")
     lib.record_retrieval([lib.list()[0].id])
@@ -166,7 +160,7 @@ def test_export_then_import_round_trips(lib: Library, tmp_path: Path) -> None:
     assert data["stats"] == lib.stats() and "T" in data["exported_at"]
     assert data["events"][-1]["action"] == "discard" and data["experiences"][0]["zone"] == "golden"
 
-    with Library.open(tmp_path / "copy.db") as copy:
+    with Library.open(new_library_target("copy")) as copy:
         result = import_file(copy, out, run_id="restore")
         assert (result.format, result.added, result.skipped) == ("flexlearn.library", lib.count(), 0)
 

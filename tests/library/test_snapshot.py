@@ -14,6 +14,9 @@ from flexlearn.library.snapshot import SnapshotReader
 from flexlearn.library.store import Library
 from tests.library.builders import make
 
+# SnapshotReader reads the file beside a library for the index kept next to it; a library on a server has neither.
+pytestmark = pytest.mark.sqlite_only("SnapshotReader reads a library file")
+
 
 def test_a_write_between_two_reads_of_one_snapshot_is_not_seen(lib: Library) -> None:
     first = lib.add(make("first lesson", title="first"), reason="r")

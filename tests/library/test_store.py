@@ -62,9 +62,8 @@ def test_a_failed_inner_block_undoes_only_itself(lib: Library) -> None:
     assert len(lib.events()) == 1
 
 
-def test_writes_are_visible_to_another_connection_only_after_commit(tmp_path: Path) -> None:
-    path = tmp_path / "lib.db"
-    with Library.open(path) as writer, Library.open(path) as reader:
+def test_writes_are_visible_to_another_connection_only_after_commit(library_target: str | Path) -> None:
+    with Library.open(library_target) as writer, Library.open(library_target) as reader:
         with writer.transaction():
             writer.add(make("pending"), reason="r")
             assert reader.count() == 0
@@ -78,12 +77,12 @@ _WRITER = textwrap.dedent(
     from flexlearn.experience import Experience, Level, Zone
     from flexlearn.library.store import Library
 
-    path, tag = Path(sys.argv[1]), sys.argv[2]
+    target, folder, tag = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     # Start together: each says it is ready, then waits for the other.
-    (path.parent / f"ready-{tag}").touch()
-    while len(list(path.parent.glob("ready-*"))) < 2:
+    (folder / f"ready-{tag}").touch()
+    while len(list(folder.glob("ready-*"))) < 2:
         time.sleep(0.005)
-    with Library.open(path) as lib:
+    with Library.open(target) as lib:
         for i in range(30):
             exp = Experience(zone=Zone.GOLDEN, level=Level.CASE, title=tag, content=f"{tag} lesson {i}")
             with lib.transaction():
@@ -93,16 +92,17 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_can_create_and_write_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
+def test_two_processes_can_create_and_write_at_once(library_target: str | Path, tmp_path: Path) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(library_target), str(tmp_path), tag], stderr=subprocess.PIPE, text=True
+        )
         for tag in ("alpha", "beta")
     ]
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    with Library.open(path) as lib:
+    with Library.open(library_target) as lib:
         assert lib.count() == 60
         assert len(lib.events()) == 60
         assert len(lib.events(run_id="alpha")) == len(lib.events(run_id="beta")) == 30
@@ -124,6 +124,7 @@ def test_meta(lib: Library) -> None:
 # -- one file ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("a file's write-ahead log")
 def test_the_file_alone_is_the_whole_library_once_closed(tmp_path: Path) -> None:
     """A reader still open (the retrieval index keeps one) stops SQLite from folding its log into the file at the
     last close; `close` does it, so a copy of the `.flexlib` alone holds everything written."""

@@ -4,8 +4,9 @@ library refuses is left byte for byte as it was; writes to a file that cannot ta
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,6 @@ from flexlearn.library.replay import replay
 from flexlearn.library.store import Library
 from flexlearn.retrieval import Bm25Retriever, select_guidance
 from tests.library.builders import make
-
-
-@pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
-    with Library.open(tmp_path / "lib.db") as lib:
-        yield lib
 
 
 def export(tmp_path: Path, *entries: dict[str, Any], name: str = "shared.json") -> Path:
@@ -192,10 +187,11 @@ def test_every_write_strips_invisible_characters(lib: Library) -> None:
 
 
 def test_an_export_is_one_snapshot_while_another_process_writes(
-    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    library_target: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    lib = Library.open(library_target)
     lib.add(make("first"), reason="r")
-    other = Library.open(lib.path)
+    other = Library.open(library_target)
     real_list = Library.list
 
     def list_then_someone_writes(self: Library, **kw: Any) -> list[Experience]:
@@ -207,6 +203,7 @@ def test_an_export_is_one_snapshot_while_another_process_writes(
     monkeypatch.setattr(Library, "list", list_then_someone_writes)
     export_json(lib, tmp_path / "out.json")
     other.close()
+    lib.close()
     data = json.loads((tmp_path / "out.json").read_text())
     ids = {e["id"] for e in data["experiences"]}
     assert all(ev["experience_id"] in ids for ev in data["events"] if ev["action"] == "add")
@@ -243,23 +240,33 @@ def test_a_library_in_a_missing_folder_is_refused_and_no_folder_made(tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_that_refuses_writes_gives_a_library_error(lib: Library) -> None:
+# What a read-only or immutable file does to every write, and a server whose transactions are read-only; and back.
+_REFUSE_WRITES = {
+    "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+    "postgresql": ("SET default_transaction_read_only = on", "SET default_transaction_read_only = off"),
+}
+
+
+def test_a_library_that_refuses_writes_gives_a_library_error(lib: Library, backend: str) -> None:
+    refuse, allow = _REFUSE_WRITES[backend]
     lib.add(make("kept"), reason="r")
-    lib._conn.execute("PRAGMA query_only = ON")  # what a read-only or immutable file does to every write
-    with pytest.raises(LibraryError, match=r"cannot write to .*lib\.db"):
+    lib._conn.execute(refuse)
+    with pytest.raises(LibraryError, match=f"cannot write to {re.escape(lib.location)}"):
         lib.check_writable()
     with pytest.raises(LibraryError, match="cannot write to"):
         lib.record_retrieval([lib.list()[0].id])
     with pytest.raises(LibraryError, match="cannot write to"):
         lib.add(make("new"), reason="r")
-    lib._conn.execute("PRAGMA query_only = OFF")
+    lib._conn.execute(allow)
     lib.check_writable()
     assert lib.count() == 1 and lib.list()[0].retrieved == 0
 
 
-def test_a_replay_keeps_quarantine_and_approvals(lib: Library, tmp_path: Path) -> None:
+def test_a_replay_keeps_quarantine_and_approvals(
+    lib: Library, tmp_path: Path, new_library_target: Callable[..., Any]
+) -> None:
     import_file(lib, export(tmp_path, entry(id="A"), entry(id="B", content="Other lesson.")))
     lib.approve("A")
-    with Library.open(tmp_path / "copy.db") as copy:
+    with Library.open(new_library_target("copy")) as copy:
         replay(lib, copy)
         assert (copy.get("A").status, copy.get("B").status) == (Status.ACTIVE, Status.QUARANTINED)

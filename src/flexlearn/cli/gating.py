@@ -69,7 +69,7 @@ async def run_gate(
         except BaseException:
             err.print(
                 f"[yellow]the gate stopped before its verdict[/yellow]: the {escape(what)} was rolled back, not "
-                f"kept unchecked; version {after} held it (flex library rollback {escape(str(library.path))} {after} "
+                f"kept unchecked; version {after} held it (flex library rollback {escape(library.location)} {after} "
                 "brings it back, unchecked)",
                 highlight=False,
             )

@@ -16,11 +16,14 @@ from flexlearn.errors import LibraryError
 from flexlearn.experience import LEVEL_RANK, Action, Event, Experience, Level, Status, Zone
 from flexlearn.library.base import LibraryBase
 from flexlearn.library.batch import Applied, Change, apply_changes
-from flexlearn.library.rows import dumps, filters, loads, to_experience
+from flexlearn.library.rows import ENTRY_COLUMNS, dumps, filters, loads, to_experience
 from flexlearn.library.shown import Shown
 from flexlearn.library.text import clean_text
 
 MAX_EXAMPLES = 5
+
+# The blanks trimmed from both ends of a stored text before comparing it: space, tab, newline, carriage return.
+_BLANKS = " \t\n\r"
 
 _EDITABLE = frozenset({"title", "content", "examples", "zone", "level", "parent_id"})
 
@@ -41,7 +44,7 @@ class Experiences(LibraryBase):
 
     def find(self, id: str) -> Experience | None:
         """The experience with this id, or None."""
-        row = self._conn.execute("SELECT * FROM experiences WHERE id = ?", (id,)).fetchone()
+        row = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM experiences WHERE id = ?", (id,)).fetchone()
         return None if row is None else to_experience(row)
 
     def find_many(self, ids: Iterable[str]) -> dict[str, Experience]:
@@ -49,7 +52,9 @@ class Experiences(LibraryBase):
         ids = builtins.list(dict.fromkeys(ids))
         if not ids:
             return {}
-        rows = self._conn.execute(f"SELECT * FROM experiences WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        rows = self._conn.execute(
+            f"SELECT {ENTRY_COLUMNS} FROM experiences WHERE id IN ({', '.join('?' * len(ids))})", ids
+        )
         return {r["id"]: to_experience(r) for r in rows}
 
     def find_retrievable(self, ids: Iterable[str]) -> dict[str, Experience]:
@@ -61,9 +66,8 @@ class Experiences(LibraryBase):
     def id_with_text(self, zone: str, level: str, text: str) -> str | None:
         """The id of an entry of this zone and level whose text is `text` (surrounding whitespace aside), or None."""
         row = self._conn.execute(
-            "SELECT id FROM experiences WHERE zone = ? AND level = ? AND trim(content, ' ' || char(9, 10, 13)) = ?"
-            " LIMIT 1",
-            (str(zone), str(level), text.strip()),
+            "SELECT id FROM experiences WHERE zone = ? AND level = ? AND trim(content, ?) = ? LIMIT 1",
+            (str(zone), str(level), _BLANKS, text.strip()),
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -73,30 +77,32 @@ class Experiences(LibraryBase):
 
     def quarantined(self) -> builtins.list[Experience]:
         """The entries waiting for approval (imported without `--trust`), in insertion order."""
-        rows = self._conn.execute("SELECT * FROM experiences WHERE status = ? ORDER BY seq", (str(Status.QUARANTINED),))
+        rows = self._conn.execute(
+            f"SELECT {ENTRY_COLUMNS} FROM experiences WHERE status = ? ORDER BY seq", (str(Status.QUARANTINED),)
+        )
         return [to_experience(r) for r in rows]
 
     def get(self, id: str) -> Experience:
         """The experience with this id; LibraryError if there is none."""
         exp = self.find(id)
         if exp is None:
-            raise LibraryError(f"no experience with id {id!r} in {self.path}")
+            raise LibraryError(f"no experience with id {id!r} in {self.location}")
         return exp
 
     def list(self, *, zone: Zone | str | None = None, level: Level | str | None = None) -> builtins.list[Experience]:
         """All experiences, optionally of one zone and/or level, in insertion order."""
         where, params = filters(zone, level)
-        rows = self._conn.execute(f"SELECT * FROM experiences WHERE 1{where} ORDER BY seq", params)
+        rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM experiences WHERE 1 = 1{where} ORDER BY seq", params)
         return [to_experience(r) for r in rows]
 
     def count(self, *, zone: Zone | str | None = None, level: Level | str | None = None) -> int:
         """How many experiences there are, optionally of one zone and/or level."""
         where, params = filters(zone, level)
-        return self._conn.execute(f"SELECT count(*) FROM experiences WHERE 1{where}", params).fetchone()[0]
+        return self._conn.execute(f"SELECT count(*) FROM experiences WHERE 1 = 1{where}", params).fetchone()[0]
 
     def children(self, id: str) -> builtins.list[Experience]:
         """The experiences whose parent is `id`, in insertion order."""
-        rows = self._conn.execute("SELECT * FROM experiences WHERE parent_id = ? ORDER BY seq", (id,))
+        rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM experiences WHERE parent_id = ? ORDER BY seq", (id,))
         return [to_experience(r) for r in rows]
 
     def events(self, *, run_id: str | None = None, since_seq: int = 0) -> builtins.list[Event]:
@@ -208,7 +214,7 @@ class Experiences(LibraryBase):
         exp.examples = [clean_text(str(x)) for x in exp.examples]
         with self.transaction():
             if exp.id and self.find(exp.id) is not None:
-                raise LibraryError(f"an experience with id {exp.id!r} already exists in {self.path}")
+                raise LibraryError(f"an experience with id {exp.id!r} already exists in {self.location}")
             id = exp.id or self._free_id(exp.content_id())
             self._check_parent(id, exp.level, exp.parent_id)
             self._conn.execute(

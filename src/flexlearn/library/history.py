@@ -103,7 +103,7 @@ def check_version(library: Library, number: int) -> int:
     if number not in known:
         latest = max(known)
         raise LibraryError(
-            f"{number} is not a version of {library.path} (versions run from 0 to {latest}; "
+            f"{number} is not a version of {library.location} (versions run from 0 to {latest}; "
             "flex library versions lists them)"
         )
     return number
@@ -165,7 +165,7 @@ def materialize(library: Library, number: int, path: Path) -> Library:
             restored = replace(entry, retrieved=0, helped=0, hurt=0)
             if restored.parent_id not in entries:
                 restored.parent_id = None
-            copy.add(restored, reason=f"version {number} of {library.path}")
+            copy.add(restored, reason=f"version {number} of {library.location}")
     return copy
 
 

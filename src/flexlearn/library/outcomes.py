@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +117,7 @@ class OutcomeTaken(LibraryError):
     """The outcome is no longer queued: another absorber took it, or it was given up, since it was read."""
 
 
-def _row(row: sqlite3.Row) -> QueuedOutcome:
+def _row(row: Any) -> QueuedOutcome:
     return QueuedOutcome(
         id=row["id"],
         outcome=Outcome.from_dict(json.loads(row["outcome"])),
@@ -137,9 +136,9 @@ class Outcomes(LibraryBase):
 
     def enqueue_outcome(self, outcome: Outcome) -> str:
         """Store `outcome` in the queue and return its id at once: one short write, no model call. It is durable
-        when this returns (committed to the file's write-ahead log, which survives the process being killed)."""
+        when this returns (committed: to the file's write-ahead log, or on the server)."""
         if self.read_only:
-            raise LibraryError(f"{self.path} is open read-only: it cannot queue an outcome")
+            raise LibraryError(f"{self.location} is open read-only: it cannot queue an outcome")
         id = f"outcome-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
         now = time.time()
         with self.transaction():
@@ -193,7 +192,7 @@ class Outcomes(LibraryBase):
             )
             found = self.outcome(id)
         if found is None:
-            raise LibraryError(f"no outcome {id!r} in {self.path}")
+            raise LibraryError(f"no outcome {id!r} in {self.location}")
         return found.status
 
     def requeue_failed(self, ids: Sequence[str] | None = None) -> int:
@@ -214,7 +213,8 @@ class Outcomes(LibraryBase):
             counts = {status: 0 for status in STATUSES}
             counts.update(self._conn.execute("SELECT status, count(*) FROM outcomes GROUP BY 1").fetchall())
             oldest, retrying = self._conn.execute(
-                "SELECT min(created_at), sum(attempts > 0) FROM outcomes WHERE status = ?", (QUEUED,)
+                "SELECT min(created_at), count(CASE WHEN attempts > 0 THEN 1 END) FROM outcomes WHERE status = ?",
+                (QUEUED,),
             ).fetchone()
             rows = self._conn.execute(
                 "SELECT id, status, attempts, error, updated_at FROM outcomes WHERE error IS NOT NULL"

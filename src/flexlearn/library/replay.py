@@ -93,7 +93,7 @@ def replay(source: Library, dest: Library, *, problems: int | None = None) -> Re
     """Replay `source`'s log into the empty library `dest`, keeping the first `problems` absorbed problems
     (all of them when None). One transaction: a failure leaves `dest` empty."""
     if dest.count() or dest.events():
-        raise LibraryError(f"replay needs an empty library, and {dest.path} is not")
+        raise LibraryError(f"replay needs an empty library, and {dest.location} is not")
     order = absorbed(source)
     keep = set(order if problems is None else order[:problems])
     applied = 0

@@ -1,13 +1,19 @@
-"""How experiences sit in SQLite rows: JSON columns, the row -> Experience mapping, and the zone/level
-filters every query shares."""
+"""How experiences sit in rows (of either backend): JSON columns, the columns every read of an entry selects, the
+row -> Experience mapping, and the zone/level filters every query shares."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from flexlearn.experience import Experience, Level, Zone
+
+# The columns of an entry, in the table's order: what every read of entries selects (a PostgreSQL library keeps a
+# search vector beside them that no read needs).
+ENTRY_COLUMNS = (
+    "seq, id, zone, level, title, content, examples, provenance, parent_id, retrieved, helped, hurt, created_at,"
+    " updated_at, status"
+)
 
 
 def dumps(value: Any) -> str:
@@ -20,7 +26,7 @@ def loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-def to_experience(row: sqlite3.Row) -> Experience:
+def to_experience(row: Any) -> Experience:
     """The Experience stored in one `experiences` row (through the one deserialiser, `Experience.from_dict`)."""
     data = dict(row)
     data["examples"] = json.loads(row["examples"])

@@ -37,8 +37,10 @@ class Runs(LibraryBase):
     def runs(self, kind: str | None = None) -> list[RunInfo]:
         """Every run (of one kind), oldest first, with where it stands."""
         sql = (
-            "SELECT r.*, sum(p.status = 'solved') AS solved, sum(p.status = 'unsolved') AS unsolved,"
-            " sum(p.status = 'failed') AS failed FROM runs r LEFT JOIN run_problems p ON p.run_id = r.run_id"
+            "SELECT r.*, count(CASE WHEN p.status = 'solved' THEN 1 END) AS solved,"
+            " count(CASE WHEN p.status = 'unsolved' THEN 1 END) AS unsolved,"
+            " count(CASE WHEN p.status = 'failed' THEN 1 END) AS failed"
+            " FROM runs r LEFT JOIN run_problems p ON p.run_id = r.run_id"
         )
         params: list[str] = []
         if kind is not None:
@@ -72,9 +74,11 @@ class Runs(LibraryBase):
         if run_id is not None:
             config = self.run_config(run_id)
             if config is None:
-                raise LibraryError(f"no run {run_id!r} in {self.path}; `flex library runs {self.path}` lists them")
+                raise LibraryError(
+                    f"no run {run_id!r} in {self.location}; `flex library runs {self.location}` lists them"
+                )
             if self.run_status(run_id) == "done":
-                raise LibraryError(f"run {run_id} in {self.path} is finished; there is nothing to resume")
+                raise LibraryError(f"run {run_id} in {self.location} is finished; there is nothing to resume")
             if config.get("task") != task or config.get("problem_ids") != problem_ids:
                 raise LibraryError(
                     f"cannot resume run {run_id}: it was started with task {config.get('task')!r} on "
@@ -90,8 +94,8 @@ class Runs(LibraryBase):
             if config.get("task") == task and config.get("problem_ids") == problem_ids:
                 return row["run_id"]
         raise LibraryError(
-            f"nothing to resume: {self.path} has no unfinished {kind} run of task {task!r} on these problems "
-            f"(`flex library runs {self.path}` lists its runs); drop --resume to start a new run"
+            f"nothing to resume: {self.location} has no unfinished {kind} run of task {task!r} on these problems "
+            f"(`flex library runs {self.location}` lists its runs); drop --resume to start a new run"
         )
 
     def begin_run(self, run_id: str, *, kind: str, config: dict[str, Any]) -> None:
@@ -124,7 +128,7 @@ class Runs(LibraryBase):
                 "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, time.time(), run_id)
             )
             if cur.rowcount == 0:
-                raise LibraryError(f"no run {run_id!r} in {self.path}")
+                raise LibraryError(f"no run {run_id!r} in {self.location}")
 
     def run_status(self, run_id: str) -> str | None:
         """'running' until finish_run sets another status; None for an unknown run."""
@@ -135,7 +139,7 @@ class Runs(LibraryBase):
         """Save (or replace) where a run stands on one problem, so a resumed run can skip or continue it."""
         with self.transaction():
             if self.run_status(run_id) is None:
-                raise LibraryError(f"no run {run_id!r} in {self.path}: call begin_run first")
+                raise LibraryError(f"no run {run_id!r} in {self.location}: call begin_run first")
             self._conn.execute(
                 "INSERT INTO run_problems(run_id, problem_id, status, trajectory, updated_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(run_id, problem_id) DO UPDATE SET status = excluded.status,"

@@ -1,5 +1,6 @@
-"""The library file's schema: its tables and triggers, the migrations between versions, and the connection
-settings (WAL, busy timeout) that let several processes share one file."""
+"""The SQLite library file's schema: its tables and triggers, the migrations between versions, and the connection
+settings (WAL, busy timeout) that let several processes share one file. A PostgreSQL library has the same tables
+and versions (`flexlearn.library.backend.postgres`); `check_readable` serves both."""
 
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def stored_version(conn: sqlite3.Connection, path: Path) -> int:
+def stored_version(conn: sqlite3.Connection, path: str | Path) -> int:
     """The schema version the file is at: 0 for an empty file; LibraryError for a database that is not a
     library."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -154,7 +155,7 @@ def stored_version(conn: sqlite3.Connection, path: Path) -> int:
     return int(row[0])
 
 
-def check_readable(version: int, supported: int, path: Path) -> None:
+def check_readable(version: int, supported: int, path: str | Path) -> None:
     """Refuse a file written by a newer flexlearn, with a message that says what to do."""
     if version > supported:
         raise LibraryError(
@@ -168,4 +169,8 @@ def upgrade(conn: sqlite3.Connection, version: int, target: int) -> None:
     write transaction, so an upgrade is all or nothing."""
     for step in MIGRATIONS[version:target]:
         step(conn)
-    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(target),))
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(target),),
+    )

@@ -1,7 +1,9 @@
-"""Lexical search over the library's own FTS5 index: turning any text into a safe query, and BM25 ranking.
+"""Lexical search over the library's own index: turning any text into the words to look for, and ranking.
 
-The index lives in the same file and SQLite triggers keep it in step with every write, inside the write's
-transaction. `flexlearn.retrieval.Bm25Retriever` puts this search behind the `Retriever` protocol.
+The index lives with the library and is kept in step with every write, inside the write's transaction: an FTS5
+table kept by triggers in an SQLite file (ranked by BM25), a generated tsvector column on a PostgreSQL server
+(ranked by `ts_rank`); each backend ranks in its own way (`Database.search`), over the same `query_tokens`.
+`flexlearn.retrieval.Bm25Retriever` puts this search behind the `Retriever` protocol.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import builtins
 import re
 
-from flexlearn.experience import Experience, Level, Status, Zone
+from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.base import LibraryBase
 from flexlearn.library.rows import filters, to_experience
 
@@ -41,27 +43,26 @@ def fts_query(text: str) -> str:
     """Turn any text into a safe FTS5 query: an OR of quoted `query_tokens`, or "" when nothing is worth
     searching. Quoting every token means no input (quotes, `NEAR`, `*`, LaTeX, SMILES) can be read as FTS syntax.
     """
-    return " OR ".join(f'"{t}"' for t in query_tokens(text))
+    return fts_match(query_tokens(text))
+
+
+def fts_match(tokens: builtins.list[str]) -> str:
+    """The FTS5 query matching any of `tokens` (each quoted, so none is read as syntax)."""
+    return " OR ".join(f'"{t}"' for t in tokens)
 
 
 class Search(LibraryBase):
-    """The library's BM25 search (a mixin of `Library`)."""
+    """The library's lexical search (a mixin of `Library`)."""
 
     def search(
         self, query: str, *, k: int = 10, zone: Zone | str | None = None, level: Level | str | None = None
     ) -> builtins.list[tuple[Experience, float]]:
-        """The `k` experiences that best match `query` (BM25 over title, content and examples), best first,
-        each with its score (higher is better). Any text is a valid query; one with no searchable word gives [].
-        Quarantined entries (imported, not yet approved) are never returned."""
-        match = fts_query(query)
-        if not match or k <= 0:
+        """The `k` experiences that best match `query` (title, content and examples; title words weigh most), best
+        first, each with its score (higher is better; BM25 in a file, `ts_rank` on a server). Any text is a valid
+        query; one with no searchable word gives []. Quarantined entries (imported, not yet approved) are never
+        returned."""
+        tokens = query_tokens(query)
+        if not tokens or k <= 0:
             return []
         where, params = filters(zone, level, prefix="e.")
-        # Title words weigh most (a title is the lesson in brief); examples least (they quote raw attempts).
-        rows = self._conn.execute(
-            "SELECT e.*, -bm25(experiences_fts, 2.0, 1.0, 0.5) AS score"
-            " FROM experiences_fts JOIN experiences e ON e.seq = experiences_fts.rowid"
-            f" WHERE experiences_fts MATCH ? AND e.status = ?{where} ORDER BY score DESC, e.seq LIMIT ?",
-            [match, str(Status.ACTIVE), *params, k],
-        )
-        return [(to_experience(r), r["score"]) for r in rows]
+        return [(to_experience(r), float(r["score"])) for r in self._conn.search(tokens, where, params, k)]

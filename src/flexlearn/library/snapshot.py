@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
 
@@ -51,7 +52,10 @@ class SnapshotReader:
     @classmethod
     def of(cls, library: LibraryBase) -> SnapshotReader:
         """A reader of the file `library` is open on, with a connection of its own (so its read transactions
-        never meet the library's writes on one connection)."""
+        never meet the library's writes on one connection). LibraryError for a library on a server, which has no
+        file to keep an index beside."""
+        if library.path is None:
+            raise LibraryError(f"{library.location} is not a library file: it has no file to read a snapshot of")
         return cls(library.path)
 
     # -- the read transaction -----------------------------------------------------------------------------

@@ -1,25 +1,25 @@
-"""The experience library: one SQLite file holding the experiences, a full-text index over them, the
-append-only log of every change, and the run records that let an interrupted run resume.
+"""The experience library: the experiences, a full-text index over them, the append-only log of every change, the
+run records that let an interrupted run resume, and the queue of outcomes waiting to be absorbed; in one SQLite file
+(the embedded default) or in a PostgreSQL database (`postgresql://...`).
 
-The file is safe to share between processes (WAL, a busy timeout, and `BEGIN IMMEDIATE` for every write);
-one `Library` object belongs to one thread. `Library` is composed of one mixin per concern: `Experiences`
-(experiences and their log), `Search` (BM25 over the FTS5 index), `Runs` (the learn-run ledger) and `Outcomes`
-(the queue of outcomes waiting to be absorbed), all on `LibraryBase` (the connection and its transactions); the
-schema and its migrations are in `schema`.
+A file is safe to share between processes of one host (WAL, a busy timeout, and `BEGIN IMMEDIATE` for every
+write); a PostgreSQL library between processes on any number of hosts (every write transaction holds the library's
+advisory lock). One `Library` object belongs to one thread. `Library` is composed of one mixin per concern:
+`Experiences` (experiences and their log), `Search` (lexical search over the library's own index), `Runs` (the
+learn-run ledger) and `Outcomes` (the outcome queue), all on `LibraryBase` (the connection and its transactions).
+What differs between a file and a server (connecting, locking, the tables and their migrations, search) is in
+`flexlearn.library.backend`, behind one `Database` interface.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import urllib.parse
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Action, Level, Status, Zone
-from flexlearn.library import schema
+from flexlearn.library import backend, schema
 from flexlearn.library.experiences import Experiences
 from flexlearn.library.outcomes import Outcomes
 from flexlearn.library.runs import Runs
@@ -33,16 +33,8 @@ def _unwritable(error: LibraryError) -> bool:
     return "unable to open database file" in text or "readonly database" in text or "read-only" in text
 
 
-def _not_a_library(path: Path, error: sqlite3.DatabaseError) -> str:
-    """Why an SQLite error at opening refuses the file: a damaged library (its pages malformed), or a file that is
-    not a library at all."""
-    if "malformed" in str(error):
-        return f"the library file is damaged ({error}): {path}; restore it from a copy or an export"
-    return f"{path} is not a flexlearn library (not an SQLite database: {error})"
-
-
 class Library(Experiences, Search, Runs, Outcomes):
-    """An experience library stored in one SQLite file. Open it with `Library.open(path)`."""
+    """An experience library, in an SQLite file or on a PostgreSQL server. Open it with `Library.open(path_or_url)`."""
 
     SCHEMA_VERSION: ClassVar[int] = len(schema.MIGRATIONS)
 
@@ -50,48 +42,38 @@ class Library(Experiences, Search, Runs, Outcomes):
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True, read_only: bool = False) -> Library:
-        """Open the library at `path`, creating the file unless `create=False` (its folder must exist), and bring
-        an older schema up to date. `read_only=True` opens an existing library without writing anything, even
-        where neither the file nor its folder can be written (see `open_read_only`).
+        """Open the library at `path`: a file, or a PostgreSQL database named by a `postgresql://` (or
+        `postgres://`) URL. A file is created unless `create=False` (its folder must exist); a database must
+        exist, and an empty one becomes a library unless `create=False`. An older schema is brought up to date.
+        `read_only=True` opens an existing library without writing anything, even where neither the file nor its
+        folder can be written (see `open_read_only`).
 
-        A file that is refused (not SQLite, another program's database, empty while `create=False`, of a newer
-        schema) is left exactly as it was: nothing is written before it has been recognised as a library.
+        What is refused (not SQLite, another program's database, empty while `create=False`, of a newer schema) is
+        left exactly as it was: nothing is written before it has been recognised as a library.
         """
-        path = Path(path)
-        if read_only:
-            return cls.open_read_only(path)
-        if not path.exists():
-            if not create:
-                raise LibraryError(f"no library at {path}")
-            if not path.parent.is_dir():
-                raise LibraryError(f"cannot create library {path}: folder {path.parent} does not exist")
-        elif path.is_dir():
-            raise LibraryError(f"{path} is a folder, not a library file")
+        db = backend.connect(path, create=create, read_only=read_only)
         try:
-            # flexlearn's synchronous API runs the loops on its own thread (flexlearn._sync) while the caller,
-            # which opened the library, waits: one thread at a time, so sharing the connection is safe.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise LibraryError(f"cannot open library {path}: {e}") from e
-        try:
-            # Recognise the file before anything writes to it: switching to WAL rewrites the header of a foreign
-            # SQLite file, and migrating writes the schema into whatever it was given.
-            conn.execute(f"PRAGMA busy_timeout = {int(schema.BUSY_TIMEOUT_S * 1000)}")
-            version = schema.stored_version(conn, path)
-            if version == 0 and not create:
-                raise LibraryError(f"{path} is empty, not a flexlearn library")
-            schema.check_readable(version, cls.SCHEMA_VERSION, path)
-            schema.configure(conn)
-            lib = cls(conn, path)
-            lib._migrate()
-        except sqlite3.OperationalError as e:
-            conn.close()
-            raise LibraryError(f"cannot open library {path}: {e}") from e
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            raise LibraryError(_not_a_library(path, e)) from e
-        except BaseException:
-            conn.close()
+            # Recognise the store before anything writes to it: switching a file to WAL rewrites the header of a
+            # foreign SQLite file, and migrating writes the schema into whatever it was given.
+            version = db.stored_version()
+            if version == 0 and (read_only or not create):
+                raise LibraryError(f"{db.location} is empty, not a flexlearn library")
+            schema.check_readable(version, cls.SCHEMA_VERSION, db.location)
+            if read_only and version != cls.SCHEMA_VERSION:
+                raise LibraryError(
+                    f"{db.location} is of an older library format (schema {version}) and cannot be upgraded where "
+                    "it is read-only: open it once where it can be written"
+                )
+            if not read_only:
+                db.prepare()
+            lib = cls(db)
+            if not read_only:
+                lib._migrate()
+        except BaseException as e:
+            db.close()
+            error = db.opening_error(e) if isinstance(e, Exception) else None
+            if error is not None:
+                raise error from e
             raise
         return lib
 
@@ -104,70 +86,30 @@ class Library(Experiences, Search, Runs, Outcomes):
         except LibraryError as e:
             if not _unwritable(e):
                 raise
-            return cls.open_read_only(Path(path))
+            return cls.open_read_only(path)
 
     @classmethod
-    def open_read_only(cls, path: Path) -> Library:
-        """Open an existing library without writing anything, not even the side files SQLite keeps beside a file
-        in WAL mode: read-only where those can be made, else as immutable (a folder nobody can write in has no
-        writer to race with). A library of an older schema is refused: upgrading it is a write."""
-        if not path.exists():
-            raise LibraryError(f"no library at {path}")
-        if path.is_dir():
-            raise LibraryError(f"{path} is a folder, not a library file")
-        target = urllib.parse.quote(str(path.resolve()))
-        error: sqlite3.Error | None = None
-        for flags in ("mode=ro", "mode=ro&immutable=1"):
-            conn = sqlite3.connect(f"file:{target}?{flags}", uri=True, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(schema.BUSY_TIMEOUT_S * 1000)}")
-                version = schema.stored_version(conn, path)
-            except sqlite3.OperationalError as e:
-                conn.close()
-                error = e
-                continue
-            except sqlite3.DatabaseError as e:
-                conn.close()
-                raise LibraryError(_not_a_library(path, e)) from e
-            except BaseException:
-                conn.close()
-                raise
-            if version == 0:
-                conn.close()
-                raise LibraryError(f"{path} is empty, not a flexlearn library")
-            try:
-                schema.check_readable(version, cls.SCHEMA_VERSION, path)
-                if version != cls.SCHEMA_VERSION:
-                    raise LibraryError(
-                        f"{path} is of an older library format (schema {version}) and cannot be upgraded where it "
-                        "is read-only: open it once where it can be written"
-                    )
-            except BaseException:
-                conn.close()
-                raise
-            lib = cls(conn, path)
-            lib.read_only = True
-            return lib
-        raise LibraryError(f"cannot open library {path} read-only: {error}")
+    def open_read_only(cls, path: str | Path) -> Library:
+        """Open an existing library without writing anything. A file is opened without even the side files SQLite
+        keeps beside it in WAL mode: read-only where those can be made, else as immutable (a folder nobody can write
+        in has no writer to race with); a server's connection refuses every write. A library of an older schema is
+        refused: upgrading it is a write."""
+        return cls.open(path, read_only=True)
 
     def _migrate(self) -> None:
-        version = schema.stored_version(self._conn, self.path)
-        schema.check_readable(version, self.SCHEMA_VERSION, self.path)
+        version = self._conn.stored_version()
+        schema.check_readable(version, self.SCHEMA_VERSION, self.location)
         if version == self.SCHEMA_VERSION:
             return
         with self.transaction():
             # Another process may have migrated while we waited for the write lock.
-            version = schema.stored_version(self._conn, self.path)
-            schema.check_readable(version, self.SCHEMA_VERSION, self.path)
-            schema.upgrade(self._conn, version, self.SCHEMA_VERSION)
+            version = self._conn.stored_version()
+            schema.check_readable(version, self.SCHEMA_VERSION, self.location)
+            self._conn.upgrade(version, self.SCHEMA_VERSION)
 
     def close(self) -> None:
-        """Close the file, complete in itself: what the write-ahead log holds is copied into it first, so the
-        `.flexlib` alone can be copied or handed on once a command has finished. (SQLite does that by itself only
-        when the last connection to the file closes, and the retrieval index keeps a read connection of its own.)
-        Safe to call twice."""
-        with contextlib.suppress(sqlite3.Error):  # closed already, or a read-only file: nothing to copy
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Close the library, complete in itself: a file first copies what its write-ahead log holds into itself,
+        so the `.flexlib` alone can be copied or handed on once a command has finished. Safe to call twice."""
         self._conn.close()
 
     def __enter__(self) -> Library:
@@ -179,7 +121,7 @@ class Library(Experiences, Search, Runs, Outcomes):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Library({str(self.path)!r})"
+        return f"Library({self.location!r})"
 
     # -- summary ------------------------------------------------------------------------------------------
 
@@ -219,4 +161,7 @@ class Library(Experiences, Search, Runs, Outcomes):
         if key == "schema_version":
             raise LibraryError("schema_version is managed by the library")
         with self.transaction():
-            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(value)))
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, str(value)),
+            )

