@@ -25,6 +25,7 @@ from typer.core import TyperCommand
 from flexlearn import Agents, Library, connect
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError, FlexError
+from flexlearn.library.backend import is_url
 from flexlearn.models.base import ChatModel
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EvalSettings
@@ -148,6 +149,12 @@ def setting(settings: type[BaseModel], name: str, *decls: str, **kwargs: Any) ->
         if isinstance(rule, annotated_types.Ge):
             kwargs.setdefault("min", rule.ge)
     return typer.Option(f"--{name.replace('_', '-')}", *decls, help=field.description, **kwargs)
+
+
+def library_argument() -> Any:
+    """The LIBRARY argument of the `flex library` commands. A string, not a Path: a PostgreSQL URL's `//` must reach
+    Library.open as written (a Path makes it `postgresql:/`)."""
+    return typer.Argument(metavar="LIBRARY", help="Experience library: a file, or a postgresql://... URL.")
 
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
@@ -305,7 +312,7 @@ def open_library_for_reading(path: Path | None) -> Library | None:
     return lib
 
 
-def resolve_task(task: str | None, library: Path | None) -> Task:
+def resolve_task(task: str | None, library: str | Path | None) -> Task:
     """The task named by --task; without one, the task `library` was learned on, with a notice on stderr.
     Raises ConfigError when there is neither, rather than guess: scoring with the wrong task looks like a bad model."""
     if task:
@@ -318,10 +325,10 @@ def resolve_task(task: str | None, library: Path | None) -> Task:
     return get_task(inferred)
 
 
-def library_task(path: Path) -> str | None:
+def library_task(path: str | Path) -> str | None:
     """The task a library's latest learn run used, else the one task all its experiences name; None when it has
     neither or the file does not exist."""
-    if not Path(path).is_file():
+    if not is_url(path) and not Path(path).is_file():
         return None
     with Library.open_for_reading(path) as lib:
         run_id = lib.latest_run("learn")

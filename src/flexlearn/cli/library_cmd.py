@@ -1,4 +1,5 @@
-"""`flex library ...`: inspect, search, export and import an experience library."""
+"""`flex library ...`: inspect, search, export, import and copy an experience library (a file, or a PostgreSQL
+database named by its `postgresql://` URL)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from flexlearn.cli.common import (
     build_agents,
     examples,
     handle_errors,
+    library_argument,
     resolve_task,
     run_closing,
 )
@@ -33,18 +35,20 @@ from flexlearn.cli.output import experience_detail, experience_line, out, stats_
 from flexlearn.engine import Engine
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
+from flexlearn.library.backend import is_url
+from flexlearn.library.copy import copy_library
 from flexlearn.library.formats import export_json, import_file, read_import, to_markdown
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EVAL
 
 app = typer.Typer(
-    help="Inspect, search, export and import an experience library.",
+    help="Inspect, search, export, import and copy an experience library.",
     epilog=examples("flex library stats gsm8k.flexlib", "flex library show gsm8k.flexlib --zone warning"),
     no_args_is_help=True,
     rich_markup_mode=HELP_MARKUP,
 )
 
-LibArg = Annotated[Path, typer.Argument(metavar="LIBRARY", help="Experience library file.")]
+LibArg = Annotated[str, library_argument()]
 
 
 # The export format follows the file's extension.
@@ -275,10 +279,12 @@ def import_cmd(
 
 
 @contextmanager
-def _removed_on_failure(path: Path) -> Iterator[None]:
+def _removed_on_failure(library: str) -> Iterator[None]:
     """Remove the library file (and SQLite's files beside it) if the block fails and the file was new: a
-    refused import leaves nothing behind."""
-    created = not path.exists()
+    refused import leaves nothing behind. (A database on a server is not made here, so nothing is removed: the
+    failed write was rolled back.)"""
+    path = Path(library)
+    created = not is_url(library) and not path.exists()
     try:
         yield
     except BaseException:
@@ -356,3 +362,40 @@ def review_cmd(
         out.print_json(data={"approved": ids})
         return
     out.print(f"approved {len(ids)} entries; they are retrieved from now on", highlight=False)
+
+
+@app.command(
+    "copy",
+    cls=Command,
+    epilog=examples(
+        "flex library copy gsm8k.flexlib postgresql://flex@db.example/gsm8k",
+        "flex library copy postgresql://flex@db.example/gsm8k back.flexlib",
+    ),
+)
+@handle_errors
+def copy_cmd(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="The library to copy: a file or a postgresql:// URL.")],
+    dest: Annotated[
+        str,
+        typer.Argument(
+            metavar="DST",
+            help="An empty library to copy into: a new file, or an empty database named by a postgresql:// URL.",
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was copied as JSON.")] = False,
+) -> None:
+    """Copy a whole library, losslessly, into a new one, between a file and a PostgreSQL database either way: the
+    entries (ids, counters, timestamps), the event log, the runs (`--resume` goes on where the source stood), the
+    outcome queue and the settings. The source is read in one snapshot; a copy that fails leaves DST as it was."""
+    with Library.open_for_reading(source) as src, _removed_on_failure(dest), Library.open(dest) as dst:
+        copied = copy_library(src, dst)
+        where = dst.location
+    if as_json:
+        out.print_json(data={"from": src.location, "to": where, **vars(copied)})
+        return
+    out.print(
+        f"copied {copied.experiences} experiences, {copied.events} events, {copied.runs} runs "
+        f"({copied.run_problems} problem records) and {copied.outcomes} outcomes from {src.location} to {where}",
+        highlight=False,
+        markup=False,
+    )

@@ -4,7 +4,6 @@ server's record tool), and draining it in the foreground with `--absorb`."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +18,7 @@ from flexlearn.cli.common import (
     build_agents,
     examples,
     handle_errors,
+    library_argument,
     resolve_task,
     run_closing,
 )
@@ -48,7 +48,7 @@ def register(library_app: typer.Typer) -> None:
 
 
 def queue_cmd(
-    library: Annotated[Path, typer.Argument(metavar="LIBRARY", help="Experience library file.")],
+    library: Annotated[str, library_argument()],
     absorb: Annotated[
         bool,
         typer.Option(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,11 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from flexlearn import Library
-from flexlearn.cli.common import Command, examples, handle_errors
+from flexlearn.cli.common import Command, examples, handle_errors, library_argument
 from flexlearn.cli.output import experience_line, out
 from flexlearn.library import history
 
-LibArg = Annotated[Path, typer.Argument(metavar="LIBRARY", help="Experience library file.")]
+LibArg = Annotated[str, library_argument()]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 
@@ -50,11 +49,12 @@ def versions_cmd(
     rollback) or manual change, numbered by the library's revision right after it."""
     with Library.open_for_reading(library) as lib:
         found = history.versions(lib)
+        name = lib.location if lib.path is None else lib.path.name
     shown = found[-limit:] if limit else found
     if as_json:
         out.print_json(data=[v.to_dict() for v in shown])
         return
-    table = Table(title=f"{library.name}: {len(found)} versions" + (f", newest {len(shown)}" if limit else ""))
+    table = Table(title=f"{escape(name)}: {len(found)} versions" + (f", newest {len(shown)}" if limit else ""))
     for name in ("version", "kind", "run", "problem", "changes", "when"):
         table.add_column(name, justify="right" if name == "version" else "left")
     for v in shown:
