@@ -41,6 +41,7 @@ from flexlearn.cli.common import (
     check_out_dir,
     examples,
     handle_errors,
+    library_option,
     load_limited,
     open_library_for_reading,
     resolve_task,
@@ -113,7 +114,13 @@ def main(
 @handle_errors(resume_hint="run the same command with --resume")
 def learn_cmd(
     train: Annotated[Path, typer.Option("--train", help="Training problems, JSONL.")],
-    library: Annotated[Path, typer.Option("--library", "-l", help="Experience library file (created if missing).")],
+    library: Annotated[
+        str,
+        library_option(
+            "Experience library: a file (created if missing), or a postgresql://... URL of a database (which must "
+            "exist; an empty one becomes a library)."
+        ),
+    ],
     task: TaskOpt = None,
     model: ModelOpt = "local",
     critic_model: CriticModelOpt = None,
@@ -263,7 +270,8 @@ def eval_cmd(
     task: TaskOpt = None,
     modes: Annotated[str | None, setting(EvalSettings, "modes", show_default=False)] = None,
     library: Annotated[
-        Path | None, typer.Option("--library", "-l", help="Experience library (for flex mode). Default: none.")
+        str | None,
+        library_option("Experience library (for flex mode): a file or a postgresql://... URL. Default: none."),
     ] = None,
     train: Annotated[
         Path | None, typer.Option("--train", help="Training JSONL, for icl mode's examples. Default: none.")
@@ -328,7 +336,7 @@ def eval_cmd(
             "task": the_task.name,
             "test": str(test),
             "train": str(train) if train else None,
-            "library": str(library) if library else None,
+            "library": lib.location if lib is not None else None,
             "model": agents.actor.name,
             # The critic plays only the blind judge of agent mode, and of flex mode at review.
             "models": agents.models("actor", "critic") if judged else agents.models("actor"),

@@ -25,7 +25,8 @@ from typer.core import TyperCommand
 from flexlearn import Agents, Library, connect
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError, FlexError
-from flexlearn.library.backend import is_url
+from flexlearn.library import backend
+from flexlearn.library.backend import ServerLost, is_url, location_of
 from flexlearn.models.base import ChatModel
 from flexlearn.models.middleware import Meter
 from flexlearn.settings import EvalSettings
@@ -154,7 +155,21 @@ def setting(settings: type[BaseModel], name: str, *decls: str, **kwargs: Any) ->
 def library_argument() -> Any:
     """The LIBRARY argument of the `flex library` commands. A string, not a Path: a PostgreSQL URL's `//` must reach
     Library.open as written (a Path makes it `postgresql:/`)."""
-    return typer.Argument(metavar="LIBRARY", help="Experience library: a file, or a postgresql://... URL.")
+    return typer.Argument(
+        metavar="LIBRARY", help="Experience library: a file, or a postgresql://... URL.", callback=_library_given
+    )
+
+
+def library_option(help_text: str, *decls: str) -> Any:
+    """The `--library` option of learn, eval, solve, mcp, scaling and inherit (or another name in `decls`): a file
+    or a `postgresql://` URL, as a string for the reason `library_argument` gives."""
+    return typer.Option(*(decls or ("--library", "-l")), metavar="LIBRARY", help=help_text, callback=_library_given)
+
+
+def _library_given(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise typer.BadParameter("empty: give a library file or a postgresql://... URL")
+    return value
 
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before one model call times out.")]
@@ -235,10 +250,19 @@ def handle_errors(
                 with _sigterm_as_interrupt():
                     return fn(*args, **kwargs)
             except FlexError as exc:
-                err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+                line = str(exc)
+                if isinstance(exc, ServerLost):
+                    line += f"; work committed before it is kept; to continue, {resume_hint}"
+                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False)
                 raise typer.Exit(2) from None
             except sqlite3.DatabaseError as exc:
                 err.print(f"[bold red]error:[/bold red] {escape(database_failure(exc, resume_hint))}", highlight=False)
+                raise typer.Exit(2) from None
+            except Exception as exc:
+                line = server_failure(exc)
+                if line is None:
+                    raise
+                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as exc:
                 what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
@@ -251,6 +275,17 @@ def handle_errors(
         return wrapper
 
     return decorate if fn is None else decorate(fn)
+
+
+def server_failure(exc: BaseException) -> str | None:
+    """One line for an error of a library's PostgreSQL server that reached the command unwrapped (the library
+    turns those it sees into a LibraryError naming it), or None when `exc` is not psycopg's."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    from flexlearn.library.backend.postgres import failure
+
+    return failure(exc, "the library", opening=False)
 
 
 def check_out_dir(path: Path | None) -> None:
@@ -301,34 +336,46 @@ def build_agents(
     )
 
 
-def open_library_for_reading(path: Path | None) -> Library | None:
-    """The --library of a command that reads it (eval, solve), read-only where it cannot be written, with a notice
-    that its usage counters are then left as they are."""
-    if path is None:
+def open_library_for_reading(library: str | Path | None) -> Library | None:
+    """The --library of a command that reads it (eval, solve): a file or a `postgresql://` URL, read-only where it
+    cannot be written, with a notice that its usage counters are then left as they are."""
+    if library is None:
         return None
-    lib = Library.open_for_reading(path)
+    lib = Library.open_for_reading(library)
     if lib.read_only:
-        err.print(f"notice: {path} cannot be written here: read-only, its usage counters are left as they are")
+        err.print(
+            f"notice: {lib.location} cannot be written here: read-only, its usage counters are left as they are",
+            highlight=False,
+            markup=False,
+        )
     return lib
 
 
 def resolve_task(task: str | None, library: str | Path | None) -> Task:
-    """The task named by --task; without one, the task `library` was learned on, with a notice on stderr.
-    Raises ConfigError when there is neither, rather than guess: scoring with the wrong task looks like a bad model."""
+    """The task named by --task; without one, the task `library` (a file or a URL) was learned on, with a notice on
+    stderr. Raises ConfigError when there is neither, rather than guess: scoring with the wrong task looks like a
+    bad model."""
     if task:
         return get_task(task)
     inferred = library_task(library) if library is not None else None
     if inferred is None:
-        where = f": {library} records no task to infer it from" if library is not None else ""
+        where = f": {location_of(library)} records no task to infer it from" if library is not None else ""
         raise ConfigError(f"--task is required{where} (one of {', '.join(available_tasks())}, or module:Class)")
-    err.print(f"task: {inferred} (the task {library} was learned on; --task chooses another)", highlight=False)
+    assert library is not None
+    err.print(
+        f"task: {inferred} (the task {location_of(library)} was learned on; --task chooses another)",
+        highlight=False,
+        markup=False,
+    )
     return get_task(inferred)
 
 
 def library_task(path: str | Path) -> str | None:
     """The task a library's latest learn run used, else the one task all its experiences name; None when it has
-    neither or the file does not exist."""
+    neither, or there is no library yet (no such file; an empty database, which a learn run makes a library)."""
     if not is_url(path) and not Path(path).is_file():
+        return None
+    if is_url(path) and _empty_database(str(path)):
         return None
     with Library.open_for_reading(path) as lib:
         run_id = lib.latest_run("learn")
@@ -337,6 +384,15 @@ def library_task(path: str | Path) -> str | None:
             return str(task)
         tasks = {e.provenance.task for e in lib.list()} - {None, ""}
     return tasks.pop() if len(tasks) == 1 else None
+
+
+def _empty_database(url: str) -> bool:
+    """Whether the database `url` names holds nothing yet (LibraryError, one line, when it cannot be opened)."""
+    db = backend.connect(url, create=False, read_only=True)
+    try:
+        return db.stored_version() == 0
+    finally:
+        db.close()
 
 
 def load_limited(task: Task, path: Path, limit: int | None) -> list[Problem]:

@@ -25,6 +25,11 @@ Row = Any
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 
+class ServerLost(LibraryError):
+    """The library's server went away in the middle of a command (stopped, restarted, unreachable, the connection
+    ended): what was committed before is kept, what was not the server rolled back."""
+
+
 class Cursor(Protocol):
     """The result of `Database.execute`."""
 
@@ -118,6 +123,16 @@ class Database(Protocol):
 def is_url(target: str | Path) -> bool:
     """Whether `target` names a library on a PostgreSQL server rather than a file."""
     return isinstance(target, str) and target.startswith(URL_SCHEMES)
+
+
+def location_of(target: str | Path) -> str:
+    """What messages call the library at `target` before it is opened: the path as given, or the URL without its
+    password (as `Database.location` will)."""
+    if is_url(target):
+        from flexlearn.library.backend.postgres import redact
+
+        return redact(str(target))
+    return str(target)
 
 
 def connect(target: str | Path, *, create: bool, read_only: bool) -> Database:

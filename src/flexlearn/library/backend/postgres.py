@@ -20,13 +20,14 @@ import contextlib
 import hashlib
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
+from flexlearn.library.backend import ServerLost
 from flexlearn.library.rows import ENTRY_COLUMNS
 
 # ASCII punctuation splits words, as SQLite's unicode61 tokenizer splits them (`\frac{a}{b}` is frac, a, b;
@@ -184,6 +185,62 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# What libpq says when it cannot reach the server, or loses it: refused, timed out, unresolvable, closed, shut down.
+_UNREACHABLE = re.compile(
+    r"connection refused|could not connect|timeout expired|timed out|failed to resolve host|could not translate "
+    r"host|name or service not known|no route to host|network is unreachable|server closed the connection|"
+    r"terminating connection|the connection is (closed|lost)|connection (is )?lost|could not (receive|send) data|"
+    r"ssl syscall|consuming input failed|server conn crashed|the database system is (shutting down|starting up|in "
+    r"recovery mode)",
+    re.IGNORECASE,
+)
+_LOGIN = re.compile(
+    r"password authentication failed|no password supplied|authentication failed|role \"[^\"]*\" does not exist|"
+    r"pg_hba\.conf|not permitted to log in|permission denied for database",
+    re.IGNORECASE,
+)
+_NO_DATABASE = re.compile(r"database \"([^\"]*)\" does not exist", re.IGNORECASE)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message on one line, without libpq's framing (`connection failed: connection to server at
+    ..., port ... failed:`, `FATAL:`) or its second-line hints."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    text = text.rpartition(" failed: ")[2] if " failed: " in text else text
+    text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
+    return " ".join(text.split()).rstrip(".")
+
+
+def failure(exc: BaseException, location: str, *, opening: bool) -> str:
+    """One line for a psycopg error on the library at `location` (a URL without its password): the server cannot
+    be reached or went away, it refused the login, the database does not exist, or, otherwise, what it said.
+    `opening`: while the library was being opened (else in the middle of a command)."""
+    said = str(exc)
+    reason = _reason(exc)
+    if (missing := _NO_DATABASE.search(said)) is not None:
+        return (
+            f"cannot open library {location}: the server has no database {missing.group(1)!r}; create it first "
+            f"(createdb {missing.group(1)}) or correct the URL"
+        )
+    if _LOGIN.search(said):
+        return f"cannot open library {location}: the server refused the login ({reason}); check the user and password"
+    if _UNREACHABLE.search(said):
+        if opening:
+            return f"cannot reach the PostgreSQL server of {location} ({reason}); is it running, at that host and port?"
+        return f"lost the PostgreSQL server of {location} ({reason})"
+    return f"cannot open library {location}: {reason}" if opening else f"PostgreSQL error on {location}: {reason}"
+
+
+def _lost(exc: BaseException, psycopg: Any) -> bool:
+    """Whether `exc` is the connection to the server failing (refused, dropped, shut down by an administrator),
+    rather than a statement failing on a live connection (a lock timeout, a read-only transaction)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 def _lock_key(schema_name: str) -> int:
     """The advisory lock of the library in `schema_name` (advisory locks are per database already): a signed
     64-bit number, the same in every process."""
@@ -232,7 +289,7 @@ class PostgresDatabase:
                 options["application_name"] = "flexlearn"
             conn = psycopg.connect(url, **options)
         except psycopg.Error as e:
-            raise LibraryError(f"cannot open library {location}: {str(e).strip()}") from e
+            raise LibraryError(failure(e, location, opening=True)) from e
         try:
             # A writer waits for another as long as SQLite's busy timeout lets one wait.
             conn.execute(f"SET lock_timeout = '{int(schema.BUSY_TIMEOUT_S * 1000)}ms'")
@@ -245,7 +302,7 @@ class PostgresDatabase:
                 )
         except psycopg.Error as e:
             conn.close()
-            raise LibraryError(f"cannot open library {location}: {str(e).strip()}") from e
+            raise LibraryError(failure(e, location, opening=True)) from e
         except BaseException:
             conn.close()
             raise
@@ -253,7 +310,7 @@ class PostgresDatabase:
 
     def opening_error(self, exc: BaseException) -> LibraryError | None:
         if isinstance(exc, self._psycopg.Error):
-            return LibraryError(f"cannot open library {self.location}: {str(exc).strip()}")
+            return LibraryError(failure(exc, self.location, opening=True))
         return None
 
     def stored_version(self) -> int:
@@ -293,13 +350,25 @@ class PostgresDatabase:
     # -- statements ---------------------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
-        if not params:
-            return self.conn.execute(sql)
-        return self.conn.execute(_driver_sql(sql), params)
+        with self._connection_kept():
+            if not params:
+                return self.conn.execute(sql)
+            return self.conn.execute(_driver_sql(sql), params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
-        with self.conn.cursor() as cursor:
+        with self._connection_kept(), self.conn.cursor() as cursor:
             cursor.executemany(_driver_sql(sql), list(rows))
+
+    @contextlib.contextmanager
+    def _connection_kept(self) -> Iterator[None]:
+        """A lost server (stopped, restarted, the network gone, the connection ended by an administrator) becomes
+        `ServerLost`, one line naming the library; the server rolled back whatever was uncommitted."""
+        try:
+            yield
+        except self._psycopg.Error as e:
+            if _lost(e, self._psycopg):
+                raise ServerLost(failure(e, self.location, opening=False)) from e
+            raise
 
     # -- transactions -------------------------------------------------------------------------------------
 
@@ -311,10 +380,10 @@ class PostgresDatabase:
 
     def begin(self, *, write: bool) -> None:
         # Without parameters psycopg sends both statements in one round trip.
-        self.conn.execute(self._begin_write if write else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self.execute(self._begin_write if write else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     def commit(self) -> None:
-        self.conn.execute("COMMIT")
+        self.execute("COMMIT")
 
     def rollback(self) -> None:
         # On a lost connection there is nothing to roll back: the server did it when the connection ended.
