@@ -64,6 +64,7 @@ from flexlearn.errors import ConfigError
 from flexlearn.models.middleware import Meter
 from flexlearn.results import write_run
 from flexlearn.settings import EVAL, LEARN, EvalSettings, LearnSettings
+from flexlearn.tasks.base import problems_digest
 
 app = typer.Typer(
     help="FLEX: agents that learn from experience without touching weights. "
@@ -200,7 +201,13 @@ def learn_cmd(
     with Library.open(library, create=not resume) as lib:
         lib.check_writable()
         if resume:
-            run = lib.resumable_run("learn", task=the_task.name, problem_ids=[p.id for p in problems], run_id=run)
+            run = lib.resumable_run(
+                "learn",
+                task=the_task.name,
+                problem_ids=[p.id for p in problems],
+                run_id=run,
+                problems_digest=problems_digest(problems),
+            )
         with progress_bar("learn", len(problems)) as bar:
             status = LiveStatus(bar, bar.task_ids[0], meter)
 

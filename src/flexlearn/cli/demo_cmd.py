@@ -47,6 +47,7 @@ from flexlearn.cli.output import (
 )
 from flexlearn.demo import demo_data, plan, run_demo
 from flexlearn.engine import Progress
+from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
@@ -99,6 +100,12 @@ def demo_cmd(
     when run again with the same options (same run folder; finished learning and evaluated items are kept). With
     an embedded instruction model (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn,
     10 to test."""
+    if str(out_dir).startswith(("postgresql:", "postgres:")):
+        # A Path has already made the URL's `//` one `/`: say what --out is rather than make that folder.
+        raise ConfigError(
+            "flex demo learns into a library file of its own run folder, so --out is a folder, not a database URL; "
+            "to put the demo's library on a server afterwards: flex library copy RUN/library.flexlib postgresql://..."
+        )
     instruct = is_embedded_instruct(model)
     task = task or ("gsm8k" if instruct else "word_facts")
     if instruct:

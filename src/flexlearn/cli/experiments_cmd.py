@@ -28,6 +28,7 @@ from flexlearn.cli.common import (
     build_agents,
     examples,
     handle_errors,
+    library_option,
     load_limited,
     resolve_task,
     run_closing,
@@ -41,7 +42,7 @@ from flexlearn.records import INHERIT, SCALING, Inherit, InheritRow, Scaling
 from flexlearn.results import write_json, write_run
 from flexlearn.settings import EVAL, EvalSettings, LearnSettings
 
-LibraryOpt = Annotated[Path, typer.Option("--library", "-l", help="Experience library.")]
+LibraryOpt = Annotated[str, library_option("Experience library: a file or a postgresql://... URL.")]
 TestOpt = Annotated[Path, typer.Option("--test", help="Test problems, JSONL (or the task's own format).")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test problems. Default: all.")]
 RepeatsOpt = Annotated[int, setting(EvalSettings, "repeats")]
@@ -126,7 +127,7 @@ def scaling_cmd(
                 meta = {
                     "task": the_task.name,
                     "test": str(test),
-                    "library": str(library),
+                    "library": lib.location,
                     "model": agents.actor.name,
                     "size": point.size,
                     "started": started,
@@ -144,7 +145,7 @@ def scaling_cmd(
         task=the_task.name,
         model=agents.actor.name,
         models=agents.models("actor"),
-        library=str(library),
+        library=lib.location,
         test=str(test),
         started=started,
         seconds=time.time() - started,
@@ -170,7 +171,9 @@ def scaling_cmd(
 
 @handle_errors
 def inherit_cmd(
-    library: Annotated[Path, typer.Option("--library", "-l", help="The library learned with another model (M1).")],
+    library: Annotated[
+        str, library_option("The library learned with another model (M1): a file or a postgresql://... URL.")
+    ],
     test: TestOpt,
     task: TaskOpt = None,
     model: ModelOpt = "local",
@@ -178,8 +181,11 @@ def inherit_cmd(
     distiller_model: DistillerModelOpt = None,
     updater_model: UpdaterModelOpt = None,
     own_library: Annotated[
-        Path | None,
-        typer.Option("--own-library", help="A library learned by this model (M2) itself. Default: none."),
+        str | None,
+        library_option(
+            "A library learned by this model (M2) itself: a file or a postgresql://... URL. Default: none.",
+            "--own-library",
+        ),
     ] = None,
     train: Annotated[
         Path | None,
@@ -225,9 +231,10 @@ def inherit_cmd(
     )
     started = time.time()
     with Library.open_for_reading(library) as inherited:
-        own_path = own_library or (out_dir / "own.flexlib" if train_problems and out_dir else None)
-        if own_library is None and own_path is not None:
-            own_path.parent.mkdir(parents=True, exist_ok=True)  # the run folder, where the own library is learned
+        own_path: str | Path | None = own_library
+        if own_library is None and train_problems and out_dir is not None:
+            own_path = out_dir / "own.flexlib"
+            out_dir.mkdir(parents=True, exist_ok=True)  # the run folder, where the own library is learned
         # A given --own-library must exist; one learned here is created.
         with Library.open(own_path, create=own_library is None) if own_path else nullcontext() as own:
             learning = LearnSettings.of(concurrency=concurrency)
@@ -257,7 +264,7 @@ def inherit_cmd(
         model=agents.actor.name,
         models=models,
         test=str(test),
-        inherited=str(library),
+        inherited=inherited.location,
         started=started,
         seconds=time.time() - started,
         calls=meter.snapshot(),
@@ -273,7 +280,7 @@ def inherit_cmd(
         # the reference's `missing`; a learned one is in the folder already).
         results = [r.result for r in rows]
         with Library.open_for_reading(library) as inherited:
-            write_run(out_dir, {**meta, "library": str(library)}, results, inherited, snapshot=snapshot)
+            write_run(out_dir, {**meta, "library": inherited.location}, results, inherited, snapshot=snapshot)
     if as_json:
         out.print_json(data=data)
         return

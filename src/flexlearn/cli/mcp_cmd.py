@@ -6,13 +6,20 @@ and the model, and reports where it serves.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flexlearn import Agents, Library
-from flexlearn.cli.common import Command, RetrieverOpt, build_agents, examples, handle_errors, library_task
+from flexlearn.cli.common import (
+    Command,
+    RetrieverOpt,
+    build_agents,
+    examples,
+    handle_errors,
+    library_option,
+    library_task,
+)
 from flexlearn.cli.gating import GateOpt, load_check
 from flexlearn.cli.output import err
 from flexlearn.errors import ConfigError
@@ -41,7 +48,13 @@ def register(app: typer.Typer) -> None:
 
 
 def mcp_cmd(
-    library: Annotated[Path, typer.Option("--library", "-l", help="Experience library to serve.")],
+    library: Annotated[
+        str,
+        library_option(
+            "Experience library to serve: a file (created if missing when --model lets record add to it) or a "
+            "postgresql://... URL."
+        ),
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -131,7 +144,7 @@ def mcp_cmd(
         guard = " (bearer token required)" if transport == "http" and token else ""
 
         def announce(where: str) -> None:
-            err.print(f"flex mcp: serving {library} at {where}{guard}; tools: {tools}", highlight=False)
+            err.print(f"flex mcp: serving {lib.location} at {where}{guard}; tools: {tools}", highlight=False)
 
         serve(lib, agents, settings, transport=transport, host=host, port=port, token=token, on_ready=announce)
 
@@ -143,7 +156,7 @@ def _agents(model: str | None) -> Agents | None:
     return build_agents(model, prompt_kind=None, concurrency=1, timeout=120.0, meter=Meter())
 
 
-def _open(path: Path, *, read_only: bool, writes: bool) -> Library:
+def _open(path: str, *, read_only: bool, writes: bool) -> Library:
     """The library as the server uses it: read-only when asked; writable, and created if missing, when record
     may add to it; otherwise writable where it can be (guidance's usage counters), read-only where not."""
     if read_only:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +21,7 @@ from flexlearn.cli.common import (
     build_agents,
     examples,
     handle_errors,
+    library_option,
     open_library_for_reading,
     resolve_task,
     run_closing,
@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
 def solve_cmd(
     question: Annotated[str, typer.Argument(metavar="QUESTION", help="The problem to solve.")],
     library: Annotated[
-        Path | None,
-        typer.Option("--library", "-l", help="Experience library to draw guidance from. Default: none (a notice)."),
+        str | None,
+        library_option(
+            "Experience library to draw guidance from: a file or a postgresql://... URL. Default: none (a notice)."
+        ),
     ] = None,
     task: TaskOpt = None,
     model: ModelOpt = "local",

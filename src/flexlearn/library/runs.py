@@ -67,10 +67,25 @@ class Runs(LibraryBase):
                 )
         return found
 
-    def resumable_run(self, kind: str, *, task: str, problem_ids: list[str], run_id: str | None = None) -> str:
+    def resumable_run(
+        self,
+        kind: str,
+        *,
+        task: str,
+        problem_ids: list[str],
+        run_id: str | None = None,
+        problems_digest: str | None = None,
+    ) -> str:
         """The run `--resume` continues: `run_id` when given, else the newest unfinished run of `kind` started on
-        the same task and problems (several learners may share a file, each with its own run). LibraryError,
-        saying what to do, when there is none or the given one does not fit."""
+        the same task and problems (several learners may share a library, each with its own run). Given
+        `problems_digest` (`tasks.base.problems_digest`), a run that recorded another digest is not the same problems
+        even under the same ids: two learners' train.jsonl files in two folders. LibraryError, saying what to do,
+        when there is none or the given one does not fit."""
+
+        def other_problems(config: dict[str, Any]) -> bool:
+            recorded = config.get("problems_digest")
+            return problems_digest is not None and recorded is not None and recorded != problems_digest
+
         if run_id is not None:
             config = self.run_config(run_id)
             if config is None:
@@ -84,6 +99,11 @@ class Runs(LibraryBase):
                     f"cannot resume run {run_id}: it was started with task {config.get('task')!r} on "
                     f"{config.get('source')!r}; run with the same task and training file"
                 )
+            if other_problems(config):
+                raise LibraryError(
+                    f"cannot resume run {run_id}: it was started on {config.get('source')!r} with the same problem "
+                    "ids but other questions or answers (another file of that name?); run with the same training file"
+                )
             return run_id
         rows = self._conn.execute(
             "SELECT run_id, config FROM runs WHERE kind = ? AND status != 'done' ORDER BY created_at DESC, rowid DESC",
@@ -91,7 +111,7 @@ class Runs(LibraryBase):
         )
         for row in rows:
             config = json.loads(row["config"])
-            if config.get("task") == task and config.get("problem_ids") == problem_ids:
+            if config.get("task") == task and config.get("problem_ids") == problem_ids and not other_problems(config):
                 return row["run_id"]
         raise LibraryError(
             f"nothing to resume: {self.location} has no unfinished {kind} run of task {task!r} on these problems "

@@ -42,7 +42,7 @@ from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.explore import explore
 from flexlearn.retrieval import get_retriever, select_guidance
 from flexlearn.retrieval.guidance import case_gate
-from flexlearn.tasks.base import Problem, Task, reference_text
+from flexlearn.tasks.base import Problem, Task, problems_digest, reference_text
 from flexlearn.trajectory import Trajectory
 
 DONE = ("solved", "unsolved")
@@ -96,14 +96,18 @@ def _resolve_run(
 ) -> str:
     """A new run, or the one `resume` continues: a run id, or True for the newest unfinished run of this task on
     these problems (several learners may share one library, each with its own run)."""
-    ids = [p.id for p in problems]
+    ids, digest = [p.id for p in problems], problems_digest(problems)
     if not resume:
         run_id = new_run_id()
-        config = {"task": task.name, "source": source, "problem_ids": ids, "models": models}
+        config = {"task": task.name, "source": source, "problem_ids": ids, "problems_digest": digest, "models": models}
         library.begin_run(run_id, kind="learn", config=config)
         return run_id
     run_id = library.resumable_run(
-        "learn", task=task.name, problem_ids=ids, run_id=resume if isinstance(resume, str) else None
+        "learn",
+        task=task.name,
+        problem_ids=ids,
+        run_id=resume if isinstance(resume, str) else None,
+        problems_digest=digest,
     )
     library.begin_run(run_id, kind="learn", config=library.run_config(run_id) or {})
     return run_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,14 @@ class Problem:
             if isinstance(value, str) and value.strip():
                 return value.strip()
         return ""
+
+
+def problems_digest(problems: Sequence[Problem]) -> str:
+    """A fingerprint of `problems` (ids, questions and answers, in order): a learn run records it, so that `--resume`
+    continues a run on these very problems, not another learner's run on a file of the same name whose problems
+    have the same ids (`train.jsonl:1`...) and other questions."""
+    data = json.dumps([[p.id, p.question, p.answer] for p in problems], ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
 @dataclass
