@@ -32,3 +32,21 @@ def test_run_records_support_resuming(lib: Library) -> None:
         lib.record_problem("nope", "p1", status="x", trajectory={})
     with pytest.raises(LibraryError):
         lib.finish_run("nope", "failed")
+
+
+def test_resume_tells_apart_runs_on_other_problems_under_the_same_ids(lib: Library) -> None:
+    """Two learners' train.jsonl in two folders give their problems the same ids (train.jsonl:1...): --resume
+    continues the run on the same questions, by the digest each run recorded, not the newest run with those ids."""
+    ids = ["train.jsonl:1", "train.jsonl:2"]
+    lib.begin_run("mine", kind="learn", config={"task": "math", "problem_ids": ids, "problems_digest": "aaa"})
+    lib.begin_run("theirs", kind="learn", config={"task": "math", "problem_ids": ids, "problems_digest": "bbb"})
+    assert lib.resumable_run("learn", task="math", problem_ids=ids, problems_digest="aaa") == "mine"
+    assert lib.resumable_run("learn", task="math", problem_ids=ids, problems_digest="bbb") == "theirs"
+    assert lib.resumable_run("learn", task="math", problem_ids=ids) == "theirs"  # no digest given: the newest
+    with pytest.raises(LibraryError, match="nothing to resume"):
+        lib.resumable_run("learn", task="math", problem_ids=ids, problems_digest="ccc")
+    with pytest.raises(LibraryError, match="same problem ids but other questions or answers"):
+        lib.resumable_run("learn", task="math", problem_ids=ids, problems_digest="aaa", run_id="theirs")
+    # A run from before runs recorded a digest is resumed on its ids alone.
+    lib.begin_run("older", kind="learn", config={"task": "math", "problem_ids": ["p1"]})
+    assert lib.resumable_run("learn", task="math", problem_ids=["p1"], problems_digest="ddd") == "older"
