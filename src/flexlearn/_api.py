@@ -28,6 +28,7 @@ from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.loop.solve import Solution
 from flexlearn.models.base import ChatModel, PromptKind
 from flexlearn.models.middleware import Meter, RetryPolicy, build_stack
+from flexlearn.models.recipe import ModelRecipe, remember, resolve_uri
 from flexlearn.models.uri import from_uri, parse_prompt_kind
 from flexlearn.records import ItemRecord, ModeResult
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -61,7 +62,9 @@ def connect(
     kind = parse_prompt_kind(prompt_kind, "prompt_kind (--prompt-kind, FLEX_PROMPT_KIND)")
     policy = RetryPolicy() if retry is True else (retry or None)
     model = from_uri(uri, prompt_kind=kind, timeout=timeout)
-    return build_stack(model, max_concurrency=max(1, concurrency), retry=policy, meter=meter or Meter())
+    stack = build_stack(model, max_concurrency=max(1, concurrency), retry=policy, meter=meter or Meter())
+    # How to build it again elsewhere (a Ray worker rebuilds the run's models: `executor="ray"` in `learn`).
+    return remember(stack, ModelRecipe(resolve_uri(uri), stack.prompt_kind, timeout, policy))
 
 
 def guidance(
@@ -104,6 +107,8 @@ async def alearn(
     retriever: str = LEARN.retriever,
     temperature: float | None = LEARN.temperature,
     max_tokens: int | None = LEARN.max_tokens,
+    executor: str = LEARN.executor,
+    ray_address: str | None = LEARN.ray_address,
     resume: bool | str = False,
     source: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -120,6 +125,11 @@ async def alearn(
     exploring; `retriever` is how the updater finds a lesson's nearest entries; `distiller_slots=True` holds a
     chat-model distiller to one principle and one pattern per zone (measured worse with Qwen2.5-Coder 1.5B; see
     the README).
+
+    `executor="ray"` runs each problem's exploration and distillation as Ray tasks on the cluster at `ray_address`
+    (default: RAY_ADDRESS, a cluster started on this machine, else a local instance; a process already connected
+    to Ray stays on its cluster); the workers build the models again from their URIs, so the agents' models must
+    come from `connect`. The updater's decisions and every write stay in this process (needs the `ray` extra).
 
     `resume=True` continues the library's newest interrupted learn run over these problems, `resume="RUN_ID"` that
     run. `source` names where the problems came from in the run's record (default: the file's path). The run, with

@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flexlearn.agents.tools import parse_tools
 from flexlearn.errors import ConfigError
@@ -22,6 +31,7 @@ from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.episode import check_guide_at
 from flexlearn.loop.evaluate import EvalConfig, Mode, parse_modes
+from flexlearn.loop.executor import check_executor, executor_name
 from flexlearn.loop.explore import ExploreConfig, exploration_defaults
 from flexlearn.models.base import ChatModel, GenerationOptions
 from flexlearn.retrieval import DEFAULT_RETRIEVER
@@ -67,6 +77,7 @@ def _guide_at(value: str | None) -> str | None:
 # Field types that check their values (a bad one raises ConfigError with the same words everywhere).
 Tools = Annotated[tuple[str, ...], BeforeValidator(parse_tools)]
 RetrieverName = Annotated[str, AfterValidator(_retriever)]
+ExecutorName = Annotated[str, BeforeValidator(executor_name)]
 GuideAt = Annotated[str | None, AfterValidator(_guide_at)]
 
 # The fields shared by more than one verb, declared once.
@@ -135,6 +146,23 @@ class LearnSettings(Settings):
     retriever: RetrieverName = _RETRIEVER
     temperature: float | None = _TEMPERATURE
     max_tokens: int | None = _MAX_TOKENS
+    executor: ExecutorName = Field(
+        "inprocess",
+        description="Where each problem's exploration and distillation run: inprocess, or ray (as tasks on a Ray "
+        "cluster, which rebuilds the models from their URIs; needs the ray extra). The updater's decisions and every "
+        "write to the library stay in this process either way.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="With --executor ray: the cluster to run on (its head's host:port, auto, or local for a new "
+        "local instance). Default: RAY_ADDRESS, else a cluster started on this machine, else a new local instance "
+        "for the run.",
+    )
+
+    @model_validator(mode="after")
+    def _ray_options(self) -> Self:
+        check_executor(self.executor, ray_address=self.ray_address, tools=self.tools)
+        return self
 
     def config(self, actor: ChatModel) -> LearnConfig:
         """The learn loop's configuration, with the defaults that depend on `actor` resolved."""
@@ -153,6 +181,8 @@ class LearnSettings(Settings):
             retriever=self.retriever,
             explore_with_library=self.explore_with_library,
             distiller_slots=self.distiller_slots,
+            executor=self.executor,
+            ray_address=self.ray_address,
         )
 
 

@@ -158,6 +158,10 @@ def learn_cmd(
     retriever: RetrieverOpt = LEARN.retriever,
     temperature: TempOpt = LEARN.temperature,
     max_tokens: MaxTokensOpt = LEARN.max_tokens,
+    executor: Annotated[str, setting(LearnSettings, "executor", metavar="inprocess|ray")] = LEARN.executor,
+    ray_address: Annotated[
+        str | None, setting(LearnSettings, "ray_address", metavar="ADDRESS", show_default=False)
+    ] = LEARN.ray_address,
     timeout: TimeoutOpt = 120.0,
     gate_check: GateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,

@@ -34,3 +34,8 @@ class LearnConfig:
     # Off by default: with Qwen2.5-Coder 1.5B the library learned that way made flex 14 points worse than vanilla
     # on GSM8k (README, "Does learning help?").
     distiller_slots: bool = False
+    # Where each problem's exploration and distillation run (`flexlearn.loop.executor`): "inprocess", or "ray"
+    # (tasks on a Ray cluster at `ray_address`; None: Ray's own choice, RAY_ADDRESS or a cluster started on this
+    # machine, else a local instance for the run). The updater's decisions and every write stay here.
+    executor: str = "inprocess"
+    ray_address: str | None = None

@@ -33,16 +33,16 @@ from flexlearn.loop.absorb import (
     Decided,
     apply,
     decide_candidates,
-    distil_trajectory,
     needs_early_recheck,
     recheck,
 )
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.config import LearnConfig
-from flexlearn.loop.explore import explore
+from flexlearn.loop.executor import Executor, open_executor
 from flexlearn.retrieval import get_retriever, select_guidance
+from flexlearn.retrieval.base import Retriever
 from flexlearn.retrieval.guidance import case_gate
-from flexlearn.tasks.base import Problem, Task, problems_digest, reference_text
+from flexlearn.tasks.base import Problem, Task, problems_digest
 from flexlearn.trajectory import Trajectory
 
 DONE = ("solved", "unsolved")
@@ -128,6 +128,38 @@ async def learn(
     # An unknown retriever or tool fails here, not after the first exploration.
     retriever = get_retriever(config.retriever, library)
     tools = make_toolset(config.explore.tools, shown=library.shown(), retriever=retriever)
+    # Where each problem's exploration and distillation run (`config.executor`), ready before the run is written.
+    executor = await open_executor(config, task=task, agents=agents, pool=problems, tools=tools)
+    try:
+        return await _learn(
+            problems,
+            task=task,
+            agents=agents,
+            library=library,
+            config=config,
+            source=source,
+            resume=resume,
+            on_progress=on_progress,
+            retriever=retriever,
+            executor=executor,
+        )
+    finally:
+        await executor.aclose()
+
+
+async def _learn(
+    problems: Sequence[Problem],
+    *,
+    task: Task,
+    agents: Agents,
+    library: Library,
+    config: LearnConfig,
+    source: str,
+    resume: bool | str,
+    on_progress: Callable[[Progress], None] | None,
+    retriever: Retriever,
+    executor: Executor,
+) -> LearnSummary:
     started = time.monotonic()
     run_id = _resolve_run(library, task, problems, source, resume, agents.models())
     status = library.problem_status(run_id)
@@ -166,27 +198,9 @@ async def learn(
                     case_min_shared=case_gate(agents.actor.prompt_kind),
                     category=problem.category,
                 )
-            trajectory = await explore(
-                problem,
-                task=task,
-                actor=agents.actor,
-                critic=agents.critic,
-                config=config.explore,
-                guidance=guidance,
-                meter=agents.meter,
-                pool=problems,
-                tools=tools,
-            )
-            candidates = await distil_trajectory(
-                trajectory,
-                question=task.render(problem),
-                answer=reference_text(task, problem),
-                category=task.name,
-                known_category=problem.category,
-                agents=agents,
-                run_id=run_id,
-                config=config,
-            )
+            # Exploration and distillation: here, or on a Ray cluster.
+            done = await executor.chain(problem, guidance=guidance, run_id=run_id)
+            trajectory, candidates = done.trajectory, done.candidates
             decided = await decide_candidates(
                 candidates, library=library, retriever=retriever, agents=agents, config=config
             )

@@ -205,6 +205,21 @@ class LimitedModel(_Wrapper):
         async with self._semaphore:
             return await call()
 
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The call slots themselves: work that calls this model elsewhere (a Ray worker's chain of calls, one at
+        a time) holds one while it runs, so the calls in flight stay within `max_concurrency` in all."""
+        return self._semaphore
+
+
+def limiter_of(model: ChatModel) -> LimitedModel | None:
+    """The concurrency limit in `model`'s stack (`build_stack`), or None when it has none."""
+    while model is not None:
+        if isinstance(model, LimitedModel):
+            return model
+        model = getattr(model, "inner", None)  # type: ignore[assignment]
+    return None
+
 
 # One record of a role's counters, shared with the run records (`results.json` reads what `snapshot` gives).
 RoleStats = CallStats
@@ -252,6 +267,17 @@ class Meter:
         """One retry of a call (the hook `build_stack` gives `RetryingModel`)."""
         with self._lock:
             self._role(role).retries += 1
+
+    def merge(self, counts: dict[str, dict[str, Any]]) -> None:
+        """Add counters recorded elsewhere (another meter's `snapshot`, or the difference of two: a Ray worker's
+        calls), then tell the listeners once."""
+        if not counts:
+            return
+        with self._lock:
+            for role, stats in counts.items():
+                self._stats[role] = self._role(role) + RoleStats(**stats)
+        for listener in self._listeners:
+            listener()
 
     def stats(self, role: str) -> RoleStats:
         """A copy of one role's counters (zeros for a role never seen)."""

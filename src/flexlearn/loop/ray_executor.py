@@ -1,0 +1,241 @@
+"""The ray executor (`learn --executor ray`): each problem's chain (exploration and distillation, see
+`flexlearn.loop.executor`) runs as a Ray task on a cluster, while this process keeps retrieval, the updater's
+decisions, the writes and the run's record.
+
+The chains run in a few long-lived async Ray actors (`Explorer`), one per CPU the cluster has free, up to
+`concurrency`. Each is given, once and by value, the task, the settings, the training problems when worked
+examples are drawn from them, and the recipe of every model (`flexlearn.models.recipe`: its URI, prompt kind,
+timeout and retry policy), from which it builds its own clients; every chain is then sent the problem, the run id
+and the guidance retrieved for it here. An actor works on many chains at once on its own event loop, as this
+process does in-process, and sends back each chain's trajectory, candidates and the calls its models made since
+its last reply, which this process adds to the run's meter.
+
+`concurrency` keeps its meaning, model calls in flight in all: a chain makes one call at a time, and each chain
+sent out holds one of the actor model's call slots here until it is back (the updater's calls, made here, take
+the same slots when it is the same model). The environment the models are built from (FLEX_* variables and the
+API keys) goes to the actors with them, as their runtime environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from flexlearn.agents.tools import make_toolset
+from flexlearn.errors import ConfigError, ModelError
+from flexlearn.experience import Experience
+from flexlearn.loop.agents import Agents
+from flexlearn.loop.config import LearnConfig
+from flexlearn.loop.executor import Chain, Executor, chain
+from flexlearn.models.middleware import Meter, limiter_of
+from flexlearn.models.recipe import ModelRecipe, recipe_of
+from flexlearn.tasks.base import Problem, Task
+
+# The roles whose calls a chain makes (the updater's stay in the driver).
+CHAIN_ROLES = ("actor", "critic", "distiller")
+# The variables a model is built from, beyond its URI: keys, reply caps, the question limit.
+FORWARDED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+# How long the actors may take to start (a cold worker imports flexlearn and its task) before the run is refused.
+START_TIMEOUT_S = 300.0
+# How often an actor that died is started again (its chains in flight count as failed problems, as a model error
+# does, and `--resume` retries them).
+MAX_RESTARTS = 3
+
+
+def forwarded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables the actors' models are built with, from this process's environment."""
+    environ = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in environ.items() if k.startswith("FLEX_") or k in FORWARDED}
+
+
+@dataclass
+class Reply:
+    """One chain's result as an actor sends it back: the chain, or the model error it ended with, and the calls
+    the actor's models made since its previous reply (`Meter.snapshot` differences, by role)."""
+
+    chain: Chain | None
+    error: str | None = None
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _difference(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for role, stats in now.items():
+        earlier = before.get(role, {})
+        delta = {name: value - earlier.get(name, 0) for name, value in stats.items()}
+        if any(delta.values()):
+            out[role] = delta
+    return out
+
+
+class _Explorer:
+    """Runs chains in a Ray worker: the models built once from their recipes (on the actor's event loop, at its
+    first chain), many chains at once."""
+
+    def __init__(
+        self,
+        task: Task,
+        recipes: list[ModelRecipe],
+        roles: dict[str, int],
+        config: LearnConfig,
+        pool: Sequence[Problem],
+    ) -> None:
+        self.task, self.recipes, self.roles, self.config, self.pool = task, recipes, roles, config, list(pool)
+        self.meter = Meter()
+        self.reported: dict[str, dict[str, Any]] = {}
+        self.agents: Agents | None = None
+        self.tools = make_toolset(config.explore.tools)
+
+    def ready(self) -> bool:
+        return True
+
+    def _agents(self) -> Agents:
+        if self.agents is None:
+            models = [r.build(concurrency=self.config.concurrency, meter=self.meter) for r in self.recipes]
+            actor, critic, distiller = (models[self.roles[role]] for role in CHAIN_ROLES)
+            self.agents = Agents(actor, critic=critic, distiller=distiller, meter=self.meter)
+        return self.agents
+
+    async def chain(self, problem: Problem, guidance: list[Experience], run_id: str) -> Reply:
+        try:
+            done = await chain(
+                problem,
+                task=self.task,
+                agents=self._agents(),
+                config=self.config,
+                run_id=run_id,
+                guidance=guidance,
+                pool=self.pool,
+                tools=self.tools,
+            )
+            reply = Reply(done)
+        except ModelError as exc:
+            reply = Reply(None, error=str(exc))
+        now = self.meter.snapshot()
+        reply.calls, self.reported = _difference(now, self.reported), now
+        return reply
+
+
+Explorer = ray.remote(_Explorer)
+
+
+def _recipes(agents: Agents) -> tuple[list[ModelRecipe], dict[str, int]]:
+    """The distinct models of the chain's roles as recipes, and which one each role uses (roles sharing a model
+    here share one in the worker too)."""
+    recipes: list[ModelRecipe] = []
+    seen: dict[int, int] = {}
+    roles: dict[str, int] = {}
+    for role in CHAIN_ROLES:
+        model = getattr(agents, role)
+        if id(model) not in seen:
+            recipe = recipe_of(model)
+            if recipe is None:
+                raise ConfigError(
+                    f"the ray executor builds each model again in its workers from its URI, but the {role}'s model "
+                    f"{model.name!r} was not made by flexlearn.connect (or flex learn's --model); use one that was, "
+                    "or the inprocess executor"
+                )
+            seen[id(model)] = len(recipes)
+            recipes.append(recipe)
+        roles[role] = seen[id(model)]
+    return recipes, roles
+
+
+def _connect(address: str | None) -> bool:
+    """Connect this process to the Ray cluster at `address` unless it already is; True when this call connected
+    (and so `RayExecutor.aclose` disconnects). Ray's own SIGTERM handler (it exits at once) is put back to the one
+    before, so a terminated run still unwinds as the CLI says."""
+    if ray.is_initialized():
+        return False
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = address or "RAY_ADDRESS, or a cluster started on this machine"
+        raise ConfigError(f"cannot connect to the Ray cluster at {where}: {exc}") from exc
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return True
+
+
+class RayExecutor(Executor):
+    """Chains as tasks of `Explorer` actors on a Ray cluster (see the module doc)."""
+
+    def __init__(self, actors: list[Any], slots: asyncio.Semaphore, meter: Meter | None, owns_ray: bool) -> None:
+        self.actors = actors
+        self.busy = [0] * len(actors)
+        self.slots = slots
+        self.meter = meter
+        self.owns_ray = owns_ray
+
+    @classmethod
+    async def open(
+        cls, config: LearnConfig, *, task: Task, agents: Agents, pool: Sequence[Problem], workers: int | None = None
+    ) -> RayExecutor:
+        """Connect to the cluster (`config.ray_address`) and start `workers` actors (default: one per free CPU, up
+        to `config.concurrency`), each ready before this returns. ConfigError when a model cannot be rebuilt, the
+        cluster cannot be reached or the actors do not start."""
+        recipes, roles = _recipes(agents)
+        owns = _connect(config.ray_address)
+        try:
+            if workers is None:
+                free = int(ray.available_resources().get("CPU", 0))
+                workers = max(1, min(free, config.concurrency))
+            env = forwarded_env()
+            options: dict[str, Any] = {"num_cpus": 1, "max_restarts": MAX_RESTARTS}
+            if env:
+                options["runtime_env"] = {"env_vars": env}
+            # The training problems only where worked examples are drawn from them. By value, not as an object in
+            # the store: a restarted actor is given its arguments again, and a stored one may be gone by then.
+            args = (task, recipes, roles, config, list(pool) if config.explore.shots else [])
+            actors = [Explorer.options(**options).remote(*args) for _ in range(workers)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*(a.ready.remote() for a in actors)), START_TIMEOUT_S)
+            except (TimeoutError, RayActorError) as exc:
+                for actor in actors:
+                    ray.kill(actor)
+                why = f"within {START_TIMEOUT_S:.0f}s" if isinstance(exc, TimeoutError) else f"({exc})"
+                raise ConfigError(f"the Ray workers did not start {why}") from exc
+        except BaseException:
+            if owns:
+                ray.shutdown()
+            raise
+        limiter = limiter_of(agents.actor)
+        slots = limiter.slots if limiter is not None else asyncio.Semaphore(max(1, config.concurrency))
+        return cls(actors, slots, agents.meter, owns)
+
+    async def chain(self, problem: Problem, *, guidance: list[Experience], run_id: str) -> Chain:
+        async with self.slots:
+            i = min(range(len(self.actors)), key=self.busy.__getitem__)
+            self.busy[i] += 1
+            try:
+                reply: Reply = await self.actors[i].chain.remote(problem, guidance, run_id)
+            except (RayActorError, ActorUnavailableError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelError(f"the Ray worker exploring {problem.id} stopped: {first}") from exc
+            finally:
+                self.busy[i] -= 1
+        if self.meter is not None:
+            self.meter.merge(reply.calls)
+        if reply.error is not None:
+            raise ModelError(reply.error)
+        assert reply.chain is not None
+        return reply.chain
+
+    async def aclose(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        if self.owns_ray:
+            ray.shutdown()

@@ -1,0 +1,230 @@
+"""`flex learn --executor ray`: problems explored and distilled as Ray tasks on a local Ray instance (two CPUs),
+against the scripted model server, learn the same library as an in-process run of the same problems (same
+entries, nothing lost or duplicated); an interrupted Ray run resumes to it; a failure at the model in a worker is
+a failed problem, as in-process; and without the option Ray is never imported."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flexlearn
+from flexlearn.errors import ConfigError
+from flexlearn.library.store import Library
+from flexlearn.loop.config import LearnConfig
+from flexlearn.loop.executor import open_executor
+from flexlearn.models.function import FunctionModel
+from flexlearn.settings import LearnSettings
+from flexlearn.tasks import get_task
+from tests.support.cli import TRAIN, flex, model_uri, write_set
+from tests.support.fake_openai import FakeOpenAI, FakeRequest, FakeResponse, error_body
+from tests.support.scripted_flex import ScriptedFlex
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (the ray extra: pip install 'flexlearn[ray]'; the dev extra, which CI installs, "
+    "has it)",
+)
+
+# Two rollouts of two rounds: a problem's chain is up to four actor calls, two critic calls and the distiller's.
+EXPLORE = ("--rollouts", "2", "--rounds", "2", "--all-rollouts")
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """A local Ray instance of two CPUs for the module, started here; its address is what `--ray-address` takes
+    (the `flex` subprocesses connect to it as to any existing cluster)."""
+    import ray
+
+    previous = signal.getsignal(signal.SIGTERM)  # ray.init sets its own; pytest keeps the one it had
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    signal.signal(signal.SIGTERM, previous)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def entries(path: Path) -> list[tuple[str, str, str]]:
+    with Library.open(path, create=False) as lib:
+        return sorted((str(e.zone), str(e.level), e.content.strip()) for e in lib.list())
+
+
+def learn(train: Path, lib: Path, server: FakeOpenAI, *extra: str) -> dict[str, Any]:
+    proc = flex(
+        "learn", "--task", "math", "--train", str(train), "--library", str(lib), "--model", model_uri(server),
+        *EXPLORE, "--json", *extra,
+    )  # fmt: skip
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], list[tuple[str, str, str]]]:
+    """The training set, an in-process run's summary and the library it learned (entries as zone, level, text)."""
+    folder = tmp_path_factory.mktemp("reference")
+    train = write_set(folder / "train.jsonl", TRAIN)
+    with FakeOpenAI(ScriptedFlex()) as server:
+        out = learn(train, folder / "inprocess.flexlib", server)
+    return train, out, entries(folder / "inprocess.flexlib")
+
+
+def test_ray_learns_the_library_an_in_process_run_learns(
+    tmp_path: Path, scripted_server: FakeOpenAI, ray_address: str, reference: Any
+) -> None:
+    train, inprocess, expected = reference
+    lib = tmp_path / "ray.flexlib"
+    out = learn(train, lib, scripted_server, "--executor", "ray", "--ray-address", ray_address)
+    got = entries(lib)
+    assert got == expected and len(got) > 0
+    assert not [e for e, n in Counter(got).items() if n > 1], "duplicate entries"
+    for key in ("total", "solved", "unsolved", "failed", "actions"):
+        assert out["summary"][key] == inprocess["summary"][key], key
+    # The workers' calls reach the run's meter: exploration and distillation are deterministic, call for call.
+    for role in ("actor", "critic", "distiller"):
+        assert out["calls"][role]["calls"] == inprocess["calls"][role]["calls"] > 0, role
+    assert out["calls"]["updater"]["calls"] > 0  # decided here, in the driver
+    with Library.open(lib, create=False) as opened:
+        assert [r.status for r in opened.runs()] == ["done"]
+
+
+def test_an_interrupted_ray_run_resumes_to_the_same_library(tmp_path: Path, ray_address: str, reference: Any) -> None:
+    import ray
+
+    train, _, expected = reference
+    lib = tmp_path / "ray.flexlib"
+    scripted = ScriptedFlex(delay=0.25)
+    base = ["learn", "--task", "math", "--train", str(train), "--library", str(lib), *EXPLORE, "--concurrency", "1"]
+    with FakeOpenAI(scripted) as server:
+        args = [*base, "--model", model_uri(server), "--executor", "ray", "--ray-address", ray_address]
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("FLEX_MODEL", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flexlearn", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while not _done(lib) and time.monotonic() < deadline:  # stopped with a problem or so learned
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        assert "terminated (SIGTERM)" in stderr and "--resume" in stderr and "Traceback" not in stderr, stderr
+        with Library.open(lib, create=False) as opened:
+            (run,) = opened.runs()
+            assert run.status == "running"
+            done = [s for s in opened.problem_status(run.run_id).values() if s in ("solved", "unsolved")]
+        assert 0 < len(done) < len(TRAIN), done
+        # The interrupted run's actors went with it: the cluster's CPUs are free again.
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == 2
+        scripted.delay = 0.0
+        again = flex(*args, "--resume", "--json")
+    summary = json.loads(again.stdout)["summary"]
+    assert summary["resumed"] and summary["skipped"] == len(done) and summary["failed"] == 0
+    assert entries(lib) == expected
+    with Library.open(lib, create=False) as opened:
+        assert [r.status for r in opened.runs()] == ["done"]
+
+
+def _done(lib: Path) -> int:
+    """The problems the library's run has learned from so far (0 before the library or its run exists)."""
+    if not lib.exists():
+        return 0
+    with Library.open_for_reading(lib) as opened:
+        runs = opened.runs()
+        status = opened.problem_status(runs[0].run_id) if runs else {}
+    return sum(1 for s in status.values() if s in ("solved", "unsolved"))
+
+
+def _failing(scripted: ScriptedFlex, request: FakeRequest) -> str | FakeResponse:
+    """The scripted server, but the actor's request for one problem is refused (a 400: not retried)."""
+    messages = request.json.get("messages", [])
+    if "careful problem solver" in messages[0]["content"] and "product of 6 and 7" in messages[-1]["content"]:
+        return FakeResponse(400, json=error_body("this request is refused"))
+    return scripted(request)
+
+
+async def test_a_failure_at_the_model_in_a_worker_is_a_failed_problem(tmp_path: Path, ray_address: str) -> None:
+    """Through the Python API (`flexlearn.alearn(executor="ray")`) on this process's Ray connection."""
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    scripted = ScriptedFlex()
+    results = {}
+    with FakeOpenAI(lambda request: _failing(scripted, request)) as server:
+        for executor in ("inprocess", "ray"):
+            model = flexlearn.connect(model_uri(server))
+            with Library.open(tmp_path / f"{executor}.flexlib") as lib:
+                summary = await flexlearn.alearn(
+                    train, task="math", agents=model, library=lib, rollouts=2, rounds=2, executor=executor
+                )
+                status = lib.problem_status(summary.run_id)
+            await model.aclose()
+            results[executor] = (summary, status, model.meter.stats("actor"))
+    for summary, status, actor in results.values():
+        assert summary.failed == 1 and summary.solved == len(TRAIN) - 1
+        assert [pid for pid, s in status.items() if s == "failed"] == ["train.jsonl:2"]
+        assert actor.failures == 1  # the refused call, counted in the worker and merged into the run's meter
+    assert entries(tmp_path / "ray.flexlib") == entries(tmp_path / "inprocess.flexlib")
+    assert results["ray"][0].actions == results["inprocess"][0].actions
+
+
+def test_without_the_option_ray_is_never_imported(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
+    train = write_set(tmp_path / "train.jsonl", TRAIN[:2])
+    args = [
+        "learn", "--task", "math", "--train", str(train), "--library", str(tmp_path / "lib.flexlib"),
+        "--model", model_uri(scripted_server), "--rollouts", "1", "--rounds", "1",
+    ]  # fmt: skip
+    code = (
+        "import sys\n"
+        "from flexlearn.cli.app import app\n"
+        f"app({args!r}, standalone_mode=False)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
+        "assert not loaded, loaded\n"
+        "import flexlearn.loop.executor\n"
+        "assert 'ray' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    with Library.open(tmp_path / "lib.flexlib", create=False) as lib:
+        assert lib.count() > 0
+
+
+def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="add --executor ray"):
+        LearnSettings.of(ray_address="127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="experience tool"):
+        LearnSettings.of(executor="ray", tools="python,experience")
+    with pytest.raises(ConfigError, match="unknown executor"):
+        LearnSettings.of(executor="dask")
+    assert LearnSettings.of(executor="In-Process").executor == "inprocess"
+    assert LearnSettings.of(executor="ray", tools="python").config(FunctionModel(lambda *a: "")).executor == "ray"
+    # A model the workers cannot build again (not made by flexlearn.connect) is refused before Ray is reached.
+    agents = flexlearn.Agents(FunctionModel(lambda *a: "Final answer: 1"))
+    with pytest.raises(ConfigError, match=r"not made by flexlearn\.connect"):
+        asyncio.run(
+            open_executor(LearnConfig(executor="ray"), task=get_task("math"), agents=agents, pool=[], tools=None)
+        )
+    train = write_set(tmp_path / "train.jsonl", TRAIN[:1])
+    lib = tmp_path / "lib.flexlib"
+    proc = flex(
+        "learn", "--task", "math", "--train", str(train), "--library", str(lib), "--model", "openai:m@http://127.0.0.1:9/v1",
+        "--ray-address", "127.0.0.1:6379", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "add --executor ray" in proc.stderr and "Traceback" not in proc.stderr
+    assert not lib.exists()
