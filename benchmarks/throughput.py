@@ -100,9 +100,11 @@ def reply(body: dict) -> str:
 
 async def _serve(latency: float) -> None:
     served = 0
+    # Requests being answered now, and the most at once since the last GET /peak (which reads and resets it).
+    in_flight = peak = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal served
+        nonlocal served, in_flight, peak
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -111,11 +113,16 @@ async def _serve(latency: float) -> None:
                 raw = await reader.readexactly(int(headers.get("content-length", 0)))
                 if lines[0].startswith("GET /served"):
                     payload = json.dumps({"served": served}).encode()
+                elif lines[0].startswith("GET /peak"):
+                    payload, peak = json.dumps({"peak": peak}).encode(), in_flight
                 else:
                     # The reply goes out `latency` after the request arrived, the server's own work included.
                     arrived = asyncio.get_running_loop().time()
+                    in_flight += 1
+                    peak = max(peak, in_flight)
                     text = reply(json.loads(raw))
                     await asyncio.sleep(latency - (asyncio.get_running_loop().time() - arrived))
+                    in_flight -= 1
                     served += 1
                     message = {"role": "assistant", "content": text}
                     usage = {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4}
@@ -147,6 +154,14 @@ def served_count(port: int) -> int:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/served", timeout=10) as response:
         return int(json.load(response)["served"])
+
+
+def peak_in_flight(port: int) -> int:
+    """The most requests the server answered at once since the last call."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/peak", timeout=10) as response:
+        return int(json.load(response)["peak"])
 
 
 def _duplicates(library_path: Path) -> int:

@@ -19,10 +19,13 @@ API keys) goes to the actors with them, as their runtime environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import statistics
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +43,16 @@ from flexlearn.models.middleware import Meter, limiter_of
 from flexlearn.models.recipe import ModelRecipe, recipe_of
 from flexlearn.tasks.base import Problem, Task
 
+log = logging.getLogger(__name__)
+
 # The roles whose calls a chain makes (the updater's stay in the driver).
 CHAIN_ROLES = ("actor", "critic", "distiller")
 # The variables a model is built from, beyond its URI: keys, reply caps, the question limit.
 FORWARDED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 # How long the actors may take to start (a cold worker imports flexlearn and its task) before the run is refused.
 START_TIMEOUT_S = 300.0
+# How long the actors may take to close their models' clients when the run ends.
+CLOSE_TIMEOUT_S = 10.0
 # How often an actor that died is started again (its chains in flight count as failed problems, as a model error
 # does, and `--resume` retries them).
 MAX_RESTARTS = 3
@@ -65,6 +72,8 @@ class Reply:
     chain: Chain | None
     error: str | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The chain's own time in the worker: the driver's round trip less this is what Ray cost it.
+    seconds: float = 0.0
 
 
 def _difference(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -77,7 +86,7 @@ def _difference(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]
     return out
 
 
-class _Explorer:
+class Explorer:
     """Runs chains in a Ray worker: the models built once from their recipes (on the actor's event loop, at its
     first chain), many chains at once."""
 
@@ -106,6 +115,7 @@ class _Explorer:
         return self.agents
 
     async def chain(self, problem: Problem, guidance: list[Experience], run_id: str) -> Reply:
+        started = time.perf_counter()
         try:
             done = await chain(
                 problem,
@@ -122,10 +132,17 @@ class _Explorer:
             reply = Reply(None, error=str(exc))
         now = self.meter.snapshot()
         reply.calls, self.reported = _difference(now, self.reported), now
+        reply.seconds = time.perf_counter() - started
         return reply
 
+    async def close(self) -> None:
+        """Close the models' clients (before the actor is killed)."""
+        if self.agents is not None:
+            await self.agents.aclose()
+            self.agents = None
 
-Explorer = ray.remote(_Explorer)
+
+RemoteExplorer = ray.remote(Explorer)
 
 
 def _recipes(agents: Agents) -> tuple[list[ModelRecipe], dict[str, int]]:
@@ -178,6 +195,9 @@ class RayExecutor(Executor):
         self.slots = slots
         self.meter = meter
         self.owns_ray = owns_ray
+        # Chains back, and their round trips less their time in the worker (Ray's cost: scheduling, moving the
+        # problem and the reply), logged when the executor closes.
+        self.overheads: list[float] = []
 
     @classmethod
     async def open(
@@ -199,7 +219,7 @@ class RayExecutor(Executor):
             # The training problems only where worked examples are drawn from them. By value, not as an object in
             # the store: a restarted actor is given its arguments again, and a stored one may be gone by then.
             args = (task, recipes, roles, config, list(pool) if config.explore.shots else [])
-            actors = [Explorer.options(**options).remote(*args) for _ in range(workers)]
+            actors = [RemoteExplorer.options(**options).remote(*args) for _ in range(workers)]
             try:
                 await asyncio.wait_for(asyncio.gather(*(a.ready.remote() for a in actors)), START_TIMEOUT_S)
             except (TimeoutError, RayActorError) as exc:
@@ -220,7 +240,9 @@ class RayExecutor(Executor):
             i = min(range(len(self.actors)), key=self.busy.__getitem__)
             self.busy[i] += 1
             try:
+                sent = time.perf_counter()
                 reply: Reply = await self.actors[i].chain.remote(problem, guidance, run_id)
+                self.overheads.append(time.perf_counter() - sent - reply.seconds)
             except (RayActorError, ActorUnavailableError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelError(f"the Ray worker exploring {problem.id} stopped: {first}") from exc
@@ -234,8 +256,22 @@ class RayExecutor(Executor):
         return reply.chain
 
     async def aclose(self) -> None:
-        for actor in self.actors:
+        if self.overheads:
+            median = statistics.median(self.overheads)
+            log.info(
+                "ray executor: %d chains on %d workers; a chain's round trip less its time in the worker: "
+                "median %.1f ms, mean %.1f ms",
+                len(self.overheads),
+                len(self.actors),
+                1000 * median,
+                1000 * statistics.fmean(self.overheads),
+                extra={"overheads_s": list(self.overheads), "workers": len(self.actors)},
+            )
+        actors, self.actors = self.actors, []
+        with contextlib.suppress(Exception):  # a worker already gone, or slow to answer, is killed all the same
+            closing = asyncio.gather(*(actor.close.remote() for actor in actors), return_exceptions=True)
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+        for actor in actors:
             ray.kill(actor)
-        self.actors = []
         if self.owns_ray:
             ray.shutdown()
