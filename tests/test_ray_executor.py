@@ -28,7 +28,8 @@ from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.executor import open_executor
 from flexlearn.models.function import FunctionModel
 from flexlearn.settings import LearnSettings
-from flexlearn.tasks import get_task
+from flexlearn.tasks import Problem, Score, get_task
+from flexlearn.tasks.math import MathTask
 from tests.support.cli import TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI, FakeRequest, FakeResponse, error_body
 from tests.support.scripted_flex import ScriptedFlex
@@ -183,6 +184,54 @@ async def test_a_failure_at_the_model_in_a_worker_is_a_failed_problem(tmp_path: 
         assert actor.failures == 1  # the refused call, counted in the worker and merged into the run's meter
     assert entries(tmp_path / "ray.flexlib") == entries(tmp_path / "inprocess.flexlib")
     assert results["ray"][0].actions == results["inprocess"][0].actions
+
+
+class Dying(MathTask):
+    """The math task, but the process scoring the third problem exits at once, as often as FLEX_TEST_DEATHS says
+    (a file, FLEX_TEST_DEATHS_FILE, counts them): a Ray worker that dies under a chain."""
+
+    def score(self, reply: str, problem: Problem) -> Score:
+        deaths, count = int(os.environ.get("FLEX_TEST_DEATHS", "0")), Path(os.environ.get("FLEX_TEST_DEATHS_FILE", "-"))
+        if problem.id.endswith(":3") and deaths and (died := len(count.read_text()) if count.exists() else 0) < deaths:
+            count.write_text("x" * (died + 1))
+            os._exit(1)
+        return super().score(reply, problem)
+
+
+@pytest.mark.parametrize("deaths", [1, 2])
+async def test_a_worker_that_dies_under_a_chain(
+    tmp_path: Path,
+    scripted_server: FakeOpenAI,
+    ray_address: str,
+    reference: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    deaths: int,
+) -> None:
+    """One worker (concurrency 1), killed under the third problem's chain: Ray starts it again and the chain is sent
+    again; killed under it twice, that problem fails as at the model, the rest are learned, and `resume` learns it.
+    Either way the library is the in-process run's. The variables reach the worker as the FLEX_* environment does."""
+    count = tmp_path / "deaths"
+    monkeypatch.setenv("FLEX_TEST_DEATHS", str(deaths))
+    monkeypatch.setenv("FLEX_TEST_DEATHS_FILE", str(count))
+    train, _, expected = reference
+    model = flexlearn.connect(model_uri(scripted_server), concurrency=1)
+    settings = {"rollouts": 2, "rounds": 2, "all_rollouts": True, "concurrency": 1, "executor": "ray"}
+    with Library.open(tmp_path / "lib.flexlib") as lib:
+        first = await flexlearn.alearn(train, task=Dying(), agents=model, library=lib, **settings)
+        assert count.read_text() == "x" * deaths
+        failed = [pid for pid, s in lib.problem_status(first.run_id).items() if s == "failed"]
+        if deaths == 1:
+            assert failed == [] and first.failed == 0
+        else:
+            assert failed == [f"{train.name}:3"] and first.failed == 1
+            again = await flexlearn.alearn(train, task=Dying(), agents=model, library=lib, resume=True, **settings)
+            assert again.failed == 0 and again.skipped == len(TRAIN) - 1
+        assert set(lib.problem_status(first.run_id).values()) <= {"solved", "unsolved"}
+    await model.aclose()
+    if deaths == 1:
+        assert entries(tmp_path / "lib.flexlib") == expected
+    got = entries(tmp_path / "lib.flexlib")
+    assert got and not [e for e, n in Counter(got).items() if n > 1], "duplicate entries"
 
 
 def test_without_the_option_ray_is_never_imported(tmp_path: Path, scripted_server: FakeOpenAI) -> None:

@@ -8,7 +8,8 @@ examples are drawn from them, and the recipe of every model (`flexlearn.models.r
 timeout and retry policy), from which it builds its own clients; every chain is then sent the problem, the run id
 and the guidance retrieved for it here. An actor works on many chains at once on its own event loop, as this
 process does in-process, and sends back each chain's trajectory, candidates and the calls its models made since
-its last reply, which this process adds to the run's meter.
+its last reply, which this process adds to the run's meter. A chain whose worker dies under it is sent again once
+Ray has started the actor again (a chain writes nothing); dying under it twice, it fails as at the model.
 
 `concurrency` keeps its meaning, model calls in flight in all: a chain makes one call at a time, and each chain
 sent out holds one of the actor model's call slots here until it is back (the updater's calls, made here, take
@@ -51,10 +52,11 @@ CHAIN_ROLES = ("actor", "critic", "distiller")
 FORWARDED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 # How long the actors may take to start (a cold worker imports flexlearn and its task) before the run is refused.
 START_TIMEOUT_S = 300.0
+# How often a chain whose worker stopped under it is sent again before its problem fails.
+RESENDS = 1
 # How long the actors may take to close their models' clients when the run ends.
 CLOSE_TIMEOUT_S = 10.0
-# How often an actor that died is started again (its chains in flight count as failed problems, as a model error
-# does, and `--resume` retries them).
+# How often Ray starts an actor again after it died (a crash under a chain, a node lost).
 MAX_RESTARTS = 3
 
 
@@ -198,6 +200,7 @@ class RayExecutor(Executor):
         # Chains back, and their round trips less their time in the worker (Ray's cost: scheduling, moving the
         # problem and the reply), logged when the executor closes.
         self.overheads: list[float] = []
+        self.dead: set[int] = set()  # actors Ray will not start again
 
     @classmethod
     async def open(
@@ -237,23 +240,55 @@ class RayExecutor(Executor):
 
     async def chain(self, problem: Problem, *, guidance: list[Experience], run_id: str) -> Chain:
         async with self.slots:
-            i = min(range(len(self.actors)), key=self.busy.__getitem__)
-            self.busy[i] += 1
-            try:
-                sent = time.perf_counter()
-                reply: Reply = await self.actors[i].chain.remote(problem, guidance, run_id)
-                self.overheads.append(time.perf_counter() - sent - reply.seconds)
-            except (RayActorError, ActorUnavailableError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ModelError(f"the Ray worker exploring {problem.id} stopped: {first}") from exc
-            finally:
-                self.busy[i] -= 1
+            reply = await self._send(problem, guidance, run_id)
         if self.meter is not None:
             self.meter.merge(reply.calls)
         if reply.error is not None:
             raise ModelError(reply.error)
         assert reply.chain is not None
         return reply.chain
+
+    async def _send(self, problem: Problem, guidance: list[Experience], run_id: str) -> Reply:
+        """The chain's reply from the least busy live actor. A chain whose worker stopped under it (or that found
+        its actor restarting) is sent again once the actor is back: a chain writes nothing, so running it twice
+        costs only its calls. Stopped `RESENDS` + 1 times, it fails as at the model, and `--resume` retries it."""
+        failures = 0
+        while True:
+            live = [i for i in range(len(self.actors)) if i not in self.dead]
+            if not live:
+                raise ModelError(
+                    f"every Ray worker of this run has stopped (each was started again {MAX_RESTARTS} times)"
+                )
+            i = min(live, key=self.busy.__getitem__)
+            self.busy[i] += 1
+            try:
+                sent = time.perf_counter()
+                reply: Reply = await self.actors[i].chain.remote(problem, guidance, run_id)
+                self.overheads.append(time.perf_counter() - sent - reply.seconds)
+                return reply
+            except RayActorError as exc:  # ActorDiedError, ActorUnavailableError (restarting, or lost under it)
+                failures += 1
+                if failures > RESENDS:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise ModelError(
+                        f"the Ray worker exploring {problem.id} stopped ({failures} times): {first}"
+                    ) from exc
+            finally:
+                self.busy[i] -= 1
+            await self._wait_for(i)
+
+    async def _wait_for(self, i: int) -> None:
+        """Until actor `i` answers again (Ray restarts it, up to MAX_RESTARTS times), or is known dead for good."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                await self.actors[i].ready.remote()
+                return
+            except ActorUnavailableError:  # restarting
+                await asyncio.sleep(0.2)
+            except RayActorError:
+                break
+        self.dead.add(i)
 
     async def aclose(self) -> None:
         if self.overheads:
