@@ -12,11 +12,11 @@ import pytest
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.retrieval import tantivy_index
-from flexlearn.retrieval.tantivy_index import LibraryIndex, field_name
+from flexlearn.retrieval.tantivy_index import PARTS, LibraryIndex, part
 from tests.library.builders import make
 
 WORDS = [f"w{chr(97 + i)}{chr(97 + j)}" for i in range(26) for j in range(4)]  # 104 made-up words
-FIELDS = [field_name(z, lv) for lv in Level for z in Zone]
+FIELDS = list(PARTS)
 
 
 def _text(rng: random.Random) -> str:
@@ -116,7 +116,7 @@ def test_every_change_is_seen_at_once_without_a_commit(tmp_path: Path, memory_ma
         added = lib.add(exp, reason="r")  # in a field the committed index has no document in
         lib.delete(gone.id, reason="r")
         lib.edit(kept.id, content="zeta eta", reason="r")
-        assert _ranked(index, "delta", [field_name(Zone.WARNING, Level.CASE)]) == [added.id]
+        assert _ranked(index, "delta", [part(Zone.WARNING, Level.CASE)]) == [added.id]
         assert _ranked(index, "gamma", FIELDS) == []
         assert _ranked(index, "beta", FIELDS) == [] and _ranked(index, "zeta", FIELDS) == [kept.id]
         assert index._committed == committed  # nothing was committed for it

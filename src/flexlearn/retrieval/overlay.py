@@ -3,8 +3,9 @@
 A tantivy commit costs ~70 ms (it syncs files to disk), and learning changes the library once per problem, so
 committing before every search held the event loop for most of a run. Instead the index commits now and then
 (`LibraryIndex`), and a search merges tantivy's committed hits, minus every id changed since (masked), with the
-changed entries' current rows scored here by tantivy's BM25 (k1 1.2, b 0.75, the same idf) over the committed
-statistics plus the overlay's own. Entries are at most a few hundred, so scoring them all is cheap.
+changed entries' current rows scored here as tantivy scores them (BM25, k1 1.2, b 0.75, its one-byte lengths,
+each stem weighted by `weight`) over the committed statistics plus the overlay's own. Entries are at most a few
+hundred, so scoring them all is cheap.
 """
 
 from __future__ import annotations
@@ -37,16 +38,29 @@ def stored_length(length: int) -> int:
 
 @dataclass(frozen=True)
 class OverlayDoc:
-    field: str
+    part: str  # the entry's zone and level (`tantivy_index.part`)
     tf: Counter[str]
     length: int
 
 
-def bm25(tf: int, length: int, *, df: int, docs: int, avg_length: float) -> float:
-    """tantivy's BM25 term score (`length` as the document has it; it is rounded as tantivy stores it)."""
-    idf = math.log(1.0 + (docs - df + 0.5) / (df + 0.5))
+def weight(df: int, docs: int) -> float:
+    """A stem's BM25 weight as FTS5 computes it, over the whole library (`df` of its `docs` entries hold the stem):
+    log((N - n + 0.5) / (n + 0.5)), at least 1e-6, so a stem in half the entries or more counts next to nothing."""
+    idf = math.log(max(docs - df + 0.5, 0.5) / (df + 0.5))
+    return max(idf, 1e-6)
+
+
+def tantivy_idf(df: int, docs: int) -> float:
+    """The idf tantivy's own BM25 gives a term of `df` documents among `docs`. A search boosts each term by
+    `weight / tantivy_idf`, so tantivy scores with `weight`."""
+    return math.log(1.0 + (docs - df + 0.5) / (df + 0.5))
+
+
+def bm25(tf: int, length: int, *, weight: float, avg_length: float) -> float:
+    """tantivy's BM25 term score for a stem of weight `weight` (`length` as the document has it; it is rounded as
+    tantivy stores it)."""
     norm = K1 * (1.0 - B + B * stored_length(length) / avg_length) if avg_length > 0 else K1
-    return idf * (K1 + 1.0) * tf / (tf + norm)
+    return weight * (K1 + 1.0) * tf / (tf + norm)
 
 
 class Overlay:
@@ -54,9 +68,9 @@ class Overlay:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[int, OverlayDoc | None]] = {}
-        self.df: dict[str, Counter[str]] = {}  # per field, documents holding each stem
-        self.tokens: Counter[str] = Counter()  # per field
-        self.docs: Counter[str] = Counter()  # per field
+        self.df: dict[str, Counter[str]] = {}  # per part, documents holding each stem
+        self.tokens: Counter[str] = Counter()  # per part
+        self.docs: Counter[str] = Counter()  # per part
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -68,9 +82,9 @@ class Overlay:
         self._forget(id)
         self._entries[id] = (seq, doc)
         if doc is not None:
-            self.df.setdefault(doc.field, Counter()).update(doc.tf.keys())
-            self.tokens[doc.field] += doc.length
-            self.docs[doc.field] += 1
+            self.df.setdefault(doc.part, Counter()).update(doc.tf.keys())
+            self.tokens[doc.part] += doc.length
+            self.docs[doc.part] += 1
 
     def drop_through(self, revision: int) -> None:
         """Forget ids last changed at or before `revision`: the committed index has them as they are."""
@@ -82,9 +96,9 @@ class Overlay:
         if old is None or old[1] is None:
             return
         doc = old[1]
-        self.df[doc.field].subtract(doc.tf.keys())
-        self.tokens[doc.field] -= doc.length
-        self.docs[doc.field] -= 1
+        self.df[doc.part].subtract(doc.tf.keys())
+        self.tokens[doc.part] -= doc.length
+        self.docs[doc.part] -= 1
 
-    def documents(self, field: str) -> list[tuple[str, OverlayDoc]]:
-        return [(id, doc) for id, (_, doc) in self._entries.items() if doc is not None and doc.field == field]
+    def documents(self, part: str) -> list[tuple[str, OverlayDoc]]:
+        return [(id, doc) for id, (_, doc) in self._entries.items() if doc is not None and doc.part == part]

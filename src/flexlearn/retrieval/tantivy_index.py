@@ -13,12 +13,17 @@ are merged into every answer; up to `MEMORY_MAX` entries the whole index is in m
 answers exactly as a fresh build would. tantivy commits the overlay in a background thread every
 `COMMIT_EVERY` changes, so no search waits for a commit.
 
-Layout, chosen for speed at a million entries: the text of each zone and level goes in a field of its own
-(`text_golden_case`...), so a filtered search, which is most searches (flex mode runs one per zone and level),
-is a plain disjunction of term queries over a sixth of the postings, where tantivy's block-max WAND skips
-blocks that cannot reach the top k. A required filter clause would switch that pruning off. The title is
-written twice (the weight FTS5 gives it), content and examples once. BM25 statistics are per field, so a
-filtered search ranks by statistics of its own zone and level.
+Layout, chosen for speed at a million entries and to rank as FTS5 does: one text field, where each stem is
+indexed with its entry's zone and level in front (`gc:ratio` for a golden case), so a filtered search, which is
+most searches (flex mode runs one per zone and level), is a plain disjunction of term queries over a sixth of
+the postings, where tantivy's block-max WAND skips blocks that cannot reach the top k. A required filter clause
+would switch that pruning off. The title is written twice (the weight FTS5 gives it), content and examples once.
+BM25's statistics are the whole library's, as FTS5's are: the document count and average length are the one
+field's, and each query stem is weighted by FTS5's idf over its document frequency in all six parts (`weight`,
+applied as a boost on each term query: `weight / tantivy_idf`). (Format 2 had a field per zone and level, and
+tantivy divides a field's tokens by the documents of all fields: on the learned Formula library a part's average
+length came out 3 to 52 times too short, which sank the entries of small parts in an unfiltered search; see
+docs/retrieval.md, "Ranking".)
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import tantivy
@@ -41,12 +45,13 @@ from flexlearn.atomic import write_atomic
 from flexlearn.experience import Level, Zone
 from flexlearn.library.snapshot import IndexRow, SnapshotReader
 from flexlearn.retrieval.memory_index import MEMORY_MAX, MemoryIndex
-from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25
+from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25, tantivy_idf, weight
 
 log = logging.getLogger(__name__)
 
 # 2: the note counts documents and tokens (the statistics the overlay scores with).
-FORMAT = 2
+# 3: one text field with zone-and-level-prefixed stems (library-wide statistics) and a field counting documents.
+FORMAT = 3
 META_FILE = "flexlearn.json"
 # tantivy's per-thread indexing heap: small for a catch-up of a few entries, larger for a rebuild.
 _CATCH_UP_HEAP = 20_000_000
@@ -60,17 +65,33 @@ LOCK_WAIT_S = 2.0
 COMMIT_EVERY = 128
 OVERLAY_MAX = 4096
 
-_ANALYZER_NAME = "flex_en"
-# Query stems in more than this share of a field's documents (and in more than `_COMMON_MIN_DOCS`) are not
-# scored in that field; see `LibraryIndex._telling`.
+_TEXT = "text"
+# Every document holds the one term `_COUNTED` here: its document frequency is the document count tantivy's BM25
+# divides by (deleted documents included until a merge drops them), which the boosts must cancel exactly.
+_COUNT, _COUNTED = "count", "1"
+# Query stems in more than this share of a part's documents (and in more than `_COMMON_MIN_DOCS`) are not
+# scored in that part; see `_telling`.
 COMMON_SHARE = 0.1
 _COMMON_MIN_DOCS = 1000
 _MIN_STEMS = 3
 
 
-def field_name(zone: Zone | str, level: Level | str) -> str:
-    """The text field of one zone and level."""
-    return f"text_{Zone(zone)}_{Level(level)}"
+_LEVEL_CODES = {Level.PRINCIPLE: "r", Level.PATTERN: "p", Level.CASE: "c"}
+
+
+def part(zone: Zone | str, level: Level | str) -> str:
+    """The part of the index that holds one zone and level: the prefix of its entries' terms ("gc", "wr"...)."""
+    return f"{Zone(zone).value[0]}{_LEVEL_CODES[Level(level)]}"
+
+
+PARTS = tuple(part(zone, level) for level in Level for zone in Zone)
+_PART_INDEX = {p: i for i, p in enumerate(PARTS)}
+# Query stems a searcher keeps (`LibraryIndex._stem`).
+_STEMS_MAX = 100_000
+
+
+def _term(part: str, stem: str) -> str:
+    return f"{part}:{stem}"
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -87,9 +108,9 @@ def _analyzer() -> tantivy.TextAnalyzer:
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
-    for level in Level:
-        for zone in Zone:
-            builder.add_text_field(field_name(zone, level), tokenizer_name=_ANALYZER_NAME, index_option="freq")
+    builder.add_text_field(_COUNT, tokenizer_name="raw", index_option="basic")
+    # The text arrives analysed (`LibraryIndex._analyse`) and prefixed: tantivy only splits it at the spaces.
+    builder.add_text_field(_TEXT, tokenizer_name="whitespace", index_option="freq")
     return builder.build()
 
 
@@ -102,17 +123,42 @@ def _text(row: IndexRow) -> str:
 @dataclass
 class _Stats:
     """What tantivy's BM25 counts, as the note records it: documents added since the last rebuild and their
-    tokens per field. Replaced documents stay counted, as tantivy counts them until it merges them away."""
+    tokens. Replaced documents stay counted, as tantivy counts them until it merges them away."""
 
     docs: int = 0
-    tokens: dict[str, int] = dataclass_field(default_factory=dict)
+    tokens: int = 0
 
     def copy(self) -> _Stats:
-        return _Stats(self.docs, dict(self.tokens))
+        return _Stats(self.docs, self.tokens)
 
-    def add(self, field: str, length: int) -> None:
+    def add(self, length: int) -> None:
         self.docs += 1
-        self.tokens[field] = self.tokens.get(field, 0) + length
+        self.tokens += length
+
+
+class _Stem:
+    """A query stem as a committed index knows it: its document frequency in each part (`PARTS` order) and in all,
+    the idf tantivy gives it in each part (the boost divides it out), its weight by the committed statistics, and
+    its term queries boosted to that weight, made when first asked for."""
+
+    __slots__ = ("_queries", "dfs", "idfs", "stem", "total", "weight")
+
+    def __init__(self, stem: str, dfs: tuple[int, ...], docs: int) -> None:
+        self.stem, self.dfs, self.total = stem, dfs, sum(dfs)
+        self.idfs = tuple(tantivy_idf(df, docs) if df else 0.0 for df in dfs)
+        self.weight = weight(self.total, docs)
+        self._queries: list[tantivy.Query | None] = [None] * len(PARTS)
+
+    def query(self, schema: tantivy.Schema, i: int, weight: float) -> tantivy.Query:
+        """The term query of the stem in part `PARTS[i]`, boosted so that tantivy scores it with `weight`."""
+        found = self._queries[i]
+        if found is None or weight != self.weight:
+            term = tantivy.Query.term_query(schema, _TEXT, _term(PARTS[i], self.stem), index_option="freq")
+            # tantivy multiplies the boost by its own idf: what is left is the stem's weight.
+            found = tantivy.Query.boost_query(term, weight / self.idfs[i])
+            if weight == self.weight:
+                self._queries[i] = found
+        return found
 
 
 def index_dir(library_path: Path) -> Path:
@@ -149,9 +195,13 @@ class LibraryIndex:
         self._memory_max = memory_max
         self._memory: MemoryIndex | None = None
         self._stats = _Stats()
-        self._field_docs: dict[str, int] = {}  # documents per field at `_committed`
+        self._part_docs: dict[str, int] = {}  # documents per part at `_committed`
         self._index = self._open()
         self._searcher = self._index.searcher()
+        self._counted = 0  # the document count of `_searcher`'s BM25
+        # Query stems as `_searcher` knows them: every search needs their frequencies in all six parts for the
+        # library-wide weight, guidance asks one query six times, and queries share words.
+        self._stems: dict[str, _Stem] = {}
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -164,7 +214,6 @@ class LibraryIndex:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory.mkdir(parents=True, exist_ok=True)
             index = tantivy.Index(self._schema, path=str(self.directory), reuse=False)
-        index.register_tokenizer(_ANALYZER_NAME, self._analyzer)
         return index
 
     def close(self) -> None:
@@ -178,7 +227,7 @@ class LibraryIndex:
             meta = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
                 return None
-            stats = _Stats(int(meta["docs"]), {str(k): int(v) for k, v in meta["tokens"].items()})
+            stats = _Stats(int(meta["docs"]), int(meta["tokens"]))
             return int(meta["revision"]), meta.get("stamp"), stats
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -247,7 +296,7 @@ class LibraryIndex:
         reader = self._reader
         with reader.snapshot():
             current = reader.revision()
-            if self._memory is None and sum(self._field_docs.values()) <= self._memory_max:
+            if self._memory is None and sum(self._part_docs.values()) <= self._memory_max:
                 self._memory = MemoryIndex()
                 for row in reader.active_rows():
                     self._memory.put(row[0], self._document(row))
@@ -261,10 +310,14 @@ class LibraryIndex:
             self._memory = None
         self.revision = current
 
-    def _document(self, row: IndexRow) -> OverlayDoc:
+    def _analyse(self, row: IndexRow) -> tuple[str, list[str]]:
+        """The row's part and the stems of its text, as the index holds them."""
         _, zone, level, *_ = row
-        stems = self._analyzer.analyze(_text(row))
-        return OverlayDoc(field_name(zone, level), Counter(stems), len(stems))
+        return part(zone, level), self._analyzer.analyze(_text(row))
+
+    def _document(self, row: IndexRow) -> OverlayDoc:
+        where, stems = self._analyse(row)
+        return OverlayDoc(where, Counter(stems), len(stems))
 
     def _try_update(self) -> bool:
         """One attempt at syncing the files, in one read snapshot of the file; False when the writer lock is
@@ -329,10 +382,10 @@ class LibraryIndex:
                 for id in changed:
                     writer.delete_documents_by_term("id", id)
             for row in reader.active_rows(None if rebuild else changed):
-                text = _text(row)
-                field = field_name(row[1], row[2])
-                writer.add_document(tantivy.Document(id=row[0], **{field: text}))
-                stats.add(field, len(self._analyzer.analyze(text)))
+                where, stems = self._analyse(row)
+                text = " ".join(f"{where}:{stem}" for stem in stems)  # `_term` of each stem
+                writer.add_document(tantivy.Document(id=row[0], **{_COUNT: _COUNTED, _TEXT: text}))
+                stats.add(len(stems))
             writer.commit()
             writer.wait_merging_threads()
         finally:
@@ -342,9 +395,11 @@ class LibraryIndex:
 
     def _refresh(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
         # Called inside the read snapshot the index was synced to, so the counts match the documents.
-        self._field_docs = {field_name(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
+        self._part_docs = {part(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
         self._index.reload()
         self._searcher = self._index.searcher()
+        self._counted = self._searcher.doc_freq(_COUNT, _COUNTED)
+        self._stems = {}
         self._stats = stats
         self._committed = revision
         self._overlay.drop_through(revision)
@@ -356,64 +411,82 @@ class LibraryIndex:
         """`tokens` as the index stores them, each once."""
         return list(dict.fromkeys(self._analyzer.analyze(" ".join(tokens))))
 
-    def search(self, stems: Sequence[str], fields: Sequence[str], k: int) -> list[tuple[str, float]]:
-        """The ids of the `k` best documents for any of `stems` in any of `fields` (BM25), best first, with
-        their scores, as of the last `sync`: tantivy's committed hits less the ids changed since, merged with
-        the overlay's documents scored the same way. Stems too common to tell documents apart are left out of a
-        big field (`_telling`)."""
+    def search(self, stems: Sequence[str], parts: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """The ids of the `k` best documents for any of `stems` in any of `parts` (BM25, each stem weighted by
+        its `weight` in the whole library), best first, with their scores, as of the last `sync`: tantivy's
+        committed hits less the ids changed since, merged with the overlay's documents scored the same way. Stems
+        too common to tell documents apart are left out of a big part (`_telling`)."""
         if not stems or k <= 0:
             return []
         with self._lock:
             if self._memory is not None:
                 memory = self._memory
-                return memory.search(fields, k, lambda f: _telling(stems, memory.field_docs[f], memory.doc_freq, f))
+                weights = {s: weight(memory.df[s], len(memory)) for s in stems}
+                return memory.search(
+                    parts, k, lambda p: _telling(stems, memory.part_docs[p], lambda s: memory.doc_freq(p, s)), weights
+                )
             searcher, overlay = self._searcher, self._overlay
+            known = {s: self._stem(s) for s in stems}
+            added = sum(overlay.docs.values())
+            if added:
+                changed = list(overlay.df.values())
+                docs = self._counted + added
+                weights = {s: weight(known[s].total + sum(df[s] for df in changed), docs) for s in stems}
+            else:
+                weights = {s: known[s].weight for s in stems}
             telling = {
-                field: _telling(stems, self._field_docs.get(field, 0) + overlay.docs[field], searcher.doc_freq, field)
-                for field in fields
+                p: _telling(
+                    stems, self._part_docs.get(p, 0) + overlay.docs[p], lambda s, i=_PART_INDEX[p]: known[s].dfs[i]
+                )
+                for p in parts
             }
-            terms = [
-                tantivy.Query.term_query(self._schema, field, stem, index_option="freq")
-                for field in fields
-                for stem in telling[field]
-            ]
-            if not terms:
-                return []
+            terms = []
+            for p in parts:
+                i = _PART_INDEX[p]
+                terms += [known[s].query(self._schema, i, weights[s]) for s in telling[p] if known[s].dfs[i]]
             ranked: list[tuple[str, float]] = []
-            query = tantivy.Query.boolean_query([(tantivy.Occur.Should, term) for term in terms])
-            for score, address in searcher.search(query, k + len(overlay), count=False).hits:
-                id = searcher.doc(address)["id"][0]
-                if id not in overlay:
-                    ranked.append((id, score))
-                    if len(ranked) == k:
-                        break
+            if terms:
+                query = tantivy.Query.boolean_query([(tantivy.Occur.Should, term) for term in terms])
+                for score, address in searcher.search(query, k + len(overlay), count=False).hits:
+                    id = searcher.doc(address)["id"][0]
+                    if id not in overlay:
+                        ranked.append((id, score))
+                        if len(ranked) == k:
+                            break
             if len(overlay):
-                ranked += self._overlay_hits(searcher, telling)
+                ranked += self._overlay_hits(telling, weights)
                 ranked.sort(key=lambda hit: -hit[1])
             return ranked[:k]
 
-    def _overlay_hits(self, searcher: tantivy.Searcher, telling: dict[str, list[str]]) -> list[tuple[str, float]]:
+    def _stem(self, stem: str) -> _Stem:
+        """The stem as the committed index knows it, kept until the next commit."""
+        found = self._stems.get(stem)
+        if found is None:
+            if len(self._stems) >= _STEMS_MAX:
+                self._stems.clear()
+            doc_freq = self._searcher.doc_freq
+            dfs = tuple(doc_freq(_TEXT, _term(p, stem)) for p in PARTS)
+            found = self._stems[stem] = _Stem(stem, dfs, self._counted)
+        return found
+
+    def _overlay_hits(self, telling: dict[str, list[str]], weights: dict[str, float]) -> list[tuple[str, float]]:
         overlay, stats = self._overlay, self._stats
-        docs = stats.docs + sum(overlay.docs.values())
+        avg_length = (stats.tokens + sum(overlay.tokens.values())) / max(stats.docs + sum(overlay.docs.values()), 1)
         hits = []
-        for field, stems in telling.items():
-            found = overlay.documents(field)
-            if not found or not stems:
-                continue
-            avg_length = (stats.tokens.get(field, 0) + overlay.tokens[field]) / max(docs, 1)
-            df = {s: searcher.doc_freq(field, s) + overlay.df[field][s] for s in stems}
-            for id, doc in found:
+        for p, stems in telling.items():
+            for id, doc in overlay.documents(p):
                 score = sum(
-                    bm25(doc.tf[s], doc.length, df=df[s], docs=docs, avg_length=avg_length) for s in stems if doc.tf[s]
+                    bm25(doc.tf[s], doc.length, weight=weights[s], avg_length=avg_length) for s in stems if doc.tf[s]
                 )
                 if score > 0:
                     hits.append((id, score))
         return hits
 
 
-def _telling(stems: Sequence[str], docs: int, doc_freq: Callable[[str, str], int], field: str) -> list[str]:
-    """The stems worth scoring in `field`, of `docs` documents: all of them in a small field; in a big one,
-    those in at most `COMMON_SHARE` of its documents, or the `_MIN_STEMS` rarest when none is.
+def _telling(stems: Sequence[str], docs: int, doc_freq: Callable[[str], int]) -> list[str]:
+    """The stems worth scoring in a part of `docs` documents (`doc_freq`: a stem's documents there): all of them
+    in a small part; in a big one, those in at most `COMMON_SHARE` of its documents, or the `_MIN_STEMS` rarest
+    when none is.
 
     A problem's commonest words are in half the library; their BM25 weight is a fraction of a rare word's
     and rarely changes the top k, but their long postings are what keeps block-max pruning from skipping
@@ -424,6 +497,6 @@ def _telling(stems: Sequence[str], docs: int, doc_freq: Callable[[str, str], int
     limit = max(COMMON_SHARE * docs, _COMMON_MIN_DOCS)
     if docs <= limit:
         return list(stems)
-    freqs = {stem: doc_freq(field, stem) for stem in stems}
+    freqs = {stem: doc_freq(stem) for stem in stems}
     telling = [stem for stem in stems if 0 < freqs[stem] <= limit]
     return telling or sorted((s for s in stems if freqs[s]), key=freqs.__getitem__)[:_MIN_STEMS]

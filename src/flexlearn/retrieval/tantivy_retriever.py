@@ -25,7 +25,7 @@ from flexlearn.library.search import query_tokens
 from flexlearn.library.store import Library
 from flexlearn.retrieval.base import Hit
 from flexlearn.retrieval.bm25 import Bm25Retriever
-from flexlearn.retrieval.tantivy_index import IndexBusyError, LibraryIndex, field_name
+from flexlearn.retrieval.tantivy_index import IndexBusyError, LibraryIndex, part
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def open_index(path: Path) -> LibraryIndex:
         return index
 
 
-def _fields(zone: Zone | str | None, level: Level | str | None) -> list[str]:
+def _parts(zone: Zone | str | None, level: Level | str | None) -> list[str]:
     # Validate like the FTS5 filters: an unknown zone or level is a ValueError.
     zones = list(Zone) if zone is None else [Zone(zone)]
     levels = list(Level) if level is None else [Level(level)]
-    return [field_name(z, lv) for lv in levels for z in zones]
+    return [part(z, lv) for lv in levels for z in zones]
 
 
 class TantivyRetriever:
@@ -82,8 +82,9 @@ class TantivyRetriever:
     def search(
         self, query: str, *, k: int = 10, zone: Zone | str | None = None, level: Level | str | None = None
     ) -> list[Hit]:
-        """See `Retriever.search`. Scores are tantivy's BM25, comparable only within one answer."""
-        fields = _fields(zone, level)
+        """See `Retriever.search`. Scores are BM25 as FTS5 weighs it (`LibraryIndex.search`), comparable only
+        within one answer."""
+        parts = _parts(zone, level)
         if self._index is None:
             return self._fallback.search(query, k=k, zone=zone, level=level)
         try:
@@ -91,7 +92,7 @@ class TantivyRetriever:
         except IndexBusyError as e:
             log.warning("%s; this search uses FTS5", e)
             return self._fallback.search(query, k=k, zone=zone, level=level)
-        ranked = self._index.search(self._stems(query), fields, k)
+        ranked = self._index.search(self._stems(query), parts, k)
         found = self.library.find_retrievable([id for id, _ in ranked])
         # An id missing here was deleted (or quarantined) after the sync: leave it out rather than show stale text.
         return [Hit(found[id], score) for id, score in ranked if id in found]
