@@ -18,6 +18,7 @@ from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI, FakeResponse
+from tests.support.isolated import in_own_process
 from tests.support.scripted_flex import ScriptedFlex
 
 
@@ -169,6 +170,7 @@ def test_sigterm_stops_learn_like_ctrl_c_and_says_how_to_resume(tmp_path: Path) 
         assert [r.status for r in opened.runs()] == ["running"]
 
 
+@in_own_process
 def test_a_signal_during_a_sandboxed_tool_step_ends_with_its_one_line(tmp_path: Path) -> None:
     """Issue 26's fourth hole: SIGTERM or SIGINT while a tool step ran in the sandbox printed the clean message,
     then "_GatheringFuture exception was never retrieved" and a CancelledError traceback."""
@@ -244,6 +246,7 @@ def _wait_for(condition, seconds: float = 60) -> None:  # type: ignore[no-untype
     assert condition(), "timed out"
 
 
+@in_own_process
 def test_an_interrupted_demo_continues_where_it_stopped(tmp_path: Path) -> None:
     """Issue 27: `flex demo` said "run the same command again" after Ctrl-C, then started over in a new folder."""
     out = tmp_path / "demo"
