@@ -20,7 +20,6 @@ from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from tests.support.cli import TEST, TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI, FakeResponse
-from tests.support.isolated import in_own_process
 from tests.support.scripted_flex import ScriptedFlex
 
 
@@ -172,7 +171,6 @@ def test_sigterm_stops_learn_like_ctrl_c_and_says_how_to_resume(tmp_path: Path) 
         assert [r.status for r in opened.runs()] == ["running"]
 
 
-@in_own_process
 @pytest.mark.xfail(
     strict=False,
     reason="passes alone, with its file and after either half of the suite, but fails after the whole suite has run "
@@ -254,7 +252,6 @@ def _wait_for(condition, seconds: float = 60) -> None:  # type: ignore[no-untype
     assert condition(), "timed out"
 
 
-@in_own_process
 @pytest.mark.xfail(
     strict=False,
     reason="passes alone, with its file and after either half of the suite, but fails after the whole suite has run "
