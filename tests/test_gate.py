@@ -157,3 +157,67 @@ async def test_a_rollback_keeps_what_another_writer_added_while_the_check_ran(
             assert verdict.rolled_back and verdict.correct_with < verdict.correct_without
             ids = {e.id for e in lib.list()}
             assert harmful_id not in ids and kept in ids and meanwhile[0] in ids
+
+
+def test_a_learn_run_stopped_in_its_gate_resumes_into_the_gate(tmp_path: Path) -> None:
+    """SIGTERM while `flex learn --gate` answers its check set: the lessons are rolled back (never kept unchecked)
+    and the run is marked `gate-stopped`; `--resume --gate` learns nothing again, brings the lessons back and
+    judges them; `--resume` without the gate is refused, saying why."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from flexlearn.library.history import state_at
+    from tests.support.cli import TRAIN
+    from tests.support.scripted_flex import ScriptedFlex
+
+    scripted, gating = ScriptedFlex(), threading.Event()
+
+    def handler(request):  # type: ignore[no-untyped-def]
+        if "23 and 41" in json.dumps(request.json):  # a check question: the gate is running
+            gating.set()
+            time.sleep(0.5)
+        return scripted(request)
+
+    train, check = write_set(tmp_path / "train.jsonl", TRAIN[:3]), write_set(tmp_path / "check.jsonl", TEST)
+    library = tmp_path / "lib.flexlib"
+    with FakeOpenAI(handler) as server:
+        args = ["learn", "--task", "math", "--train", str(train), "--library", str(library)]
+        args += ["--model", model_uri(server), "--concurrency", "1"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flexlearn", *args, "--gate", str(check)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert gating.wait(120), "the gate never started"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        assert "the gate stopped before its verdict" in " ".join(stderr.split()) and "--resume" in stderr
+        with Library.open(library, read_only=True) as lib:
+            [run] = lib.runs("learn")
+            assert run.status == "gate-stopped" and run.solved + run.unsolved == 3
+            [stopped] = lib.runs("gate")
+            config = lib.run_config(stopped.run_id) or {}
+            learned = set(state_at(lib, config["after"]))
+            assert learned and not {e.id for e in lib.list()} & learned  # rolled back
+        listed = flex("library", "runs", str(library)).stdout
+        assert "gate-stopped" in listed
+
+        refused = flex(*args, "--resume", check=False)
+        assert refused.returncode == 2 and "resume with --gate" in " ".join(refused.stderr.split()), refused.stderr
+
+        asked = len(scripted.roles)
+        resumed = flex(*args, "--resume", "--gate", str(check), "--json")
+        data = json.loads(resumed.stdout)
+        assert data["summary"]["resumed"] and data["gate"] is not None and not data["gate"]["rolled_back"]
+        assert set(scripted.roles[asked:]) == {"actor"}  # the check set only: nothing learned twice
+        with Library.open(library, read_only=True) as lib:
+            assert {e.id for e in lib.list()} == learned
+            assert [r.status for r in lib.runs("learn")] == ["done"]
+            assert [r.status for r in lib.runs("gate")] == ["resumed", "done"]
+        again = flex(*args, "--resume", "--gate", str(check), check=False)
+        assert again.returncode == 2 and "nothing to resume" in again.stderr

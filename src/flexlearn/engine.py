@@ -34,8 +34,9 @@ from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.experiments import available_sizes, parse_sizes
 from flexlearn.loop.experiments import inherit as _inherit
 from flexlearn.loop.experiments import scaling as _scaling
-from flexlearn.loop.gate import SMALL_CHECK_SET, Verdict
+from flexlearn.loop.gate import GATE_STOPPED, SMALL_CHECK_SET, Verdict
 from flexlearn.loop.gate import gate as _gate
+from flexlearn.loop.gate import reopen as _reopen
 from flexlearn.loop.learn import LearnSummary, Progress
 from flexlearn.loop.learn import learn as _learn
 from flexlearn.loop.solve import Solution
@@ -50,6 +51,7 @@ from flexlearn.tasks import Problem, Task, get_task
 
 __all__ = [
     "BATCH_SIZE",
+    "GATE_STOPPED",
     "MAX_ATTEMPTS",
     "SMALL_CHECK_SET",
     "AbsorbSummary",
@@ -353,6 +355,12 @@ class Engine:
             runs=runs,
             on_item=on_item,
         )
+
+    def reopen_gate(self, run_id: str) -> tuple[int, str] | None:
+        """Bring back the batch of learn run `run_id` that a stopped gate rolled back, to judge it again with
+        `gate(before, check, runs={run_id, brought})`: returns (before, brought), or None when no stopped gate holds
+        that run (see `flexlearn.loop.gate.reopen`)."""
+        return _reopen(self._library("the gate"), run_id)
 
     async def scaling(
         self,

@@ -59,7 +59,7 @@ from flexlearn.cli.output import (
     results_table,
     stats_table,
 )
-from flexlearn.engine import Engine, LearnSummary, Mode, Progress, Verdict, check_evaluation
+from flexlearn.engine import GATE_STOPPED, Engine, LearnSummary, Mode, Progress, Verdict, check_evaluation
 from flexlearn.errors import ConfigError
 from flexlearn.models.middleware import Meter
 from flexlearn.results import write_run
@@ -220,12 +220,26 @@ def learn_cmd(
                     f"solved {p.solved}/{max(p.done, 1)}  failed {p.failed}  library {lib.count()}", completed=p.done
                 )
 
-            # The gate judges the whole run: every change since the library's version before its first problem.
-            # (Read only under --gate: a resumed run's events are parsed to find its first one.)
-            first = [ev.seq for ev in lib.events(run_id=run)] if check and isinstance(run, str) else []
-            before = min(first) - 1 if first else lib.revision()
-
             engine = Engine.of(the_task, agents, lib, learning=settings)
+            judged: set[str] = set()
+            if isinstance(run, str) and lib.run_status(run) == GATE_STOPPED:
+                # Its gate stopped before a verdict and rolled its lessons back: bring them back and judge them.
+                if not check:
+                    raise ConfigError(
+                        f"run {run}'s gate stopped before its verdict, so its lessons were rolled back: resume with "
+                        "--gate CHECK.jsonl to judge them again (`flex library versions` shows the version that held "
+                        "them; `flex library rollback` brings it back unchecked)"
+                    )
+                reopened = engine.reopen_gate(run)
+                if reopened is None:
+                    raise ConfigError(f"run {run} is marked {GATE_STOPPED!r} but no stopped gate of it is logged")
+                before, brought = reopened
+                judged.add(brought)
+            else:
+                # The gate judges the whole run: every change since the library's version before its first
+                # problem. (Read only under --gate: a resumed run's events are parsed to find its first one.)
+                first = [ev.seq for ev in lib.events(run_id=run)] if check and isinstance(run, str) else []
+                before = min(first) - 1 if first else lib.revision()
 
             async def learn_then_gate() -> tuple[LearnSummary, Verdict | None]:
                 summary = await engine.learn(
@@ -235,7 +249,7 @@ def learn_cmd(
                     return summary, None
                 what = f"learn run {summary.run_id}"
                 gated = gate_engine(engine, settings.concurrency)
-                return summary, await run_gate(gated, before, check, what=what, runs={summary.run_id})
+                return summary, await run_gate(gated, before, check, what=what, runs={summary.run_id, *judged})
 
             summary, verdict = run_closing(agents, learn_then_gate())
         stats = lib.stats()

@@ -32,7 +32,7 @@ from flexlearn.cli.common import (
 )
 from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict, run_gate
 from flexlearn.cli.output import experience_detail, experience_line, out, stats_table
-from flexlearn.engine import Engine
+from flexlearn.engine import GATE_STOPPED, Engine
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Level, Zone
 from flexlearn.library.backend import is_url
@@ -309,10 +309,11 @@ def runs_cmd(
     if not runs:
         out.print("no runs")
     for r in runs:
-        status = "done" if r.status == "done" else "unfinished"
+        # A learn run whose gate stopped before its verdict is unfinished too: `--resume --gate` judges it again.
+        status = r.status if r.status in ("done", GATE_STOPPED) else "unfinished"
         started = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M")
         out.print(
-            f"{r.run_id}  {r.kind}  {status:<10}  started {started} UTC  task {r.task}  on {r.source}: "
+            f"{r.run_id}  {r.kind}  {status:<12}  started {started} UTC  task {r.task}  on {r.source}: "
             f"{r.solved + r.unsolved}/{r.total} done ({r.solved} solved), {r.failed} failed at the model",
             highlight=False,
             markup=False,

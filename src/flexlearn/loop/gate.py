@@ -32,6 +32,8 @@ from flexlearn.records import ItemRecord
 from flexlearn.tasks import Problem, Task
 
 SMALL_CHECK_SET = 100
+STOPPED = "stopped"  # a gate run that ended before its verdict (its batch was rolled back)
+GATE_STOPPED = "gate-stopped"  # a learn run whose gate stopped: resumable with --resume --gate
 
 
 @dataclass
@@ -120,7 +122,9 @@ async def gate(
                     answers.append(await _answer(check, copy, task=task, agents=agents, config=config, on_item=on_item))
     except BaseException as exc:
         why = f"gate on {what} stopped before its verdict ({type(exc).__name__}); version {after} held it"
-        history.revert(library, before, after, runs=runs, reason=why)
+        start = library.revision()
+        reverted = history.revert(library, before, after, runs=runs, reason=why)
+        _record_stop(library, what=what, before=before, after=after, runs=runs, reverted=reverted, span=start)
         raise
     without, with_batch = answers
     ids = [p.id for p in check if p.id in without and p.id in with_batch]
@@ -143,7 +147,59 @@ async def gate(
     if reason is not None:
         reverted = history.revert(library, before, after, runs=runs, reason=f"gate on {what}: {verdict.line()}")
         verdict.rollback_run = reverted.run_id
-    run_id = f"gate-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    library.begin_run(run_id, kind="gate", config={"what": what, **verdict.to_dict()})
+    run_id = _gate_run_id()
+    library.begin_run(run_id, kind="gate", config={"what": what, "runs": sorted(runs or ()), **verdict.to_dict()})
     library.finish_run(run_id, status="done")
     return verdict
+
+
+def _gate_run_id() -> str:
+    return f"gate-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _record_stop(
+    library: Library,
+    *,
+    what: str,
+    before: int,
+    after: int,
+    runs: set[str] | None,
+    reverted: history.Reverted,
+    span: int,
+) -> None:
+    """Log a gate stopped before its verdict (a run of kind ``gate``, status ``stopped``, with what its rollback
+    did), and mark the learn runs of its batch ``gate-stopped``: unfinished, so that `flex learn ... --resume --gate`
+    finds the run again, brings its batch back (`reopen`) and judges it."""
+    config = {
+        "what": what,
+        "before": before,
+        "after": after,
+        "runs": sorted(runs or ()),
+        "rollback_run": reverted.run_id,
+        "rollback_span": [span, library.revision()],
+    }
+    run_id = _gate_run_id()
+    library.begin_run(run_id, kind="gate", config=config)
+    library.finish_run(run_id, status=STOPPED)
+    learned = {info.run_id for info in library.runs("learn") if info.status == "done"}
+    for rid in sorted(set(runs or ()) & learned):
+        library.finish_run(rid, status=GATE_STOPPED)
+
+
+def reopen(library: Library, run_id: str) -> tuple[int, str] | None:
+    """Bring back the batch of learn run `run_id` that a stopped gate rolled back, so the gate can judge it again:
+    returns the version before it came back and the run that brought it (the batch to judge), or None when no
+    stopped gate holds that run. Undoes the stopped gate's rollback alone (`history.revert`), as a logged run."""
+    for info in reversed(library.runs("gate")):
+        config = library.run_config(info.run_id) or {}
+        if run_id not in config.get("runs", ()):
+            continue
+        if info.status != STOPPED:
+            return None  # the newest gate of that run reached its verdict
+        first, last = config["rollback_span"]
+        start = library.revision()
+        why = f"gate resumed on {config['what']}: the batch its stop rolled back is brought back to be judged"
+        brought = history.revert(library, first, last, runs={config["rollback_run"]}, reason=why)
+        library.finish_run(info.run_id, status="resumed")
+        return start, brought.run_id
+    return None
