@@ -194,6 +194,7 @@ class LibraryIndex:
         # Up to `memory_max` entries, searches are answered from memory (`MemoryIndex`), exactly.
         self._memory_max = memory_max
         self._memory: MemoryIndex | None = None
+        self._outgrown = False  # the memory index was dropped for size since the last commit
         self._stats = _Stats()
         self._part_docs: dict[str, int] = {}  # documents per part at `_committed`
         self._index = self._open()
@@ -296,7 +297,9 @@ class LibraryIndex:
         reader = self._reader
         with reader.snapshot():
             current = reader.revision()
-            if self._memory is None and sum(self._part_docs.values()) <= self._memory_max:
+            # `_part_docs` counts the last commit: a library that outgrew the memory index since is not read
+            # whole again on every change until a commit says how big it is (`_outgrown`, reset by `_refresh`).
+            if self._memory is None and not self._outgrown and sum(self._part_docs.values()) <= self._memory_max:
                 self._memory = MemoryIndex()
                 for row in reader.active_rows():
                     self._memory.put(row[0], self._document(row))
@@ -307,7 +310,7 @@ class LibraryIndex:
             if self._memory is not None:
                 self._memory.put(id, docs.get(id))
         if self._memory is not None and len(self._memory) > self._memory_max:
-            self._memory = None
+            self._memory, self._outgrown = None, True
         self.revision = current
 
     def _analyse(self, row: IndexRow) -> tuple[str, list[str]]:
@@ -396,6 +399,7 @@ class LibraryIndex:
     def _refresh(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
         # Called inside the read snapshot the index was synced to, so the counts match the documents.
         self._part_docs = {part(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
+        self._outgrown = False
         self._index.reload()
         self._searcher = self._index.searcher()
         self._counted = self._searcher.doc_freq(_COUNT, _COUNTED)
