@@ -27,7 +27,15 @@ class DemoSet:
     task: str
     train_size: int
     test_size: int
+    # Train and test chosen together, by category: the first training problem of each of the first `train_size`
+    # categories of the test slice, and the held-out problems of those categories alone. A short learning phase
+    # then teaches lessons that the held-out problems can use (the instruction-model demo, on Formula).
+    paired: bool = False
 
+
+# The Formula demo's sizes: measured with local:qwen2.5-coder-1.5b to finish in about 15 minutes here.
+FORMULA_TRAIN = 3
+FORMULA_TEST = 6
 
 DEMO_SETS: dict[str, DemoSet] = {
     # Measured on the embedded 270M base model: see docs/local-model-measurements.md.
@@ -35,6 +43,9 @@ DEMO_SETS: dict[str, DemoSet] = {
     "gsm8k": DemoSet(task="gsm8k", train_size=10, test_size=20),
     # The README's examples: two-number arithmetic, for trying an API model in seconds.
     "arithmetic": DemoSet(task="math", train_size=8, test_size=6),
+    # ACE's XBRL Formula (finance formulas), paired by formula; sized for an embedded instruction model: see
+    # docs/local-model-measurements.md.
+    "formula": DemoSet(task="formula", train_size=FORMULA_TRAIN, test_size=FORMULA_TEST, paired=True),
 }
 
 
@@ -72,8 +83,11 @@ def plan(
         raise ConfigError(f"unknown demo task {name!r}; choose from {', '.join(DEMO_SETS)}")
     task = get_task(demo.task)
     train_path, test_path = demo_data(name)
-    train = task.load(train_path)[: train_size or demo.train_size]
-    test = task.load(test_path)[: test_size or demo.test_size]
+    train_n, test_n = train_size or demo.train_size, test_size or demo.test_size
+    if demo.paired:
+        train, test = _paired(task.load(train_path), task.load(test_path), train_n, test_n)
+    else:
+        train, test = task.load(train_path)[:train_n], task.load(test_path)[:test_n]
     overlap = {p.question for p in train} & {p.question for p in test}
     if overlap:
         raise ConfigError(f"demo slice {name!r} shares {len(overlap)} items between train and test")
@@ -86,6 +100,18 @@ def plan(
         learn=LearnSettings.of(rollouts=rollouts, rounds=rounds, concurrency=concurrency),
         eval=EvalSettings.of(modes=list(Mode), icl_k=icl_k, agent_rounds=agent_rounds, concurrency=concurrency),
     )
+
+
+def _paired(
+    train: list[Problem], test: list[Problem], train_n: int, test_n: int
+) -> tuple[list[Problem], list[Problem]]:
+    """`DemoSet.paired`: up to `train_n` categories, in the order the test slice first shows them (those the
+    training slice has), the first training problem of each, and up to `test_n` held-out problems of them."""
+    first: dict[str, Problem] = {}
+    for p in train:
+        first.setdefault(p.category, p)
+    categories = list(dict.fromkeys(p.category for p in test if p.category in first))[:train_n]
+    return [first[c] for c in categories], [p for p in test if p.category in categories][:test_n]
 
 
 @dataclass

@@ -139,6 +139,24 @@ def test_the_demo_slice_is_cut_as_its_readme_says() -> None:
     assert (DEMO / "LICENSE.ace.txt").read_text() == (BENCHMARK / "LICENSE.ace.txt").read_text()
 
 
+@pytest.mark.parametrize(("train_size", "test_size"), [(None, None), (2, 3), (5, 40)])
+def test_the_formula_demo_learns_one_problem_per_formula_held_out(
+    train_size: int | None, test_size: int | None
+) -> None:
+    from flexlearn.demo import FORMULA_TEST, FORMULA_TRAIN, plan
+
+    demo = plan("formula", train_size=train_size, test_size=test_size)
+    taught = [p.category for p in demo.train]
+    assert len(taught) == len(set(taught)) == (train_size or FORMULA_TRAIN)
+    assert 0 < len(demo.test) <= (test_size or FORMULA_TEST)
+    assert {p.category for p in demo.test} <= set(taught)
+    assert not {p.question for p in demo.train} & {p.question for p in demo.test}
+    # The taught formulas are the first ones the held-out slice shows that the training slice has.
+    trained = {p.category for p in TASK.load(DEMO / "train.jsonl")}
+    shown = [p.category for p in TASK.load(DEMO / "test.jsonl") if p.category in trained]
+    assert taught == list(dict.fromkeys(shown))[: len(taught)]
+
+
 async def test_learning_titles_lessons_with_the_formula_name(tmp_path: Path) -> None:
     problems = TASK.load(DEMO / "train.jsonl")[:2]
     assert problems[0].meta["category"] != problems[1].meta["category"]

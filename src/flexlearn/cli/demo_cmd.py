@@ -45,7 +45,7 @@ from flexlearn.cli.output import (
     stats_table,
     tokens_per_second,
 )
-from flexlearn.demo import demo_data, plan, run_demo
+from flexlearn.demo import FORMULA_TEST, FORMULA_TRAIN, demo_data, plan, run_demo
 from flexlearn.engine import Progress
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
@@ -61,8 +61,8 @@ def demo_cmd(
         typer.Option(
             "--task",
             "-t",
-            help="Shipped slice: word_facts, gsm8k or arithmetic (the README's examples). Default: word_facts; "
-            "gsm8k for an embedded instruction model.",
+            help="Shipped slice: word_facts, gsm8k, formula (finance formulas) or arithmetic (the README's "
+            "examples). Default: word_facts; formula for an embedded instruction model.",
         ),
     ] = None,
     model: ModelOpt = "local",
@@ -76,16 +76,16 @@ def demo_cmd(
         int | None,
         typer.Option(
             min=1,
-            help="Training problems. Default: 24 for word_facts, 10 for gsm8k (8 with an embedded instruction "
-            "model), 8 for arithmetic.",
+            help=f"Training problems. Default: 24 for word_facts, 10 for gsm8k, {FORMULA_TRAIN} for formula (one "
+            "per formula of the held-out slice), 8 for arithmetic.",
         ),
     ] = None,
     test_size: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Held-out problems. Default: 30 for word_facts, 20 for gsm8k (10 with an embedded instruction "
-            "model), 6 for arithmetic.",
+            help=f"Held-out problems. Default: 30 for word_facts, 20 for gsm8k, {FORMULA_TEST} for formula (of the "
+            "formulas learned), 6 for arithmetic.",
         ),
     ] = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
@@ -98,8 +98,8 @@ def demo_cmd(
 
     Runs offline on the embedded Gemma 3 270M when no model is given. Interrupted, it continues where it stopped
     when run again with the same options (same run folder; finished learning and evaluated items are kept). With
-    an embedded instruction model (local:qwen2.5-coder-1.5b) it runs a smaller GSM8k demo: 8 problems to learn,
-    10 to test."""
+    an embedded instruction model (local:qwen2.5-coder-1.5b) it runs the Formula demo (finance formulas from
+    ACE's benchmark): a few problems to learn, held-out problems of the same formulas to test, about 15 minutes."""
     if str(out_dir).startswith(("postgresql:", "postgres:")):
         # A Path has already made the URL's `//` one `/`: say what --out is rather than make that folder.
         raise ConfigError(
@@ -107,9 +107,7 @@ def demo_cmd(
             "to put the demo's library on a server afterwards: flex library copy RUN/library.flexlib postgresql://..."
         )
     instruct = is_embedded_instruct(model)
-    task = task or ("gsm8k" if instruct else "word_facts")
-    if instruct:
-        train_size, test_size = train_size or 8, test_size or 10
+    task = task or ("formula" if instruct else "word_facts")
     demo = plan(
         task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
     )
