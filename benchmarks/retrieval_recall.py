@@ -5,6 +5,13 @@ paired bootstrap interval, and guidance latency on a synthetic library. Prints J
     python benchmarks/retrieval_recall.py                       # recall on both sets, latency at 10,000 entries
     python benchmarks/retrieval_recall.py --latency-sizes ""    # recall only
     python benchmarks/retrieval_recall.py --write-labels        # (re)write the label file from the library
+    python benchmarks/retrieval_recall.py --library-url postgresql://USER@HOST/DB   # the same on PostgreSQL
+
+With `--library-url` the libraries are PostgreSQL libraries, each in a new schema of the database the URL names
+(`?options=-csearch_path=...`; the user needs CREATE there), copied from the files as `flex library copy` does and
+dropped at the end: lexical retrieval is then the server's own (`tantivy` and `bm25` both answer with its
+`ts_rank` search, so `hybrid` and `hybrid_bm25` are one fusion), dense retrieval the pgvector index in the database
+(a server without pgvector falls back to lexical, as `--retriever dense` does, and says so).
 
 Labelled sets (the data is benchmarks/data/finance_formula; a row's `category` is its formula's name):
 
@@ -40,11 +47,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -53,10 +62,11 @@ import numpy as np
 from synthetic import SyntheticSpec, build_library, category_query
 
 from flexlearn.experience import Experience, Level, Provenance, Zone
+from flexlearn.library.copy import copy_library
 from flexlearn.library.store import Library
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance, tantivy_retriever
 from flexlearn.retrieval import dense as dense_module
-from flexlearn.retrieval.dense import DenseRetriever
+from flexlearn.retrieval.dense import DenseRetriever, DenseUnavailableError
 from flexlearn.retrieval.hybrid import DEPTH, RRF_K, HybridRetriever
 from retrieval import _latency
 
@@ -136,7 +146,68 @@ def make_labels(lib: Library, train: Sequence[dict[str, str]], val: Sequence[dic
     }
 
 
-def problems_library(path: Path, train: Sequence[dict[str, str]]) -> tuple[Library, dict[str, str]]:
+class Places:
+    """Where the benchmark's libraries go: files in `folder`, or, given `url`, a new schema each in the PostgreSQL
+    database it names (dropped by `close`). `store` copies a file library there (the file itself without a URL)."""
+
+    def __init__(self, folder: Path, url: str | None) -> None:
+        self.folder = folder
+        self.url = url
+        self._schemas: list[str] = []
+
+    def new(self, name: str) -> str | Path:
+        """Where a new, empty library called `name` goes."""
+        if self.url is None:
+            return self.folder / f"{name}.flexlib"
+        import psycopg
+
+        schema = f"flex_recall_{re.sub(r'[^a-z0-9]+', '_', name.lower())}_{os.getpid()}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        self._schemas.append(schema)
+        parts = urllib.parse.urlsplit(self.url)
+        query = urllib.parse.parse_qsl(parts.query)
+        if any(key == "options" for key, _ in query):
+            sys.exit("--library-url must not set options: the benchmark sets search_path through them")
+        query.append(("options", f"-csearch_path={schema}"))
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+    def store(self, path: Path) -> Library:
+        """The library file at `path`, opened where the libraries go: itself, or a copy on the server."""
+        if self.url is None:
+            return Library.open(path)
+        with Library.open(path) as source:
+            lib = Library.open(self.new(path.stem))
+            copy_library(source, lib)
+        return lib
+
+    def describe(self) -> dict[str, object]:
+        if self.url is None:
+            return {"backend": "sqlite"}
+        import psycopg
+
+        from flexlearn.library.backend.postgres import redact
+
+        with psycopg.connect(self.url) as conn:
+            server = conn.execute("SHOW server_version").fetchone()[0]
+            # What the server offers (the libraries create the extension when first searched densely).
+            row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        return {"backend": "postgresql", "url": redact(self.url), "server": server, "pgvector": row and row[0]}
+
+    def close(self) -> None:
+        dense_module.close_all()  # their connections first
+        if self.url is None or not self._schemas:
+            return
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for schema in self._schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        self._schemas.clear()
+
+
+def problems_library(path: str | Path, train: Sequence[dict[str, str]]) -> tuple[Library, dict[str, str]]:
     """The `problems` set: one golden case per training problem, its word problem without the formula's names.
     Returns the library and each entry's formula by id."""
     lib = Library.open(path)
@@ -205,14 +276,14 @@ def retrievers(lib: Library, rrf_k: int, depth: int) -> dict[str, Retriever]:
     return found
 
 
-def recall_sets(folder: Path, rrf_k: int, depth: int) -> dict[str, object]:
+def recall_sets(places: Places, rrf_k: int, depth: int) -> dict[str, object]:
     train, val = load_rows(DATA / "train.jsonl"), load_rows(DATA / "val.jsonl")
     queries = {"full": [row["question"] for row in val], "paraphrase": [paraphrase(row) for row in val]}
     results: dict[str, object] = {}
 
-    learned_path = folder / "train60.flexlib"
+    learned_path = places.folder / "train60.flexlib"
     shutil.copyfile(LIBRARY, learned_path)  # the indexes are built beside it, not in the results folder
-    with Library.open(learned_path) as lib:
+    with places.store(learned_path) as lib:
         stored = json.loads(LABELS.read_text(encoding="utf-8"))
         made = make_labels(lib, train, val)
         if stored["library_content_hash"] != made["library_content_hash"] or stored["questions"] != made["questions"]:
@@ -224,7 +295,7 @@ def recall_sets(folder: Path, rrf_k: int, depth: int) -> dict[str, object]:
             **{q: run_queries(found, texts, relevant) for q, texts in queries.items()},
         }
 
-    lib, formula_of = problems_library(folder / "problems.flexlib", train)
+    lib, formula_of = problems_library(places.new("problems"), train)
     with lib:
         relevant = [{id for id, f in formula_of.items() if f == row["category"]} for row in val]
         found = retrievers(lib, rrf_k, depth)
@@ -235,21 +306,24 @@ def recall_sets(folder: Path, rrf_k: int, depth: int) -> dict[str, object]:
     return results
 
 
-def latency(folder: Path, size: int, queries: int) -> dict[str, object]:
+def latency(places: Places, size: int, queries: int) -> dict[str, object]:
     spec = SyntheticSpec(size)
-    path = folder / f"synthetic-{size}.flexlib"
+    path = places.folder / f"synthetic-{size}.flexlib"
     build_library(path, spec).close()
-    lib = Library.open(path)
+    lib = places.store(path)
     texts = [category_query(spec, c % spec.categories, seed=c) for c in range(queries)]
     entries = lib.list()[:: max(1, size // queries)][:queries]
     result: dict[str, object] = {"size": size}
-    start = time.perf_counter()
-    DenseRetriever(lib).search("warm up")
-    result["dense_index_build_s"] = round(time.perf_counter() - start, 2)
-    dense_module.close_all()  # as a later process finds it: written and current
-    start = time.perf_counter()
-    DenseRetriever(lib).search("warm up")
-    result["dense_index_open_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    try:
+        start = time.perf_counter()
+        DenseRetriever(lib).search("warm up")
+        result["dense_index_build_s"] = round(time.perf_counter() - start, 2)
+        dense_module.close_all()  # as a later process finds it: written and current
+        start = time.perf_counter()
+        DenseRetriever(lib).search("warm up")
+        result["dense_index_open_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    except DenseUnavailableError as e:  # a server without pgvector: "dense" is lexical there
+        result["dense_unavailable"] = str(e)
     for name in RETRIEVERS:
         retriever = get_retriever(name, lib)
         calls: list[Callable[[], object]] = [lambda t=t, r=retriever: select_guidance(r, lib, t) for t in texts]
@@ -271,6 +345,10 @@ def main() -> None:
     parser.add_argument("--latency-sizes", default="10000", help="synthetic library sizes to time ('' for none)")
     parser.add_argument("--queries", type=int, default=100, help="guidance (and neighbour) searches per size")
     parser.add_argument("--dir", type=Path, help="where to build the libraries (default: a temporary folder)")
+    parser.add_argument(
+        "--library-url",
+        help="a PostgreSQL database (postgresql://...) to measure on instead of files: a new schema per library",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         if args.write_labels:
@@ -281,14 +359,19 @@ def main() -> None:
             LABELS.write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             print(f"wrote {LABELS}")
             return
-        out: dict[str, object] = {
-            "benchmark": "retrieval_recall",
-            "date": date.today().isoformat(),
-            "hybrid": {"rrf_k": args.rrf_k, "depth": args.depth},
-            "recall": recall_sets(Path(folder), args.rrf_k, args.depth),
-        }
-        sizes = [int(s) for s in args.latency_sizes.split(",") if s.strip()]
-        out["latency"] = [latency(Path(folder), size, args.queries) for size in sizes]
+        places = Places(Path(folder), args.library_url)
+        try:
+            out: dict[str, object] = {
+                "benchmark": "retrieval_recall",
+                "date": date.today().isoformat(),
+                "libraries": places.describe(),
+                "hybrid": {"rrf_k": args.rrf_k, "depth": args.depth},
+                "recall": recall_sets(places, args.rrf_k, args.depth),
+            }
+            sizes = [int(s) for s in args.latency_sizes.split(",") if s.strip()]
+            out["latency"] = [latency(places, size, args.queries) for size in sizes]
+        finally:
+            places.close()
     print(json.dumps(out, indent=1))
 
 

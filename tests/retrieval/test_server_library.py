@@ -1,6 +1,7 @@
-"""Retrieval over a library on a PostgreSQL server: it has no folder beside it for the tantivy or vector index, so
-every retriever name answers with the server's own lexical search, and asking for dense retrieval says once that it
-is unavailable there."""
+"""Retrieval over a library on a PostgreSQL server without pgvector (Debian's): it has no folder beside it for the
+tantivy index and no vector extension for embeddings, so every retriever name answers with the server's own lexical
+search, and asking for dense retrieval says once that it is unavailable there, and why. (Dense retrieval on a server
+that has pgvector: test_pgvector.py.)"""
 
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ def test_the_default_retriever_uses_the_servers_own_search(server_lib: Library) 
 
 
 def test_dense_and_hybrid_fall_back_to_lexical_and_say_so_once(
-    server_lib: Library, caplog: pytest.LogCaptureFixture
+    postgres_server: postgres.PostgresServer, server_lib: Library, caplog: pytest.LogCaptureFixture
 ) -> None:
+    if postgres.has_pgvector(postgres_server):
+        pytest.skip("this machine's PostgreSQL has pgvector, so it cannot show a server without it")
     with caplog.at_level(logging.WARNING, logger="flexlearn.retrieval.registry"):
         dense, hybrid = get_retriever("dense", server_lib), get_retriever("hybrid", server_lib)
         get_retriever("dense", server_lib)
     assert isinstance(dense, Bm25Retriever) and isinstance(hybrid, Bm25Retriever)
     said = [r.getMessage() for r in caplog.records if "dense retrieval is unavailable" in r.getMessage()]
     assert len(said) == 1 and server_lib.location in said[0]
+    assert "the server has no pgvector (its 'vector' extension is not installed)" in said[0]
     assert dense.search("modular arithmetic")[0].experience.title == "modular"

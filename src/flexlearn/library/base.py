@@ -7,9 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flexlearn.errors import LibraryError
 from flexlearn.library.backend import Database
+
+if TYPE_CHECKING:
+    from flexlearn.library.backend.pgvector import PgVectorStore
 
 
 class LibraryBase:
@@ -90,6 +94,13 @@ class LibraryBase:
             self._depth = 0
             if self._conn.in_transaction:
                 self._conn.commit()
+
+    def vector_store(self) -> PgVectorStore | None:
+        """Dense retrieval's embeddings where the store keeps them itself, on this connection (a PostgreSQL
+        database, with pgvector: `retrieval.pgvector_index` keeps them current); None for a file, whose vector
+        index lives in a folder beside it. The vector index reads and writes it on a connection of its own
+        (`Library.reopen`), never inside the caller's transactions."""
+        return self._conn.vector_store()
 
     def check_writable(self) -> None:
         """Raise LibraryError now if the library cannot be written (read-only file or folder, an immutable file, a

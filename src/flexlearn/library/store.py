@@ -37,6 +37,8 @@ class Library(Experiences, Search, Runs, Outcomes):
     """An experience library, in an SQLite file or on a PostgreSQL server. Open it with `Library.open(path_or_url)`."""
 
     SCHEMA_VERSION: ClassVar[int] = len(schema.MIGRATIONS)
+    # What `open` was given (a path, or a URL with its password): `reopen` connects to it again. Never shown.
+    _target: str | Path
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -67,6 +69,7 @@ class Library(Experiences, Search, Runs, Outcomes):
             if not read_only:
                 db.prepare()
             lib = cls(db)
+            lib._target = path
             if not read_only:
                 lib._migrate()
         except BaseException as e:
@@ -95,6 +98,13 @@ class Library(Experiences, Search, Runs, Outcomes):
         in has no writer to race with); a server's connection refuses every write. A library of an older schema is
         refused: upgrading it is a write."""
         return cls.open(path, read_only=True)
+
+    def reopen(self, *, read_only: bool | None = None) -> Library:
+        """Another connection to this library (the same file; the same database, with the same credentials), for a
+        component that reads and writes at its own pace, outside this connection's transactions: the retrieval
+        indexes. Read-only when this one is, unless `read_only` says otherwise."""
+        read_only = self.read_only if read_only is None else read_only
+        return type(self).open(self._target, create=False, read_only=read_only)
 
     def _migrate(self) -> None:
         version = self._conn.stored_version()

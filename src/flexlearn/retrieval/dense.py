@@ -1,20 +1,23 @@
 """The dense retriever ("dense"): cosine similarity of embeddings (`retrieval.embedder`, WordLlama) over a vector
-index kept in memory and beside the library file (`<library>.vectors/index.npz`).
+index of the library's active entries, kept where the library's store says (`Library.vector_store`, chosen by
+`open_index`): for a file, in memory and beside it (`<library>.vectors/index.npz`, `VectorIndex` here); for a
+PostgreSQL library, in its own database with pgvector (`pgvector_index.ServerVectorIndex`). A server without
+pgvector gives `DenseUnavailableError`, saying why; the registry then retrieves lexically and says so once.
 
 It finds what shares meaning rather than words with the query ("operating margin" for "operating income as a
 share of revenue"), and, being a bag of word vectors, also ranks unrelated text somewhere: every search returns
 its `k` nearest whatever they are. `HybridRetriever` fuses it with the lexical ranking; docs/retrieval.md has
 the measurements that decide which one is the default.
 
-The index is derived, like the tantivy index. The library stays the source of truth: the index notes the
-revision it reflects (and the timestamp of the event at that revision, so that a library made again at the same
-path is not mistaken for the old one, and the embedding model's id, so that another model's vectors are not
-reused). Before every search it reads the file's revision (one SQLite read) and, when the library has changed,
-re-embeds the entries changed since (`Library.events(since_seq=...)`) or, when there is no usable index (missing,
-unreadable, of another format or model, from another file), embeds every active entry. The file is written
-atomically (a fresh name, then a rename) after a rebuild and every `SAVE_EVERY` changes, so a process that stops
-at any moment leaves either no index or one at least as old as it says, which the next process catches up from
-the log.
+Either index is derived, like the tantivy index, and kept current the same way; the rest of this note is the file's
+(the server's: `pgvector_index`). The library stays the source of truth: the index notes the revision it reflects
+(and the timestamp of the event at that revision, so that a library made again at the same path is not mistaken for
+the old one, and the embedding model's id, so that another model's vectors are not reused). Before every search it
+reads the file's revision (one SQLite read) and, when the library has changed, re-embeds the entries changed since
+(`Library.events(since_seq=...)`) or, when there is no usable index (missing, unreadable, of another format or
+model, from another file), embeds every active entry. The file is written atomically (a fresh name, then a rename)
+after a rebuild and every `SAVE_EVERY` changes, so a process that stops at any moment leaves either no index or one
+at least as old as it says, which the next process catches up from the log.
 
 The library is read through its public methods only, with a read-only `Library` of the index's own (as
 `LibraryIndex` keeps a connection of its own): a search answers for the library as committed, also inside a
@@ -30,12 +33,14 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from flexlearn.errors import ConfigError
 from flexlearn.experience import Event, Experience, Level, Status, Zone
 from flexlearn.library.search import query_tokens
 from flexlearn.library.store import Library
@@ -51,6 +56,40 @@ SAVE_EVERY = 128
 _ZONES = list(Zone)
 _LEVELS = list(Level)
 _FREE = -1  # the zone code of a row that holds no entry
+
+
+class DenseUnavailableError(ConfigError):
+    """Dense retrieval cannot run on this library's store (a PostgreSQL server without pgvector); the message says
+    why. `get_retriever` answers "dense" and "hybrid" lexically then, saying so once."""
+
+
+class VectorSearch(Protocol):
+    """What `DenseRetriever` asks of a vector index, in a file's folder (`VectorIndex`) or in a database
+    (`pgvector_index.ServerVectorIndex`)."""
+
+    # The library revision the index reflects as far as this process knows (-1 before the first sync), and
+    # whether its last sync embedded every entry (for tests and benchmarks).
+    revision: int
+    rebuilt: bool
+
+    def sync(self) -> None:
+        """Bring the index to the library's committed revision."""
+        ...
+
+    def search(
+        self, vector: np.ndarray, k: int, zone: Zone | str | None = None, level: Level | str | None = None
+    ) -> list[tuple[str, float]]:
+        """The ids of the `k` entries most similar to `vector`, best first, with their similarity; ties go to the
+        smaller id."""
+        ...
+
+    def flush(self) -> None:
+        """Sync, and make what the index holds durable where it keeps it."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __len__(self) -> int: ...
 
 
 def vectors_dir(library_path: Path) -> Path:
@@ -288,41 +327,74 @@ def _read(path: Path) -> tuple[dict | None, tuple[np.ndarray, ...] | None]:
     return (meta if isinstance(meta, dict) else None), arrays
 
 
-# Open indexes by library file, as for the tantivy index: factories run once per evaluation or absorbed problem.
-_OPEN: OrderedDict[tuple[str, int, int, str], VectorIndex] = OrderedDict()
+# Open indexes by library file or server library, as for the tantivy index: factories run once per evaluation or
+# absorbed problem. A server library on which dense retrieval is unavailable is remembered with the reason.
+_OPEN: OrderedDict[tuple[object, ...], VectorSearch] = OrderedDict()
 _OPEN_MAX = 8
 _OPEN_LOCK = threading.Lock()
+_UNAVAILABLE: dict[tuple[object, ...], str] = {}
 
 
-def open_vectors(path: Path, embedder: Embedder) -> VectorIndex:
-    """The (cached) vector index of the library file at `path` for `embedder`'s model; keyed by the file's inode
-    too, so a library deleted and made again at the same path gets an index of its own."""
-    stat = os.stat(path)
-    key = (str(path.resolve()), stat.st_dev, stat.st_ino, embedder.model_id)
+def _cached(key: tuple[object, ...], make: Callable[[], VectorSearch]) -> VectorSearch:
     with _OPEN_LOCK:
+        if key in _UNAVAILABLE:
+            raise DenseUnavailableError(_UNAVAILABLE[key])
         index = _OPEN.get(key)
         if index is None:
-            index = _OPEN[key] = VectorIndex(path, embedder)
+            try:
+                index = _OPEN[key] = make()
+            except DenseUnavailableError as e:
+                _UNAVAILABLE[key] = str(e)
+                raise
             if len(_OPEN) > _OPEN_MAX:
                 _OPEN.popitem(last=False)[1].close()
         _OPEN.move_to_end(key)
         return index
 
 
+def open_index(library: Library, embedder: Embedder) -> VectorSearch:
+    """The (cached) vector index of `library` for `embedder`'s model, where its store keeps one: in its own
+    database (`Library.vector_store`, pgvector) or in memory and beside the file. DenseUnavailableError, saying
+    why, where dense retrieval cannot run (a server without pgvector)."""
+    if library.vector_store() is None:
+        if library.path is None:
+            raise DenseUnavailableError(f"{library.location} keeps no embeddings and has no folder to keep them in")
+        return open_vectors(library.path, embedder)
+    # Imported here: it needs this module (entry_text), and a file never needs it.
+    from flexlearn.retrieval.pgvector_index import ServerVectorIndex
+
+    key = ("server", library.location, library.read_only, embedder.model_id)
+    return _cached(key, lambda: ServerVectorIndex(library, embedder))
+
+
+def open_vectors(path: Path, embedder: Embedder) -> VectorIndex:
+    """The (cached) vector index of the library file at `path` for `embedder`'s model; keyed by the file's inode
+    too, so a library deleted and made again at the same path gets an index of its own."""
+    stat = os.stat(path)
+    key = ("file", str(path.resolve()), stat.st_dev, stat.st_ino, embedder.model_id)
+    index = _cached(key, lambda: VectorIndex(path, embedder))
+    assert isinstance(index, VectorIndex)
+    return index
+
+
 def close_all() -> None:
-    """Close and forget every open index (tests, and benchmarks that time a fresh process's first search)."""
+    """Close and forget every open index, and what was unavailable where (tests, and benchmarks that time a fresh
+    process's first search)."""
     with _OPEN_LOCK:
+        _UNAVAILABLE.clear()
         while _OPEN:
             _OPEN.popitem()[1].close()
 
 
 class DenseRetriever:
-    """`Retriever` by embedding similarity over the library's `VectorIndex`."""
+    """`Retriever` by embedding similarity over the library's vector index (`open_index`). DenseUnavailableError
+    where its store cannot keep one (a server without pgvector); a ConfigError naming the extra without the
+    model's package."""
 
     def __init__(self, library: Library, *, embedder: Embedder | None = None) -> None:
         self.library = library
         self.embedder = get_embedder() if embedder is None else embedder
-        self._index = open_vectors(library.path, self.embedder)
+        self._index = open_index(library, self.embedder)
         # select_guidance asks one query six times (once per zone and level): embed it once.
         self._embed = lru_cache(maxsize=8)(self._embed_query)
 
@@ -330,7 +402,7 @@ class DenseRetriever:
         return self.embedder.embed([query])[0]
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> VectorSearch:
         return self._index
 
     def search(

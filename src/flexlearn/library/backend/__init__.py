@@ -7,16 +7,21 @@ functions) and run it through `Database.execute`; what differs between the engin
 connecting and recognising a library, the transactions and the writer lock that keeps updater decisions serialised
 (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction holding `pg_advisory_xact_lock`, the database's own lock,
 so writers on several hosts take turns), the tables and their migrations, lexical search (FTS5 and BM25;
-a weighted tsvector and `ts_rank`), and what the file has that a server does not (its path, the WAL checkpoint).
+a weighted tsvector and `ts_rank`), where dense retrieval's embeddings are kept (`Database.vector_store`: in the
+database itself with pgvector, `pgvector.PgVectorStore`; beside the file, by the retrieval layer, for SQLite), and
+what the file has that a server does not (its path, the WAL checkpoint).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flexlearn.errors import LibraryError
+
+if TYPE_CHECKING:
+    from flexlearn.library.backend.pgvector import PgVectorStore
 
 # What a query's rows support: `row["column"]`, `row[0]`, `dict(row)`, `tuple(row)` (sqlite3.Row, and
 # `postgres.Row`).
@@ -94,6 +99,12 @@ class Database(Protocol):
         """The `k` active entries that best match any of `tokens` (`search.query_tokens`), best first: the columns
         of `rows.ENTRY_COLUMNS` and a `score` (higher is better, comparable within one answer). `where` holds
         extra conditions on the entry `e` (`rows.filters(prefix="e.")`) and `params` their parameters."""
+        ...
+
+    def vector_store(self) -> PgVectorStore | None:
+        """Where the store keeps dense retrieval's embeddings itself, on this connection: a PostgreSQL database keeps
+        them in tables of its own (pgvector); None for a file, whose vector index the retrieval layer keeps in a
+        folder beside it."""
         ...
 
     def restart_sequences(self) -> None:

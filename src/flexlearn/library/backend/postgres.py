@@ -22,13 +22,16 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
 from flexlearn.library.backend import ServerLost
 from flexlearn.library.rows import ENTRY_COLUMNS
+
+if TYPE_CHECKING:
+    from flexlearn.library.backend.pgvector import PgVectorStore
 
 # ASCII punctuation splits words, as SQLite's unicode61 tokenizer splits them (`\frac{a}{b}` is frac, a, b;
 # `3.14` is 3 and 14), before PostgreSQL's own parser, which would keep `a/b` or `3.14` whole, reads the text; the
@@ -241,24 +244,27 @@ def _lost(exc: BaseException, psycopg: Any) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def _lock_key(schema_name: str) -> int:
-    """The advisory lock of the library in `schema_name` (advisory locks are per database already): a signed
-    64-bit number, the same in every process."""
-    digest = hashlib.sha256(f"flexlearn.library:{schema_name}".encode()).digest()
+def lock_key(schema_name: str, purpose: str = "library") -> int:
+    """The advisory lock of `purpose` for the library in `schema_name` (advisory locks are per database already):
+    a signed 64-bit number, the same in every process. "library" is the writers' lock; the vector index
+    (`pgvector.PgVectorStore`) has one of its own."""
+    digest = hashlib.sha256(f"flexlearn.{purpose}:{schema_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class PostgresDatabase:
     """A connection to a library on a PostgreSQL server (see `flexlearn.library.backend.Database`)."""
 
-    def __init__(self, conn: Any, location: str, *, lock_key: int, read_only: bool) -> None:
+    def __init__(self, conn: Any, location: str, *, schema_name: str, read_only: bool) -> None:
         import psycopg
 
         self.conn = conn
         self.path = None
         self.location = location
         self.read_only = read_only
-        self._begin_write = f"BEGIN; SELECT pg_advisory_xact_lock({int(lock_key)})"
+        # The schema that holds the library (the first of the connection's search_path that exists).
+        self.schema_name = schema_name
+        self._begin_write = f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(schema_name)})"
         self._psycopg = psycopg
         self._write_errors = (
             psycopg.OperationalError,  # a lost connection, a lock held too long (lock_timeout)
@@ -306,7 +312,7 @@ class PostgresDatabase:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, location, lock_key=_lock_key(row[0]), read_only=read_only)
+        return cls(conn, location, schema_name=row[0], read_only=read_only)
 
     def opening_error(self, exc: BaseException) -> LibraryError | None:
         if isinstance(exc, self._psycopg.Error):
@@ -406,6 +412,12 @@ class PostgresDatabase:
             f" WHERE e.search @@ q AND e.status = ?{where} ORDER BY score DESC, e.seq LIMIT ?",
             [" | ".join(tokens), str(Status.ACTIVE), *params, k],
         )
+
+    def vector_store(self) -> PgVectorStore:
+        """The embeddings of dense retrieval, kept in this database with pgvector (`pgvector.PgVectorStore`)."""
+        from flexlearn.library.backend.pgvector import PgVectorStore
+
+        return PgVectorStore(self)
 
     def restart_sequences(self) -> None:
         for table, column in _KEYED:

@@ -141,6 +141,11 @@ class SqliteDatabase:
             [fts_match(tokens), str(Status.ACTIVE), *params, k],
         )
 
+    def vector_store(self) -> None:
+        """None: a file keeps no embeddings; dense retrieval's index lives in a folder beside it
+        (`retrieval.dense.VectorIndex`)."""
+        return None
+
     def restart_sequences(self) -> None:
         """Nothing to do: an `INTEGER PRIMARY KEY` takes the largest key plus one."""
 
