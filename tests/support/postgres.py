@@ -75,8 +75,8 @@ def find_pgvector_bindir() -> Path:
     Unavailable saying why there is none."""
     candidates: list[Path] = []
     if os.environ.get("FLEX_PGVECTOR_BINDIR"):
-        candidates.append(Path(os.environ["FLEX_PGVECTOR_BINDIR"]))
-    for package in PGVECTOR_PACKAGES:
+        candidates.append(Path(os.environ["FLEX_PGVECTOR_BINDIR"]))  # named: that one or none
+    for package in PGVECTOR_PACKAGES if not candidates else ():
         # Found, not imported: the packages' own code (server management we do not use) never runs.
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin is not None:
