@@ -6,6 +6,7 @@ The orchestration lives in `flexlearn.demo`; this module is its command line.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from datetime import datetime
@@ -19,7 +20,6 @@ from flexlearn import Library
 from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     Command,
-    ConcurrencyOpt,
     CriticModelOpt,
     DistillerModelOpt,
     KindOpt,
@@ -88,9 +88,25 @@ def demo_cmd(
             "formulas learned), 6 for arithmetic.",
         ),
     ] = None,
-    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per training problem.")] = 3,
+    rollouts: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rollouts per training problem. Default: 3; 1 with an embedded instruction model.",
+            show_default=False,
+        ),
+    ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
-    concurrency: ConcurrencyOpt = 1,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Model calls in flight at once, and problems evaluated at once. Default: 1; with an embedded "
+            "instruction model, 2 on a machine of 2 cores or more (two single-threaded model workers, unless "
+            "FLEX_LOCAL_WORKERS says otherwise).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
@@ -108,6 +124,13 @@ def demo_cmd(
         )
     instruct = is_embedded_instruct(model)
     task = task or ("formula" if instruct else "word_facts")
+    # An embedded instruction model is slow here (~10-20 tok/s a core): one rollout, and both cores busy, keep the
+    # demo near 15 minutes (docs/local-model-measurements.md).
+    rollouts = rollouts or (1 if instruct else 3)
+    if concurrency is None:
+        concurrency = 2 if instruct and (os.cpu_count() or 1) >= 2 else 1
+        if concurrency > 1:
+            os.environ.setdefault("FLEX_LOCAL_WORKERS", str(concurrency))
     demo = plan(
         task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
     )
