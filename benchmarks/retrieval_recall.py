@@ -16,7 +16,7 @@ dropped at the end: lexical retrieval is then the server's own (`tantivy` and `b
 Labelled sets (the data is benchmarks/data/finance_formula; a row's `category` is its formula's name):
 
 - `learned`: the library really learned from the first 60 training problems
-  (benchmarks/results/efficacy-qwen2.5-coder-1.5b-formula-wip/r1/train60.flexlib, 103 entries). An entry is
+  (benchmarks/results/efficacy-qwen2.5-coder-1.5b-formula/r1/train60.flexlib, 103 entries). An entry is
   relevant to a val question when one of the training problems it was learned from (its provenance's
   `problem_ids`, `train.jsonl:LINE`) is of the question's formula. Those labels are written down in
   benchmarks/data/finance_formula/retrieval_labels.json (`--write-labels`); this script checks that the library's
@@ -72,7 +72,7 @@ from retrieval import _latency
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "finance_formula"
-LIBRARY = HERE / "results" / "efficacy-qwen2.5-coder-1.5b-formula-wip" / "r1" / "train60.flexlib"
+LIBRARY = HERE / "results" / "efficacy-qwen2.5-coder-1.5b-formula" / "r1" / "train60.flexlib"
 LABELS = DATA / "retrieval_labels.json"
 K = 5
 MRR_DEPTH = 10
