@@ -35,7 +35,7 @@ class DemoSet:
 
 # The Formula demo's sizes: measured with local:qwen2.5-coder-1.5b to finish in about 15 minutes here.
 FORMULA_TRAIN = 3
-FORMULA_TEST = 6
+FORMULA_TEST = 5
 
 DEMO_SETS: dict[str, DemoSet] = {
     # Measured on the embedded 270M base model: see docs/local-model-measurements.md.
