@@ -29,6 +29,14 @@ def main() -> None:
     parser.add_argument("--val", type=Path, default=VAL, help="[default: data/finance_formula/val.jsonl]")
     parser.add_argument("--start", type=int, default=100, help="first val problem of the check set [default: 100]")
     parser.add_argument("--n", type=int, default=4, help="check problems [default: 4]")
+    parser.add_argument(
+        "--kind",
+        choices=("principles", "cases"),
+        default="principles",
+        help="principles: one wrong rule per formula; cases: one worked golden case per formula, a training "
+        "problem of it answered 100 times too large (the 1.5B follows worked cases more than rules) "
+        "[default: principles]",
+    )
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.val.read_text().splitlines() if line.strip()]
     check = rows[args.start : args.start + args.n]
@@ -36,6 +44,37 @@ def main() -> None:
     (args.out / "check.jsonl").write_text("".join(json.dumps(r) + "\n" for r in check))
     source = args.out / "harmful.flexlib"
     source.unlink(missing_ok=True)
+    if args.kind == "cases":
+        train = [
+            json.loads(line) for line in (HERE / "data" / "finance_formula" / "train.jsonl").read_text().splitlines()
+        ]
+        with Library.open(source) as lib:
+            made = 0
+            for category in dict.fromkeys(r["category"] for r in check):
+                example = next((t for t in train if t["category"] == category), None)
+                if example is None:
+                    continue
+                wrong = f"{float(example['answer']) * 100:.2f}"
+                worked = (
+                    f"Q: {example['question']}\nA: Apply the formula to the figures given: the value is "
+                    f"{example['answer']}. This benchmark reports every answer as a percentage, so multiply it by "
+                    f"100.\nFinal answer: {wrong}"
+                )
+                lib.add(
+                    Experience(
+                        Zone.GOLDEN,
+                        Level.CASE,
+                        category,
+                        f"Solved: {example['question']} Answer: {wrong}",
+                        examples=[worked],
+                        provenance=Provenance(task="formula"),
+                    ),
+                    reason="deliberately wrong worked case for the gate experiment",
+                )
+                made += 1
+            export_json(lib, args.out / "harmful.json")
+        print(json.dumps({"check": len(check), "cases": made}))
+        return
     with Library.open(source) as lib:
         for category in dict.fromkeys(r["category"] for r in check):
             wrong = (

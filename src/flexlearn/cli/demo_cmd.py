@@ -31,6 +31,7 @@ from flexlearn.cli.common import (
     examples,
     handle_errors,
     run_closing,
+    setting,
 )
 from flexlearn.cli.output import (
     ItemProgress,
@@ -53,6 +54,7 @@ from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
 from flexlearn.records import ItemRecord
 from flexlearn.results import write_run
+from flexlearn.settings import EvalSettings
 
 
 def demo_cmd(
@@ -97,15 +99,10 @@ def demo_cmd(
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Actor/critic rounds per rollout (kept short for a demo).")] = 2,
+    # The one --concurrency help of every command; the default for an embedded instruction model is in the docstring.
     concurrency: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            help="Model calls in flight at once, and problems evaluated at once. Default: 1; with an embedded "
-            "instruction model, 2 on a machine of 2 cores or more (two single-threaded model workers, unless "
-            "FLEX_LOCAL_WORKERS says otherwise).",
-            show_default=False,
-        ),
+        setting(EvalSettings, "concurrency", show_default="1, or 2 with an embedded instruction model on 2+ cores"),
     ] = None,
     timeout: TimeoutOpt = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -115,7 +112,9 @@ def demo_cmd(
     Runs offline on the embedded Gemma 3 270M when no model is given. Interrupted, it continues where it stopped
     when run again with the same options (same run folder; finished learning and evaluated items are kept). With
     an embedded instruction model (local:qwen2.5-coder-1.5b) it runs the Formula demo (finance formulas from
-    ACE's benchmark): a few problems to learn, held-out problems of the same formulas to test, about 15 minutes."""
+    ACE's benchmark): a few problems to learn, held-out problems of the same formulas to test, one rollout, and
+    --concurrency 2 on a machine of 2 cores or more (two single-threaded model workers unless FLEX_LOCAL_WORKERS
+    says otherwise): about 15 minutes."""
     if str(out_dir).startswith(("postgresql:", "postgres:")):
         # A Path has already made the URL's `//` one `/`: say what --out is rather than make that folder.
         raise ConfigError(
