@@ -253,16 +253,18 @@ def handle_errors(
                 line = str(exc)
                 if isinstance(exc, ServerLost):
                     line += f"; work committed before it is kept; to continue, {resume_hint}"
-                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False)
+                # One line whatever its length: the terminal wraps it, a log or a pipe keeps it whole.
+                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except sqlite3.DatabaseError as exc:
-                err.print(f"[bold red]error:[/bold red] {escape(database_failure(exc, resume_hint))}", highlight=False)
+                line = database_failure(exc, resume_hint)
+                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except Exception as exc:
                 line = server_failure(exc)
                 if line is None:
                     raise
-                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False)
+                err.print(f"[bold red]error:[/bold red] {escape(line)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt as exc:
                 what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
