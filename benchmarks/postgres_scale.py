@@ -11,13 +11,17 @@ by SQL in one transaction) and from there onto the server with `copy_library`, w
 (every row, its event log, then the parents linked; one transaction), followed by `VACUUM ANALYZE` of the new
 library's tables, as autovacuum would do within a minute; each step is timed. Then the same queries
 (`category_query`, as `retrieval.py` asks them) are asked of both with `select_guidance` and each library's
-default retriever (`get_retriever(DEFAULT_RETRIEVER, lib)`: tantivy beside a file, the server's own lexical
-search, a tsvector ranked by `ts_rank`, on PostgreSQL), and the updater's neighbour search for the same sample
-entries; p50/p95 in ms. A measurement stops after `--budget-s` seconds (at least 5 calls), since a slow
-retriever at a million entries takes seconds a call: `n` says how many were timed.
+default retriever (`get_retriever(DEFAULT_RETRIEVER, lib)`: tantivy, its index beside the file, and for the server
+library in a cache folder of this host, `$FLEX_INDEX_DIR`, set to the run's temporary folder), and of the server
+library with its own lexical search too (`postgres_bm25`: a tsvector ranked by `ts_rank`, the default before the
+index), and the updater's neighbour search for the same sample entries; p50/p95 in ms. `first_search_s` includes
+building the tantivy index (from the rows, on a server through a read-only connection). A measurement stops after
+`--budget-s` seconds (at least 5 calls), since a slow retriever at a million entries takes seconds a call: `n` says
+how many were timed.
 
 **Writers.** `--hosts` groups of `--writers-per-host` processes (a "host" is a group with its own working folder,
-HOME and TMPDIR, and connections of its own) decide and write at once into one PostgreSQL library of
+HOME, TMPDIR and cache folder, so its own copy of the tantivy index of the server library, built before the
+writers start, and connections of its own) decide and write at once into one PostgreSQL library of
 `--writer-base` synthetic entries, and as many processes on one host into one SQLite file of the same entries.
 Each process begins a learn run of its own and repeats, for `--writer-seconds` (or `--writer-decisions` each):
 a new candidate from a synthetic category; its neighbours from the default retriever, as the updater reads them;
@@ -241,15 +245,18 @@ def bench_size(server: Server, folder: Path, size: int, queries: int, budget_s: 
     try:
         texts = [category_query(spec, c % spec.categories, seed=c) for c in range(queries)]
         entries = _sample_entries(path, sqlite_lib, queries)
-        for name, lib in (("sqlite", sqlite_lib), ("postgres", pg_lib)):
+        runs = (("sqlite", sqlite_lib, DEFAULT_RETRIEVER), ("postgres", pg_lib, DEFAULT_RETRIEVER))
+        for name, lib, retriever_name in (*runs, ("postgres_bm25", pg_lib, "bm25")):
             log(f"{size:,} entries: {name}, guidance and neighbour searches")
             start = time.perf_counter()
-            retriever = get_retriever(DEFAULT_RETRIEVER, lib)
+            retriever = get_retriever(retriever_name, lib)
             retriever.search("warm up")
             first_s = time.perf_counter() - start
             result[name] = {
                 "retriever": type(retriever).__name__,
                 "first_search_s": round(first_s, 3),  # tantivy: builds its index here
+                "index_used": getattr(retriever, "_index", None) is not None,  # tantivy: not fallen back
+                "index_mb": _index_mb(retriever),
                 "guidance": _latency(
                     [lambda t=t, r=retriever, lib=lib: select_guidance(r, lib, t) for t in texts], budget_s=budget_s
                 ),
@@ -263,6 +270,14 @@ def bench_size(server: Server, folder: Path, size: int, queries: int, budget_s: 
         pg_lib.close()
         sqlite_lib.close()
     return result
+
+
+def _index_mb(retriever: object) -> float | None:
+    """The size of a tantivy retriever's index folder on disk, MB (None for another retriever)."""
+    index = getattr(retriever, "_index", None)
+    if index is None:
+        return None
+    return round(sum(f.stat().st_size for f in index.directory.rglob("*") if f.is_file()) / 1e6, 2)
 
 
 def _counts(values: Sequence[int]) -> dict[str, Any]:
@@ -447,8 +462,34 @@ def _differs(entry: Experience, ev: Any) -> bool:
 
 def _writer_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEX_")}
-    env.update(HOME=str(home), TMPDIR=str(home), PYTHONUNBUFFERED="1")
+    env.update(HOME=str(home), TMPDIR=str(home), XDG_CACHE_HOME=str(_cache_of(home)), PYTHONUNBUFFERED="1")
     return env
+
+
+def _cache_of(home: Path) -> Path:
+    """A host's cache folder: where its processes keep the tantivy index of a server library."""
+    return home / ".cache"
+
+
+@contextlib.contextmanager
+def _index_root(folder: Path) -> Iterator[None]:
+    """`$FLEX_INDEX_DIR` set to `folder` in this process for the block (it is read at each index's opening)."""
+    before = os.environ.get("FLEX_INDEX_DIR")
+    os.environ["FLEX_INDEX_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["FLEX_INDEX_DIR"]
+        else:
+            os.environ["FLEX_INDEX_DIR"] = before
+
+
+def _build_host_index(target: str | Path, home: Path) -> None:
+    """The index of the server library `target` in the cache folder of the host `home`, as a process of that host
+    builds it on its first search, before the writers start (as the file's is)."""
+    with _index_root(_cache_of(home) / "flexlearn" / "index"), Library.open(target, create=False) as lib:
+        get_retriever(DEFAULT_RETRIEVER, lib).search("warm up")
 
 
 def run_writers(
@@ -462,12 +503,16 @@ def run_writers(
     decisions: int,
     children: list[subprocess.Popen[str]],
 ) -> dict[str, Any]:
-    """Start `hosts` x `per_host` writer processes on `target`, wait for them, and verify the library."""
+    """Start `hosts` x `per_host` writer processes on `target`, wait for them, and verify the library. A server
+    library's index is built in each host's cache folder first (`_build_host_index`)."""
+    homes = [folder / f"host-{h}" for h in range(hosts)]
+    for home in homes:
+        home.mkdir(parents=True, exist_ok=True)
+        if isinstance(target, str):
+            _build_host_index(target, home)
     start_at = time.time() + 5.0 + hosts * per_host  # time for every process to import, connect and warm up
     journals, procs = [], []
-    for h in range(hosts):
-        home = folder / f"host-{h}"
-        home.mkdir(parents=True, exist_ok=True)
+    for h, home in enumerate(homes):
         for w in range(per_host):
             index = h * per_host + w
             config = {
@@ -601,7 +646,9 @@ def main(argv: list[str] | None = None) -> None:
             server = Server(args.url)
             result["postgres_server"] = server.describe()
             result["default_retriever"] = DEFAULT_RETRIEVER
-            result["latency"] = [bench_size(server, folder, size, args.queries, args.budget_s) for size in sizes]
+            # The server libraries' indexes go in the run's folder (this host's cache), never the user's.
+            with _index_root(folder / "index-cache"):
+                result["latency"] = [bench_size(server, folder, size, args.queries, args.budget_s) for size in sizes]
             if not args.no_writers:
                 result["writers"] = bench_writers(server, folder, args, children)
             result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -24,6 +24,16 @@ def scripted_server() -> Iterator[FakeOpenAI]:
         yield fake
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _server_index_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tantivy indexes of libraries on a server (a cache folder of each host, `retrieval.index_home`) go in the
+    session's temporary folder, never the user's cache; processes the tests start inherit it."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FLEX_INDEX_DIR", str(tmp_path_factory.mktemp("index-cache")))
+    yield
+    patch.undo()
+
+
 # -- libraries on both backends ---------------------------------------------------------------------------------
 #
 # A test that takes `library_target` (or the library tests' `lib`) runs once on an SQLite file and once on a fresh

@@ -10,7 +10,8 @@ import pytest
 
 from flexlearn.experience import Level, Status, Zone
 from flexlearn.library import snapshot
-from flexlearn.library.snapshot import SnapshotReader
+from flexlearn.library.reader import LibraryReader, LibrarySource, source_of
+from flexlearn.library.snapshot import FileSource, SnapshotReader
 from flexlearn.library.store import Library
 from tests.library.builders import make
 
@@ -66,6 +67,20 @@ def test_reads_for_an_index(lib: Library, monkeypatch: pytest.MonkeyPatch) -> No
     assert reader.last_changes_since(revision) == {ids[0]: revision + 1, ids[1]: revision + 3}
     assert reader.count() == 5  # of every status
     reader.close()
+
+
+def test_it_is_the_files_reader_and_its_source(lib: Library) -> None:
+    assert lib.path is not None
+    source = source_of(lib)
+    assert isinstance(source, FileSource) and isinstance(source, LibrarySource) and source.path == lib.path
+    with source.reader() as reader:
+        assert isinstance(reader, LibraryReader) and reader.identity() == str(lib.path.resolve())
+    key = source.key
+    assert key == FileSource(lib.path).key and key[1] == str(lib.path.resolve())
+    for made in lib.path.parent.glob(lib.path.name + "*"):  # made again at the same path: another inode, another key
+        made.unlink()
+    with Library.open(lib.path) as again:
+        assert source_of(again).key != key
 
 
 def test_it_never_writes(lib: Library) -> None:

@@ -25,12 +25,13 @@ from flexlearn.experience import Experience, Level, Provenance, Status, Zone
 from flexlearn.library.backend.pgvector import STATE, VECTORS
 from flexlearn.library.copy import copy_library
 from flexlearn.library.store import Library
-from flexlearn.retrieval import Bm25Retriever, Hit, get_retriever
+from flexlearn.retrieval import Hit, get_retriever
 from flexlearn.retrieval import dense as dense_module
 from flexlearn.retrieval import embedder as embedder_module
 from flexlearn.retrieval.dense import DenseRetriever, VectorIndex
 from flexlearn.retrieval.hybrid import HybridRetriever, reciprocal_rank_fusion
 from flexlearn.retrieval.pgvector_index import ServerVectorIndex
+from flexlearn.retrieval.tantivy_retriever import TantivyRetriever
 from tests.library.builders import fill as fill_four
 from tests.support import postgres
 from tests.support.cli import TRAIN, flex, model_uri, write_set
@@ -200,11 +201,11 @@ def test_zone_level_status_and_k_are_honoured_on_a_server(lib: Library) -> None:
     assert found["operating margin"] not in ids(near) and len(near) == 3
 
 
-def test_hybrid_on_a_server_fuses_the_servers_lexical_search_with_pgvector(lib: Library) -> None:
+def test_hybrid_on_a_server_fuses_its_lexical_index_with_pgvector(lib: Library) -> None:
     found = fill(lib)
     hybrid = get_retriever("hybrid", lib)
     assert isinstance(hybrid, HybridRetriever)
-    assert isinstance(hybrid.lexical, Bm25Retriever) and isinstance(hybrid.dense, DenseRetriever)
+    assert isinstance(hybrid.lexical, TantivyRetriever) and isinstance(hybrid.dense, DenseRetriever)
     lexical, dense = hybrid.lexical.search(QUERY, k=10), hybrid.dense.search(QUERY, k=10)
     assert found["operating margin"] not in ids(lexical)  # found by meaning alone
     hits = hybrid.search(QUERY, k=len(LESSONS))
@@ -421,7 +422,7 @@ def test_a_user_who_may_not_create_the_extension_gets_lexical_retrieval_and_why(
             fill_four(lib)
             with caplog.at_level(logging.WARNING, logger="flexlearn.retrieval.registry"):
                 dense, hybrid = get_retriever("dense", lib), get_retriever("hybrid", lib)
-            assert isinstance(dense, Bm25Retriever) and isinstance(hybrid, Bm25Retriever)
+            assert isinstance(dense, TantivyRetriever) and isinstance(hybrid, TantivyRetriever)
             said = [r.getMessage() for r in caplog.records if "dense retrieval is unavailable" in r.getMessage()]
             assert len(said) == 1 and "may not create it" in said[0] and "CREATE EXTENSION vector" in said[0]
             assert dense.search("modular arithmetic")[0].experience.title == "modular"

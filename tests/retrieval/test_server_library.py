@@ -1,7 +1,8 @@
-"""Retrieval over a library on a PostgreSQL server without pgvector (Debian's): it has no folder beside it for the
-tantivy index and no vector extension for embeddings, so every retriever name answers with the server's own lexical
-search, and asking for dense retrieval says once that it is unavailable there, and why. (Dense retrieval on a server
-that has pgvector: test_pgvector.py.)"""
+"""Retrieval over a library on a PostgreSQL server without pgvector (Debian's): the default retriever searches the
+tantivy index this host keeps of it in a cache folder (test_server_index.py), "bm25" the server's own lexical
+search; it has no vector extension for embeddings, so dense and hybrid answer lexically, and asking for dense
+retrieval says once that it is unavailable there, and why. (Dense retrieval on a server that has pgvector:
+test_pgvector.py.)"""
 
 from __future__ import annotations
 
@@ -25,16 +26,26 @@ def server_lib(postgres_server: postgres.PostgresServer) -> Iterator[Library]:
     postgres_server.drop_database(url)
 
 
-def test_the_default_retriever_uses_the_servers_own_search(server_lib: Library) -> None:
+def test_the_default_retriever_uses_this_hosts_index_and_bm25_the_servers_own_search(server_lib: Library) -> None:
     retriever = get_retriever("tantivy", server_lib)
-    assert isinstance(retriever, Bm25Retriever)
+    assert isinstance(retriever, TantivyRetriever) and retriever._index is not None
     assert retriever.search("area of a triangle")[0].experience.title == "triangle area"
-    direct = TantivyRetriever(server_lib)  # built by hand, it falls back the same way
-    assert [h.experience.id for h in direct.search("area of a triangle")] == [
+    own = get_retriever("bm25", server_lib)
+    assert isinstance(own, Bm25Retriever)
+    assert [h.experience.id for h in own.search("area of a triangle")][:2] == [
         h.experience.id for h in retriever.search("area of a triangle")
-    ]
-    guidance = select_guidance(retriever, server_lib, "What is the area of a triangle with sides 13, 14, 15?")
-    assert {e.title for e in guidance} >= {"triangle area", "triangle pitfalls"}
+    ][:2]
+    for searched in (retriever, own):
+        guidance = select_guidance(searched, server_lib, "What is the area of a triangle with sides 13, 14, 15?")
+        assert {e.title for e in guidance} >= {"triangle area", "triangle pitfalls"}
+
+
+def test_a_read_only_connection_still_uses_the_index(server_lib: Library) -> None:
+    assert server_lib._target is not None
+    with Library.open(server_lib._target, read_only=True) as reading:
+        retriever = get_retriever("tantivy", reading)
+        assert isinstance(retriever, TantivyRetriever) and retriever._index is not None
+        assert retriever.search("modular arithmetic")[0].experience.title == "modular"
 
 
 def test_dense_and_hybrid_fall_back_to_lexical_and_say_so_once(
@@ -45,7 +56,7 @@ def test_dense_and_hybrid_fall_back_to_lexical_and_say_so_once(
     with caplog.at_level(logging.WARNING, logger="flexlearn.retrieval.registry"):
         dense, hybrid = get_retriever("dense", server_lib), get_retriever("hybrid", server_lib)
         get_retriever("dense", server_lib)
-    assert isinstance(dense, Bm25Retriever) and isinstance(hybrid, Bm25Retriever)
+    assert isinstance(dense, TantivyRetriever) and isinstance(hybrid, TantivyRetriever)
     said = [r.getMessage() for r in caplog.records if "dense retrieval is unavailable" in r.getMessage()]
     assert len(said) == 1 and server_lib.location in said[0]
     assert "the server has no pgvector (its 'vector' extension is not installed)" in said[0]

@@ -1,7 +1,8 @@
 """A read-only view of one library file, for what is derived from it and kept beside it (the tantivy index in
 `flexlearn.retrieval.tantivy_index`): its own read-only connection, read transactions, and the few reads such an
 index needs (the revision, the entries changed since one, the active rows). The library's SQL stays in this
-package; a reader outside it sees rows and numbers only.
+package; a reader outside it sees rows and numbers only. `SnapshotReader` is the file's `reader.LibraryReader`,
+`FileSource` its `reader.LibrarySource` (a server's: `server_snapshot`).
 
 The revision is the log's last `seq`: every change to an entry appends an event in the same transaction, so a
 derived copy that records the revision it reflects can catch up by replaying the ids changed since.
@@ -9,6 +10,7 @@ derived copy that records the revision it reflects can catch up by replaying the
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,12 +21,12 @@ from typing import TYPE_CHECKING
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
+from flexlearn.library.reader import IndexRow
 
 if TYPE_CHECKING:
     from flexlearn.library.base import LibraryBase
 
-# One row as `active_rows` gives it: id, zone, level, title, content, examples (the JSON list, as stored).
-IndexRow = tuple[str, str, str, str, str, str]
+__all__ = ["FileSource", "IndexRow", "SnapshotReader"]
 
 _COLUMNS = "id, zone, level, title, content, examples"
 # Only what retrieval may show: quarantined entries join when approved (a logged change).
@@ -57,6 +59,10 @@ class SnapshotReader:
         if library.path is None:
             raise LibraryError(f"{library.location} is not a library file: it has no file to read a snapshot of")
         return cls(library.path)
+
+    def identity(self) -> str:
+        """The file's resolved path: what names the library for what is derived from it."""
+        return str(self.path.resolve())
 
     # -- the read transaction -----------------------------------------------------------------------------
 
@@ -145,3 +151,21 @@ class SnapshotReader:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class FileSource:
+    """The library file at `path` as a `reader.LibrarySource`: each `reader()` is a `SnapshotReader` of it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = Path(path)
+        self.path: Path | None = self._file
+        self.location = str(path)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """The file's resolved path and inode: a library deleted and made again at the same path is another."""
+        stat = os.stat(self._file)
+        return ("file", str(self._file.resolve()), stat.st_dev, stat.st_ino)
+
+    def reader(self) -> SnapshotReader:
+        return SnapshotReader(self._file)

@@ -14,9 +14,10 @@ RetrieverFactory = Callable[[Library], Retriever]
 
 log = logging.getLogger(__name__)
 
-# The retriever configs use unless they name one: BM25 over a tantivy index beside the library, which keeps
-# retrieval in milliseconds at a million entries (docs/retrieval.md); it falls back to "bm25" (FTS5) where
-# tantivy is not installed. "dense" and "hybrid" were measured against it on labelled Formula data and did not
+# The retriever configs use unless they name one: BM25 over a tantivy index beside the library file (or, for a
+# library on a server, in a cache folder of each host), which keeps retrieval in milliseconds at a million entries
+# (docs/retrieval.md); it falls back to "bm25" (FTS5 in a file, ts_rank on a server) where tantivy is not
+# installed. "dense" and "hybrid" were measured against it on labelled Formula data and did not
 # earn the default (docs/retrieval.md, benchmarks/retrieval_recall.py).
 DEFAULT_RETRIEVER = "tantivy"
 
@@ -26,12 +27,9 @@ _NO_DENSE: set[str] = set()
 
 
 def _tantivy(library: Library) -> Retriever:
-    if library.path is None:
-        # A library on a server has no folder to keep an index in; its own lexical search (a tsvector kept by the
-        # server) is always current.
-        log.info("library %s is on a server: retrieving with its own lexical search ('bm25')", library.location)
-        return Bm25Retriever(library)
-    if library.read_only:
+    # A library on a server keeps its index in a cache folder of this host (`index_home`), which a read-only
+    # connection to the library does not stop it from writing.
+    if library.read_only and library.path is not None:
         # The index lives in a folder beside the file, which a read-only library cannot count on writing; the
         # file's own FTS5 index is always current and needs no writing.
         log.info("library %s is read-only: retrieving with 'bm25'", library.path)

@@ -1,8 +1,10 @@
-"""A tantivy index derived from one library file, kept beside it (`<library>.index/`) and kept current by the
-library's revision. (One file over 400 lines: building, catching up and committing share one lock, one on-disk
-format and one read snapshot of the library, `flexlearn.library.snapshot.SnapshotReader`.)
+"""A tantivy index derived from one library, kept beside its file (`<library>.index/`) or, for a library on a
+server, in a per-user cache folder of each host that uses it (`index_home`), and kept current by the library's
+revision. (One file over 400 lines: building, catching up and committing share one lock, one on-disk format and
+one read snapshot of the library, a `flexlearn.library.reader.LibraryReader`: `SnapshotReader` for a file,
+`ServerSnapshotReader` for a server.)
 
-SQLite stays the source of truth. The index records the revision it reflects in `flexlearn.json`, written only
+The library stays the source of truth. The index records the revision it reflects in `flexlearn.json`, written only
 after tantivy has committed, so a crash between the two leaves an index at least as new as it says; catching up
 replays the changed ids from the event log, and replaying an id is idempotent (delete the id's document, add
 the row as it now stands), so such an index converges. An index that is missing, unreadable, of another format,
@@ -43,7 +45,9 @@ import tantivy
 
 from flexlearn.atomic import write_atomic
 from flexlearn.experience import Level, Zone
-from flexlearn.library.snapshot import IndexRow, SnapshotReader
+from flexlearn.library.reader import IndexRow, LibraryReader, LibrarySource
+from flexlearn.library.snapshot import FileSource
+from flexlearn.retrieval.index_home import server_index_dir
 from flexlearn.retrieval.memory_index import MEMORY_MAX, MemoryIndex
 from flexlearn.retrieval.overlay import Overlay, OverlayDoc, bm25, tantivy_idf, weight
 
@@ -171,17 +175,21 @@ class IndexBusyError(Exception):
 
 
 class LibraryIndex:
-    """The tantivy index of one library file, read through a read-only connection of its own (`SnapshotReader`).
+    """The tantivy index of one library, read through a read-only connection of its own (a `LibraryReader` of
+    `source`: a library file's path, or a `LibrarySource`).
 
-    `sync()` brings it to the file's committed revision; `search()` answers from the last synced state. Reads
-    of the file go through one read transaction at a time, so the rows indexed and the revision recorded are
-    from the same snapshot. Thread-safe: one lock serialises syncing and searching.
+    `sync()` brings it to the library's committed revision; `search()` answers from the last synced state. Reads
+    of the library go through one read transaction at a time, so the rows indexed and the revision recorded are
+    from the same snapshot. Thread-safe: one lock serialises syncing and searching. `directory`: where the index
+    files go; by default beside a file (`index_dir`), in the cache folder for a library on a server
+    (`index_home.server_index_dir`).
     """
 
-    def __init__(self, library_path: Path, *, directory: Path | None = None, memory_max: int = MEMORY_MAX) -> None:
-        self.library_path = library_path
-        self.directory = index_dir(library_path) if directory is None else directory
-        self._reader = SnapshotReader(library_path)
+    def __init__(
+        self, source: Path | LibrarySource, *, directory: Path | None = None, memory_max: int = MEMORY_MAX
+    ) -> None:
+        self.source: LibrarySource = FileSource(source) if isinstance(source, Path) else source
+        self._reader: LibraryReader = self.source.reader()
         self._lock = threading.RLock()
         # Held by whoever writes the index files (a catch-up or the background commit): one at a time.
         self._commit_lock = threading.Lock()
@@ -197,7 +205,12 @@ class LibraryIndex:
         self._outgrown = False  # the memory index was dropped for size since the last commit
         self._stats = _Stats()
         self._part_docs: dict[str, int] = {}  # documents per part at `_committed`
-        self._index = self._open()
+        try:
+            self.directory = self._default_directory() if directory is None else directory
+            self._index = self._open()
+        except BaseException:
+            self._reader.close()
+            raise
         self._searcher = self._index.searcher()
         self._counted = 0  # the document count of `_searcher`'s BM25
         # Query stems as `_searcher` knows them: every search needs their frequencies in all six parts for the
@@ -205,6 +218,10 @@ class LibraryIndex:
         self._stems: dict[str, _Stem] = {}
 
     # -- opening ------------------------------------------------------------------------------------------
+
+    def _default_directory(self) -> Path:
+        path = self.source.path
+        return index_dir(path) if path is not None else server_index_dir(self._reader.identity())
 
     def _open(self) -> tantivy.Index:
         try:
@@ -233,13 +250,14 @@ class LibraryIndex:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def _write_meta(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
+    def _write_meta(self, reader: LibraryReader, revision: int, stats: _Stats) -> None:
         meta = {
             "format": FORMAT,
             "revision": revision,
             # What identifies the event at `revision`, so an index built from another file at the same revision
             # (a library deleted and made again) is not taken for current.
             "stamp": reader.stamp(revision),
+            "library": reader.identity(),  # which library, for whoever looks into the folder (never a password)
             "docs": stats.docs,
             "tokens": stats.tokens,
         }
@@ -257,8 +275,8 @@ class LibraryIndex:
     # -- syncing ------------------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring the search view to the file's committed revision: nothing to do when it is there already (one
-        SQLite read). The first time, the index files catch up (or are rebuilt) and commit; after that, changed
+        """Bring the search view to the library's committed revision: nothing to do when it is there already (one
+        read). The first time, the index files catch up (or are rebuilt) and commit; after that, changed
         entries go to the in-memory overlay and tantivy commits them in a background thread once there are
         `COMMIT_EVERY`, so no search waits for a commit. IndexBusyError when another process keeps the writer
         lock for longer than `LOCK_WAIT_S` on a catch-up that cannot wait."""
@@ -332,7 +350,7 @@ class LibraryIndex:
             since = self._valid_revision(meta, current)
             if since == current:  # another process brought the files up to date
                 assert meta is not None
-                self._refresh(reader, current, meta[2])
+                self._refresh(_part_counts(reader), current, meta[2])
                 return True
             changed: list[str] = []
             if since is not None:
@@ -343,7 +361,7 @@ class LibraryIndex:
             if not self._write(reader, changed, stats, rebuild=rebuild):
                 return False
             self._write_meta(reader, current, stats)
-            self._refresh(reader, current, stats)
+            self._refresh(_part_counts(reader), current, stats)
             return True
 
     def _commit_overlay(self) -> None:
@@ -351,7 +369,7 @@ class LibraryIndex:
         its own; then the search view swaps to the new commit and the overlay keeps only what changed after it.
         A busy writer lock (another process) or an error leaves the overlay as it is, for the next attempt."""
         try:
-            with self._commit_lock, SnapshotReader(self.library_path) as reader, reader.snapshot():
+            with self._commit_lock, self.source.reader() as reader, reader.snapshot():
                 current = reader.revision()
                 meta = self._read_meta()
                 # A copy: searches keep scoring with the current statistics until the new commit is swapped in.
@@ -360,15 +378,17 @@ class LibraryIndex:
                 if not self._write(reader, changed, stats, rebuild=False):
                     return
                 self._write_meta(reader, current, stats)
+                # Counted before taking the search lock: on a big library on a server the count takes a while.
+                counts = _part_counts(reader)
                 with self._lock:
-                    self._refresh(reader, current, stats)
+                    self._refresh(counts, current, stats)
         except Exception as e:  # a failed background commit must not kill the process
             log.warning("background commit of %s failed (%s); searches use the overlay", self.directory, e)
         finally:
             with self._lock:
                 self._committer = None
 
-    def _write(self, reader: SnapshotReader, changed: list[str], stats: _Stats, *, rebuild: bool) -> bool:
+    def _write(self, reader: LibraryReader, changed: list[str], stats: _Stats, *, rebuild: bool) -> bool:
         """Replace the `changed` documents (or all, `rebuild`) and commit, counting what is added into `stats`;
         False when the writer lock is taken."""
         try:
@@ -396,9 +416,9 @@ class LibraryIndex:
             del writer
         return True
 
-    def _refresh(self, reader: SnapshotReader, revision: int, stats: _Stats) -> None:
-        # Called inside the read snapshot the index was synced to, so the counts match the documents.
-        self._part_docs = {part(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
+    def _refresh(self, part_docs: dict[str, int], revision: int, stats: _Stats) -> None:
+        # `part_docs` is counted inside the read snapshot the index was synced to, so it matches the documents.
+        self._part_docs = part_docs
         self._outgrown = False
         self._index.reload()
         self._searcher = self._index.searcher()
@@ -485,6 +505,11 @@ class LibraryIndex:
                 if score > 0:
                     hits.append((id, score))
         return hits
+
+
+def _part_counts(reader: LibraryReader) -> dict[str, int]:
+    """The active entries of each part, as `reader` sees the library."""
+    return {part(zone, level): n for (zone, level), n in reader.counts_by_zone_level().items()}
 
 
 def _telling(stems: Sequence[str], docs: int, doc_freq: Callable[[str], int]) -> list[str]:
