@@ -26,6 +26,7 @@ from flexlearn.experience import Status
 from flexlearn.library import schema
 from flexlearn.library.backend.postgres import PostgresDatabase, redact
 from flexlearn.library.reader import IndexRow, LibraryReplacedError
+from flexlearn.library.snapshot import LogReads
 
 if TYPE_CHECKING:
     from flexlearn.library.base import LibraryBase
@@ -50,7 +51,7 @@ def instance_of(db: Any) -> Instance:
     return (row[0], row[1])
 
 
-class ServerSnapshotReader:
+class ServerSnapshotReader(LogReads):
     """A read-only connection to the library at `url` (`default_transaction_read_only`; it never writes), usable
     from any thread, one at a time; see `reader.LibraryReader`. `instance`: the library's instance as the caller
     knows it; LibraryReplacedError when the library found there is another."""
@@ -116,6 +117,9 @@ class ServerSnapshotReader:
 
     # -- the log ------------------------------------------------------------------------------------------
 
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self._db.execute(sql, params)
+
     def revision(self) -> int:
         """The library's revision: the last event's `seq`, 0 for a library never changed. LibraryReplacedError
         when the library was dropped and made again since this reader was opened."""
@@ -125,31 +129,6 @@ class ServerSnapshotReader:
         if events != self.instance[1]:
             raise LibraryReplacedError(f"the library {self.location} was dropped and made again")
         return int(revision)
-
-    def stamp(self, revision: int) -> float | None:
-        """What identifies the event at `revision` (its time), or None when there is none."""
-        row = self._db.execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
-        return None if row is None else float(row[0])
-
-    def changed_since(self, seq: int) -> list[str]:
-        """The ids of the entries changed after event `seq`, each once."""
-        return [
-            r[0]
-            for r in self._db.execute(
-                "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL", (seq,)
-            )
-        ]
-
-    def last_changes_since(self, seq: int) -> dict[str, int]:
-        """As `changed_since`, with the `seq` of each id's last change."""
-        return {
-            r[0]: int(r[1])
-            for r in self._db.execute(
-                "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
-                "GROUP BY experience_id",
-                (seq,),
-            )
-        }
 
     # -- the entries --------------------------------------------------------------------------------------
 
@@ -178,19 +157,6 @@ class ServerSnapshotReader:
             cursor.itersize = _FETCH
             cursor.execute(f"SELECT {_COLUMNS} FROM experiences WHERE status = %s", (_ACTIVE,))
             yield from cursor
-
-    def count(self) -> int:
-        """How many entries the library holds, of every status."""
-        return int(self._db.execute("SELECT count(*) FROM experiences").fetchone()[0])
-
-    def counts_by_zone_level(self) -> dict[tuple[str, str], int]:
-        """How many active entries each (zone, level) holds; pairs with none are left out."""
-        return {
-            (zone, level): int(n)
-            for zone, level, n in self._db.execute(
-                "SELECT zone, level, count(*) FROM experiences WHERE status = ? GROUP BY 1, 2", (_ACTIVE,)
-            )
-        }
 
     # -- closing ------------------------------------------------------------------------------------------
 

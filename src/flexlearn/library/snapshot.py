@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
@@ -35,7 +35,54 @@ _ACTIVE = str(Status.ACTIVE)
 _BATCH = 500
 
 
-class SnapshotReader:
+class LogReads:
+    """The reads of the log and entries that a file's and a server's snapshot reader share, in the library's
+    portable SQL (`?` placeholders): each reader gives `_execute` over its own read-only connection."""
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        raise NotImplementedError
+
+    def stamp(self, revision: int) -> float | None:
+        """What identifies the event at `revision` (its time), or None when there is none: a copy built from
+        another library at the same revision (one deleted and made again) has another stamp."""
+        row = self._execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def changed_since(self, seq: int) -> list[str]:
+        """The ids of the entries changed (added, edited, deleted, approved...) after event `seq`, each once."""
+        return [
+            r[0]
+            for r in self._execute(
+                "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL", (seq,)
+            )
+        ]
+
+    def last_changes_since(self, seq: int) -> dict[str, int]:
+        """As `changed_since`, with the `seq` of each id's last change."""
+        return {
+            r[0]: int(r[1])
+            for r in self._execute(
+                "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
+                "GROUP BY experience_id",
+                (seq,),
+            )
+        }
+
+    def count(self) -> int:
+        """How many entries the library holds, of every status."""
+        return int(self._execute("SELECT count(*) FROM experiences").fetchone()[0])
+
+    def counts_by_zone_level(self) -> dict[tuple[str, str], int]:
+        """How many active entries each (zone, level) holds; pairs with none are left out."""
+        return {
+            (zone, level): int(n)
+            for zone, level, n in self._execute(
+                "SELECT zone, level, count(*) FROM experiences WHERE status = ? GROUP BY 1, 2", (_ACTIVE,)
+            )
+        }
+
+
+class SnapshotReader(LogReads):
     """A read-only connection to the library file at `path` (`mode=ro`; it never writes, not even to migrate),
     usable from any thread, one at a time.
 
@@ -50,6 +97,9 @@ class SnapshotReader:
             f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
         self._conn.execute(f"PRAGMA busy_timeout = {int(schema.BUSY_TIMEOUT_S * 1000)}")
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self._conn.execute(sql, params)
 
     @classmethod
     def of(cls, library: LibraryBase) -> SnapshotReader:
@@ -85,31 +135,6 @@ class SnapshotReader:
         """The file's revision: the last event's `seq`, 0 for a library never changed."""
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
-    def stamp(self, revision: int) -> float | None:
-        """What identifies the event at `revision` (its time), or None when there is none: a copy built from
-        another file at the same revision (a library deleted and made again) has another stamp."""
-        row = self._conn.execute("SELECT created_at FROM events WHERE seq = ?", (revision,)).fetchone()
-        return None if row is None else row[0]
-
-    def changed_since(self, seq: int) -> list[str]:
-        """The ids of the entries changed (added, edited, deleted, approved...) after event `seq`, each once."""
-        return [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT DISTINCT experience_id FROM events WHERE seq > ? AND experience_id IS NOT NULL", (seq,)
-            )
-        ]
-
-    def last_changes_since(self, seq: int) -> dict[str, int]:
-        """As `changed_since`, with the `seq` of each id's last change."""
-        return dict(
-            self._conn.execute(
-                "SELECT experience_id, max(seq) FROM events WHERE seq > ? AND experience_id IS NOT NULL "
-                "GROUP BY experience_id",
-                (seq,),
-            ).fetchall()
-        )
-
     # -- the entries --------------------------------------------------------------------------------------
 
     def active_rows(self, ids: Sequence[str] | None = None) -> Iterator[IndexRow]:
@@ -124,19 +149,6 @@ class SnapshotReader:
                 f"SELECT {_COLUMNS} FROM experiences WHERE status = ? AND id IN ({', '.join('?' * len(batch))})",
                 [_ACTIVE, *batch],
             )
-
-    def count(self) -> int:
-        """How many entries the library holds, of every status."""
-        return self._conn.execute("SELECT count(*) FROM experiences").fetchone()[0]
-
-    def counts_by_zone_level(self) -> dict[tuple[str, str], int]:
-        """How many active entries each (zone, level) holds; pairs with none are left out."""
-        return {
-            (zone, level): n
-            for zone, level, n in self._conn.execute(
-                "SELECT zone, level, count(*) FROM experiences WHERE status = ? GROUP BY 1, 2", (_ACTIVE,)
-            )
-        }
 
     # -- closing ------------------------------------------------------------------------------------------
 
