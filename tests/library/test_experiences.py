@@ -25,6 +25,42 @@ def test_add_assigns_the_content_id_then_suffixes(lib: Library) -> None:
     assert (events[0].run_id, events[0].problem_id, events[0].experience_id) == ("r1", "p1", a.id)
 
 
+def test_the_duplicate_check_finds_a_text_by_its_index(lib: Library) -> None:
+    # Texts that share their first 64 characters (the index's key) and differ after them; blanks around a text
+    # do not count; another zone or level is another entry.
+    head = "When the question names a ratio, report it as a decimal, not a percent: "
+    ids = [lib.add(make(f"  {head}{tail}\n"), reason="r").id for tail in ("0.18", "0.2", "ROI")]
+    lib.add(make(head + "0.2", zone=Zone.WARNING), reason="r")
+    assert [lib.id_with_text("golden", "pattern", head + tail) for tail in ("0.18", "0.2", "ROI")] == ids
+    assert lib.id_with_text("golden", "pattern", f"\t{head}0.2 ") == ids[1]
+    assert lib.id_with_text("golden", "pattern", head + "0.25") is None
+    assert lib.id_with_text("golden", "case", head + "0.2") is None
+    assert lib.id_with_text("golden", "pattern", "short") is None
+    # The query is answered from the index (each engine's plan names it), not by reading the zone and level.
+    sql = (
+        "SELECT id FROM experiences WHERE zone = 'golden' AND level = 'pattern'"
+        " AND substr(trim(content, ' \t\n\r'), 1, 64) = 'x' AND trim(content, ' \t\n\r') = 'x'"
+    )
+    if lib.path is None:  # a server's planner takes a scan of a table this small unless told not to
+        lib._conn.execute("SET enable_seqscan = off")
+        plan = " ".join(str(r[0]) for r in lib._conn.execute("EXPLAIN " + sql))
+    else:
+        plan = " ".join(str(r[-1]) for r in lib._conn.execute("EXPLAIN QUERY PLAN " + sql))
+    assert "experiences_text" in plan
+
+
+def test_a_library_without_the_text_index_gets_it_when_opened_for_writing(library_target: str) -> None:
+    Library.open(library_target).close()
+    with Library.open(library_target) as lib:
+        assert lib._conn.has_index("experiences_text")
+        lib._conn.execute("DROP INDEX experiences_text")
+        assert not lib._conn.has_index("experiences_text")
+    with Library.open(library_target, read_only=True) as lib:
+        assert not lib._conn.has_index("experiences_text")
+    with Library.open(library_target) as lib:
+        assert lib._conn.has_index("experiences_text")
+
+
 def test_add_refuses_a_taken_explicit_id(lib: Library) -> None:
     exp = lib.add(make("x1"), reason="r")
     with pytest.raises(LibraryError, match="already exists"):

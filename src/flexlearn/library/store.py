@@ -72,6 +72,7 @@ class Library(Experiences, Search, Runs, Outcomes):
             lib._target = path
             if not read_only:
                 lib._migrate()
+                lib.index_texts()
         except BaseException as e:
             db.close()
             error = db.opening_error(e) if isinstance(e, Exception) else None

@@ -90,6 +90,10 @@ class Database(Protocol):
         """Set the connection up for writing, once the store is recognised as a library (SQLite: WAL)."""
         ...
 
+    def has_index(self, name: str) -> bool:
+        """Whether the library holds an index of this name (derived indexes are made on first use)."""
+        ...
+
     def upgrade(self, version: int, target: int) -> None:
         """Apply the migrations from `version` to `target` and record the new version, inside the caller's write
         transaction."""

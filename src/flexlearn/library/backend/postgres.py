@@ -342,6 +342,14 @@ class PostgresDatabase:
     def prepare(self) -> None:
         """Nothing to set up: the server shares the library by itself."""
 
+    def has_index(self, name: str) -> bool:
+        row = self.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relname = ? AND c.relkind = 'i'",
+            (name,),
+        ).fetchone()
+        return row is not None
+
     def upgrade(self, version: int, target: int) -> None:
         if target > len(MIGRATIONS):
             raise LibraryError(f"this flexlearn cannot make a PostgreSQL library of schema version {target}")

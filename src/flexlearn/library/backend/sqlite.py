@@ -105,6 +105,10 @@ class SqliteDatabase:
     def prepare(self) -> None:
         schema.configure(self.conn)
 
+    def has_index(self, name: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
+        return row is not None
+
     def upgrade(self, version: int, target: int) -> None:
         schema.upgrade(self.conn, version, target)
 
