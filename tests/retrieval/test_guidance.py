@@ -176,3 +176,58 @@ def test_cases_of_the_kind_are_found_beyond_the_best_matches(lib: Library) -> No
     own = kind(lib, Zone.GOLDEN, "Working Capital", "A shop: 90 - 40 = 50.")
     got = select_guidance(Bm25Retriever(lib), lib, FORMULA_Q, category="Working Capital", per_level=2)
     assert [e.id for e in got if e.level == Level.CASE] == [own.id]
+
+
+def test_ancestors_of_reads_a_generation_a_query_and_stops_at_quarantine(
+    lib: Library, tree: dict[str, Experience]
+) -> None:
+    shown = lib.shown()
+    entries = [lib.get(e.id) for e in tree.values()]
+    statements = []
+    execute = lib._conn.execute
+
+    def counted(*args: object) -> object:
+        statements.append(args[0])
+        return execute(*args)
+
+    lib._conn.execute = counted  # type: ignore[method-assign]
+    try:
+        chains = shown.ancestors_of(entries)
+    finally:
+        lib._conn.execute = execute  # type: ignore[method-assign]
+    assert chains == {e.id: shown.ancestors(e) for e in entries}
+    assert [a.id for a in chains[tree["gc"].id]] == [tree["gp"].id, tree["gP"].id]
+    assert len(statements) == 2  # parents, then grandparents: not one read per parent
+    # A quarantined parent ends the chain there, as `ancestors` ends it: nothing above it is reached through it.
+    lib._conn.execute("UPDATE experiences SET status = 'quarantined' WHERE id = ?", (tree["gp"].id,))
+    chains = shown.ancestors_of([lib.get(tree["gc"].id), lib.get(tree["wc"].id)])
+    assert chains[tree["gc"].id] == [] and [a.id for a in chains[tree["wc"].id]] == [tree["wp"].id, tree["wP"].id]
+
+
+def test_a_guidance_checks_the_library_revision_once_and_a_lone_search_every_time(
+    lib: Library, tree: dict[str, Experience]
+) -> None:
+    pytest.importorskip("tantivy")
+    from flexlearn.retrieval.tantivy_retriever import TantivyRetriever
+
+    retriever = TantivyRetriever(lib)
+    index = retriever._index
+    assert index is not None
+    syncs = []
+    sync = index.sync
+
+    def counted() -> None:
+        syncs.append(1)
+        sync()
+
+    index.sync = counted  # type: ignore[method-assign]
+    try:
+        got = select_guidance(retriever, lib, QUERY, budget_tokens=1500)
+        assert {e.id for e in got} == {e.id for e in tree.values()} and len(syncs) == 1
+        # Outside a guidance every search checks, so the updater sees a write made just before it.
+        added = add(lib, Zone.GOLDEN, Level.PATTERN, "Triangle with sides 5 12 13 is right-angled: area 30.")
+        assert added.id in {h.experience.id for h in retriever.search("sides 5 12 13 right-angled", k=3)}
+        retriever.search(QUERY)
+        assert len(syncs) == 3
+    finally:
+        index.sync = sync  # type: ignore[method-assign]

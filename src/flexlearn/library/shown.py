@@ -49,3 +49,18 @@ class Shown:
             chain.append(parent)
             parent = self.parent(parent)
         return chain
+
+    def ancestors_of(self, exps: Iterable[Experience]) -> dict[str, list[Experience]]:
+        """`ancestors` of each of `exps`, by id, read one generation at a time (one query per level climbed, not
+        one per parent: on a server each read is a round trip)."""
+        exps = list(exps)
+        chains: dict[str, list[Experience]] = {e.id: [] for e in exps}
+        heads = {e.id: e for e in exps}  # each chain's most general entry so far
+        while True:
+            wanted = {id: head.parent_id for id, head in heads.items() if head.parent_id is not None}
+            if not wanted:
+                return chains
+            found = self.find_many(wanted.values())
+            heads = {id: found[parent] for id, parent in wanted.items() if parent in found}
+            for id, parent in heads.items():
+                chains[id].append(parent)

@@ -12,6 +12,9 @@ learn into one library.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -43,3 +46,39 @@ class Retriever(Protocol):
         """The `k` stored experiences most like `exp`, best first, never `exp` itself (by id), optionally of one
         zone and/or level: what the updater compares a candidate with, so it reads only those `k` entries."""
         ...
+
+
+# The indexes already brought to the library's revision in the current `one_view` block (by id(), each held so
+# that its id is not reused within the block), or None outside one.
+_VIEWED: contextvars.ContextVar[dict[int, object] | None] = contextvars.ContextVar("flexlearn_one_view", default=None)
+
+
+@contextlib.contextmanager
+def one_view() -> Iterator[None]:
+    """A block of searches that read the library at one revision: an index-backed retriever checks the library's
+    revision (and catches up) at its first search in the block, not at each. For a set of searches that belong
+    together (a problem's guidance: six or more), which then agree with each other, and for a library on a
+    server, where each check is a round trip. Not for the updater: its searches must see every write before
+    them. Blocks nest (the outermost one counts)."""
+    if _VIEWED.get() is not None:
+        yield
+        return
+    token = _VIEWED.set({})
+    try:
+        yield
+    finally:
+        _VIEWED.reset(token)
+
+
+def in_view(index: object) -> bool:
+    """Whether `index` was brought to the library's revision earlier in the current `one_view` block (never
+    outside one)."""
+    viewed = _VIEWED.get()
+    return viewed is not None and id(index) in viewed
+
+
+def note_in_view(index: object) -> None:
+    """Record that `index` was brought to the library's revision in the current `one_view` block, if any."""
+    viewed = _VIEWED.get()
+    if viewed is not None:
+        viewed[id(index)] = index

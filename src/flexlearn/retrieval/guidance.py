@@ -11,7 +11,7 @@ from flexlearn.library.shown import Shown
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.models.base import PromptKind
-from flexlearn.retrieval.base import Hit, Retriever
+from flexlearn.retrieval.base import Hit, Retriever, one_view
 
 # How many content words a case must share with the question before a chat actor is shown it (see
 # `select_guidance`'s `case_min_shared`). Five keeps the cases that are the same kind of problem (of GSM8k's first
@@ -68,6 +68,20 @@ def select_guidance(
     if budget_tokens <= 0 or per_level <= 0:
         return []
     shown = library if isinstance(library, Shown) else library.shown()
+    with one_view():
+        return _select(retriever, shown, query, budget_tokens, per_level, min_shared, case_min_shared, category)
+
+
+def _select(
+    retriever: Retriever,
+    shown: Shown,
+    query: str,
+    budget_tokens: int,
+    per_level: int,
+    min_shared: int,
+    case_min_shared: int,
+    category: str,
+) -> list[Experience]:
     hits = [retriever.search(query, k=per_level, zone=z, level=lv) for lv in Level for z in Zone]
     if min_shared > 0 or case_min_shared > 0:
         asked = content_words(query)
@@ -85,6 +99,7 @@ def select_guidance(
         if any(same.values()):
             lists = [(lv, z) for lv in Level for z in Zone]
             hits = [same[z] if lv == Level.CASE else found for (lv, z), found in zip(lists, hits, strict=True)]
+    ancestors = shown.ancestors_of(h.experience for found in hits for h in found)
     queue: list[Experience] = []
     for rank in range(per_level):
         # Within a round every hit is the best its list has left, so the smaller go first: one long worked
@@ -92,7 +107,7 @@ def select_guidance(
         round_hits = sorted((h[rank].experience for h in hits if rank < len(h)), key=Experience.approx_tokens)
         queue += round_hits
         # A hit at any level brings the more general lessons above it, principles first.
-        queue += [a for exp in round_hits for a in reversed(shown.ancestors(exp))]
+        queue += [a for exp in round_hits for a in reversed(ancestors[exp.id])]
 
     chosen: dict[str, Experience] = {}
     used = 0

@@ -26,7 +26,7 @@ from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.reader import LibraryReplacedError, LibrarySource, source_of
 from flexlearn.library.search import query_tokens
 from flexlearn.library.store import Library
-from flexlearn.retrieval.base import Hit
+from flexlearn.retrieval.base import Hit, in_view, note_in_view
 from flexlearn.retrieval.bm25 import Bm25Retriever
 from flexlearn.retrieval.tantivy_index import IndexBusyError, LibraryIndex, part
 
@@ -100,8 +100,11 @@ class TantivyRetriever:
         for _ in range(2):
             if self._index is None:
                 return None
+            if in_view(self._index):
+                return self._index  # brought to the library's revision at this view's first search
             try:
                 self._index.sync()
+                note_in_view(self._index)
                 return self._index
             except IndexBusyError as e:
                 log.warning("%s; this search uses %s", e, self._fallback_name)
