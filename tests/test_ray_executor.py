@@ -1,7 +1,9 @@
 """`flex learn --executor ray`: problems explored and distilled as Ray tasks on a local Ray instance (two CPUs),
 against the scripted model server, learn the same library as an in-process run of the same problems (same
 entries, nothing lost or duplicated); an interrupted Ray run resumes to it; a failure at the model in a worker is
-a failed problem, as in-process; and without the option Ray is never imported."""
+a failed problem, as in-process; the experience tool on a worker is answered as in-process, by the run's library
+reader, never with a quarantined entry; and without the option Ray is never imported. (A cluster of two nodes:
+tests/test_ray_cluster.py.)"""
 
 from __future__ import annotations
 
@@ -22,17 +24,22 @@ from typing import Any
 import pytest
 
 import flexlearn
-from flexlearn.errors import ConfigError
+from flexlearn.agents.tools import ExperienceTool, LibraryCall, library_calls
+from flexlearn.errors import ConfigError, LibraryError, ModelError
+from flexlearn.experience import Experience, Level, Zone
 from flexlearn.library.store import Library
 from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.executor import open_executor
+from flexlearn.loop.explore import ExploreConfig
 from flexlearn.models.function import FunctionModel
+from flexlearn.retrieval import get_retriever
 from flexlearn.settings import LearnSettings
 from flexlearn.tasks import Problem, Score, get_task
 from flexlearn.tasks.math import MathTask
 from tests.support.cli import TRAIN, flex, model_uri, write_set
 from tests.support.fake_openai import FakeOpenAI, FakeRequest, FakeResponse, error_body
 from tests.support.scripted_flex import ScriptedFlex
+from tests.support.searching_flex import CANARY, SearchingFlex, seed_library
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
@@ -146,10 +153,15 @@ def test_an_interrupted_ray_run_resumes_to_the_same_library(tmp_path: Path, ray_
 
 
 def _done(lib: Path) -> int:
-    """The problems the library's run has learned from so far (0 before the library or its run exists)."""
+    """The problems the library's run has learned from so far (0 before the library or its run exists, and while
+    the run is still making the file a library)."""
     if not lib.exists():
         return 0
-    with Library.open_for_reading(lib) as opened:
+    try:
+        opened = Library.open_for_reading(lib)
+    except LibraryError:  # the file is there, its schema not yet
+        return 0
+    with opened:
         runs = opened.runs()
         status = opened.problem_status(runs[0].run_id) if runs else {}
     return sum(1 for s in status.values() if s in ("solved", "unsolved"))
@@ -257,8 +269,7 @@ def test_without_the_option_ray_is_never_imported(tmp_path: Path, scripted_serve
 def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="add --executor ray"):
         LearnSettings.of(ray_address="127.0.0.1:6379")
-    with pytest.raises(ConfigError, match="experience tool"):
-        LearnSettings.of(executor="ray", tools="python,experience")
+    assert LearnSettings.of(executor="ray", tools="python,experience").tools == ("python", "experience")
     with pytest.raises(ConfigError, match="unknown executor"):
         LearnSettings.of(executor="dask")
     assert LearnSettings.of(executor="In-Process").executor == "inprocess"
@@ -277,3 +288,110 @@ def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(tmp_pat
     )  # fmt: skip
     assert proc.returncode == 2 and "add --executor ray" in proc.stderr and "Traceback" not in proc.stderr
     assert not lib.exists()
+
+
+def learn_with_the_tool(train: Path, lib: Path, *extra: str) -> tuple[SearchingFlex, list[str]]:
+    """A `flex learn --tools experience` of `train` into the seeded library `lib`; the scripted server (with the
+    tool answers it was shown) and the text of every request it had."""
+    searching = SearchingFlex()
+    with FakeOpenAI(searching) as server:
+        learn(train, lib, server, "--tools", "experience", *extra)
+        requests = [json.dumps(r.json) for r in server.requests]
+    return searching, requests
+
+
+def test_the_experience_tool_on_ray_answers_as_in_process(tmp_path: Path, ray_address: str, reference: Any) -> None:
+    """The actor's tool on a Ray worker is answered by the run's library reader: every answer the actor is shown
+    is one an in-process run shows (the same texts, as often), so the same library is learned; a quarantined
+    entry reaches no model, as a hit, a parent or a child."""
+    train = reference[0]
+    runs = {}
+    for executor in ("inprocess", "ray"):
+        (tmp_path / executor).mkdir()
+        lib = Path(seed_library(tmp_path / executor / "lib.flexlib", tmp_path / executor))
+        extra = ("--executor", "ray", "--ray-address", ray_address) if executor == "ray" else ()
+        runs[executor] = learn_with_the_tool(train, lib, *extra)
+    (here, here_requests), (there, there_requests) = runs["inprocess"], runs["ray"]
+    assert there.observations == here.observations
+    shown = "\n".join(there.observations)
+    assert all(f"[{id}]" in shown for id in ("S1", "S2", "S3")) and "No experience matches" in shown
+    for requests in (here_requests, there_requests):
+        assert not [r for r in requests if CANARY in r or "[Q1]" in r or "[Q2]" in r]
+    got = entries(tmp_path / "ray" / "lib.flexlib")
+    assert got == entries(tmp_path / "inprocess" / "lib.flexlib")
+    assert not [e for e, n in Counter(got).items() if n > 1], "duplicate entries"
+    # What the tool showed decided the attempts: only the kind it found nothing for was guessed wrong.
+    warned = [text for zone, level, text in got if (zone, level) == ("warning", "case")]
+    assert warned and all("difference" in text for text in warned), warned
+
+
+def _call(code: str) -> LibraryCall:
+    (call,) = library_calls(code) or []
+    return call
+
+
+async def test_the_library_reader_reads_what_the_driver_committed(
+    tmp_path: Path, ray_address: str, library_target: Path | str
+) -> None:
+    """The reader, on this process's node, answers each call as the in-process tool does at that moment, for a
+    file and for a library on a server: entries the driver commits are found by the next search, never a
+    quarantined one until it is approved. A chain whose reader cannot answer (its library closed, the reader
+    gone) fails as at the model; the run's end kills it."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    from flexlearn.loop.ray_executor import RayExecutor
+    from flexlearn.loop.ray_reader import RemoteExperience
+
+    searching = SearchingFlex()
+    config = LearnConfig(explore=ExploreConfig(rollouts=1, rounds=1, tools=("experience",)), executor="ray")
+    with FakeOpenAI(searching) as server, Library.open(seed_library(library_target, tmp_path)) as lib:
+        model = flexlearn.connect(model_uri(server))
+        here = ExperienceTool(get_retriever(config.retriever, lib), lib.shown())
+        executor = await open_executor(
+            config, task=get_task("math"), agents=flexlearn.Agents(model), pool=[], tools=None, library=lib
+        )
+        assert isinstance(executor, RayExecutor) and executor.reader is not None
+        reader, there = executor.reader, RemoteExperience(executor.reader)
+
+        async def both(code: str) -> tuple[str, list[str]]:
+            answer = await there.answer(_call(code))
+            assert answer == await here.answer(_call(code)), code
+            return answer
+
+        try:
+            assert await reader.node.remote() == executor.reader_node == ray.get_runtime_context().get_node_id()
+            for code in (
+                'search_experience("quokkasum")',
+                'search_experience("quokkaproduct wombat", zone="golden")',
+                'search_experience("wombat", level="case")',
+                'experience_details("S1")',
+                'experience_details("S2")',
+                'experience_details("Q1")',
+                'experience_details("Q2")',
+                'search_experience("x", zone="purple")',
+            ):
+                text, ids = await both(code)
+                assert CANARY not in text and not {"Q1", "Q2"} & set(ids), (code, text)
+            assert "No experience with id 'Q1'" in (await both('experience_details("Q1")'))[0]
+            # Committed here, read there by the next call.
+            added = lib.add(Experience(Zone.WARNING, Level.PRINCIPLE, "okapi", "okapi stripes"), reason="test")
+            assert (await both('search_experience("okapi")'))[1] == [added.id]
+            lib.approve("Q1")
+            assert CANARY in (await both('experience_details("S1")'))[0]
+            # A chain on a worker asks the reader.
+            problem = Problem(id="p1", question="What is the sum of 12 and 30?", answer="42")
+            await executor.chain(problem, guidance=[], run_id="r")
+            assert any("[S1]" in seen for seen in searching.observations)
+            await reader.close.remote()  # its library gone
+            with pytest.raises(ModelError, match=r"library reader did not answer search_experience"):
+                await executor.chain(problem, guidance=[], run_id="r")
+            ray.kill(reader)  # the reader gone
+            with pytest.raises(ModelError, match=r"library reader did not answer search_experience"):
+                await executor.chain(problem, guidance=[], run_id="r")
+        finally:
+            await executor.aclose()
+        await model.aclose()
+    assert executor.reader is None
+    with pytest.raises(RayActorError):
+        await reader.node.remote()

@@ -161,7 +161,7 @@ class LearnSettings(Settings):
 
     @model_validator(mode="after")
     def _ray_options(self) -> Self:
-        check_executor(self.executor, ray_address=self.ray_address, tools=self.tools)
+        check_executor(self.executor, ray_address=self.ray_address)
         return self
 
     def config(self, actor: ChatModel) -> LearnConfig:

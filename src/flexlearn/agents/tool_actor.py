@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from flexlearn.agents.actor import Attempt, prompt_as_text
 from flexlearn.agents.templates import fill, shorten
-from flexlearn.agents.tools import ToolSet, answer_library_call, library_calls
+from flexlearn.agents.tools import ToolSet, ask_library, library_calls
 from flexlearn.errors import ConfigError
 from flexlearn.models.base import ChatModel, GenerationOptions, Message, Prompt, PromptKind, Usage
 from flexlearn.records import ToolStepRecord
@@ -117,7 +117,7 @@ async def act_with_tools(
                     if searches > bounds.max_searches:
                         seen.append(f"The limit of {bounds.max_searches} experience searches is reached.")
                         break
-                    observation, ids = answer_library_call(tools.experience, call)
+                    observation, ids = await ask_library(tools.experience, call)
                     seen.append(observation)
                     attempt.retrieved += [i for i in ids if i not in attempt.retrieved]
                 observation = "\n".join(seen)

@@ -2,7 +2,8 @@
 
 Both are reached the same way, through fenced ```python blocks, because that is what a small coder model writes
 most reliably: a block whose statements are only `search_experience(...)` / `experience_details(...)` calls is
-answered here from the library; any other block runs in the sandbox (`flexlearn.sandbox`).
+answered from the library (here, or on a Ray cluster by the run's library reader: `ExperienceAnswers`); any other
+block runs in the sandbox (`flexlearn.sandbox`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from flexlearn.agents.templates import fence, fill, origin_of, shorten
 from flexlearn.errors import ConfigError
@@ -102,9 +104,23 @@ class ExperienceTool:
             lines += [f"  {self._line(c)}" for c in kids[:8]]
         return "\n".join(lines), [exp.id, *(c.id for c in kids[:8])]
 
+    async def answer(self, call: LibraryCall) -> tuple[str, list[str]]:
+        """One call's observation and the ids it showed, answered here at once (see `ExperienceAnswers`)."""
+        return answer_library_call(self, call)
+
     def _line(self, e: Experience) -> str:
         head = f"[{e.id}] {e.zone} {e.level} ({fence(origin_of(e))})"
         return f"{head} {fence(e.title)}: {fence(shorten(e.content, self.bounds.entry_chars))}"
+
+
+class ExperienceAnswers(Protocol):
+    """What answers the experience tool's calls for an actor: an `ExperienceTool` over the library in this process,
+    or, in a Ray worker, a proxy of the run's library reader (`flexlearn.loop.ray_reader`), which answers with an
+    `ExperienceTool` of its own. Awaited, so that a call answered elsewhere holds no event loop while it is out."""
+
+    async def answer(self, call: LibraryCall) -> tuple[str, list[str]]:
+        """The observation for `call` and the ids of the entries it showed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class ToolSet:
     """The tools one actor may use, with their limits."""
 
     python: bool = True
-    experience: ExperienceTool | None = None
+    experience: ExperienceAnswers | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     bounds: ToolBounds = field(default_factory=ToolBounds)
 
@@ -137,18 +153,23 @@ def make_toolset(
     retriever: Retriever | None = None,
     limits: SandboxLimits | None = None,
     bounds: ToolBounds | None = None,
+    answers: ExperienceAnswers | None = None,
 ) -> ToolSet | None:
     """The tools `names` asks for (None for none). The experience tool needs a library to search, given as what a
-    model may read of it (`shown()` of the library)."""
+    model may read of it (`shown()` of the library) and the retriever, or as what answers its calls elsewhere
+    (`answers`: a Ray worker's proxy of the run's library reader)."""
     names = parse_tools(names)
     if not names:
         return None
     bounds = bounds or ToolBounds()
-    experience = None
+    experience: ExperienceAnswers | None = None
     if "experience" in names:
-        if shown is None or retriever is None:
+        if answers is not None:
+            experience = answers
+        elif shown is None or retriever is None:
             raise ConfigError("tool 'experience' searches an experience library: pass --library")
-        experience = ExperienceTool(retriever, shown, bounds)
+        else:
+            experience = ExperienceTool(retriever, shown, bounds)
     return ToolSet(python="python" in names, experience=experience, limits=limits or SandboxLimits(), bounds=bounds)
 
 
@@ -198,6 +219,14 @@ _MIXED = (
     f"{SEARCH}(...) and {DETAILS}(...) run outside the sandbox: put them alone in a python block, "
     "then use what they return in your next block."
 )
+
+
+async def ask_library(tool: ExperienceAnswers | None, call: LibraryCall) -> tuple[str, list[str]]:
+    """The observation for one experience call and the ids it showed, from `tool` wherever it answers (here, or
+    the run's library reader on a Ray cluster)."""
+    if tool is None:
+        return answer_library_call(None, call)
+    return await tool.answer(call)
 
 
 def answer_library_call(tool: ExperienceTool | None, call: LibraryCall) -> tuple[str, list[str]]:

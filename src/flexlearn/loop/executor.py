@@ -3,15 +3,17 @@ process, and the part of a problem's chain that only calls models and the sandbo
 
 That part is `chain`: exploration (the actor and critic rounds of every rollout, sandboxed tools included) and
 the distiller's candidates. It needs the problem, the task, the actor, critic and distiller, the settings and, when
-exploring under the library, the guidance retrieved for it; it reads and writes no library. Everything else of a
-problem stays with `learn`: retrieval, the updater's decisions and their re-checks, `apply`, the run's record and
-progress, so the library's writes are serialized exactly as they are without an executor.
+exploring under the library, the guidance retrieved for it; it writes no library, and reads one only through the
+experience tool (`Library.shown()`, never a quarantined entry). Everything else of a problem stays with `learn`:
+retrieval, the updater's decisions and their re-checks, `apply`, the run's record and progress, so the library's
+writes are serialized exactly as they are without an executor.
 
 Two executors, chosen by `LearnConfig.executor`:
 
 * ``inprocess`` (the default) runs the chain on this event loop, as `learn` always did;
 * ``ray`` runs it as Ray tasks on a cluster (`flexlearn.loop.ray_executor`), which rebuild the models from their
-  URIs. Ray is imported only when it is chosen.
+  URIs, and whose experience tool asks a reader of the library on this process's node
+  (`flexlearn.loop.ray_reader`). Ray is imported only when it is chosen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flexlearn.agents.distiller import Candidates
 from flexlearn.agents.tools import ToolSet
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience
+from flexlearn.library.store import Library
 from flexlearn.loop.absorb import distil_trajectory
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.config import LearnConfig
@@ -43,7 +46,7 @@ def executor_name(value: object) -> str:
     return name
 
 
-def check_executor(name: str, *, ray_address: str | None, tools: Sequence[str]) -> None:
+def check_executor(name: str, *, ray_address: str | None) -> None:
     """ConfigError, before anything runs, for settings the executor cannot honour."""
     if name != "ray":
         if ray_address is not None:
@@ -51,11 +54,6 @@ def check_executor(name: str, *, ray_address: str | None, tools: Sequence[str]) 
         return
     if importlib.util.find_spec("ray") is None:
         raise ConfigError("the ray executor needs Ray: pip install 'flexlearn[ray]'")
-    if "experience" in tools:
-        raise ConfigError(
-            "the experience tool searches the library while exploring, which a Ray worker cannot reach; "
-            "use --tools python with --executor ray, or the inprocess executor"
-        )
 
 
 @dataclass
@@ -141,14 +139,20 @@ class InProcess(Executor):
 
 
 async def open_executor(
-    config: LearnConfig, *, task: Task, agents: Agents, pool: Sequence[Problem], tools: ToolSet | None
+    config: LearnConfig,
+    *,
+    task: Task,
+    agents: Agents,
+    pool: Sequence[Problem],
+    tools: ToolSet | None,
+    library: Library | None = None,
 ) -> Executor:
     """The executor `config.executor` names, ready to run chains (a Ray cluster connected and its workers
-    started). ConfigError when it cannot be opened."""
+    started, with the experience tool a reader of `library` too). ConfigError when it cannot be opened."""
     name = executor_name(config.executor)
-    check_executor(name, ray_address=config.ray_address, tools=config.explore.tools)
+    check_executor(name, ray_address=config.ray_address)
     if name == "ray":
         from flexlearn.loop.ray_executor import RayExecutor  # Ray is imported here, and only here
 
-        return await RayExecutor.open(config, task=task, agents=agents, pool=pool)
+        return await RayExecutor.open(config, task=task, agents=agents, pool=pool, library=library, tools=tools)
     return InProcess(task=task, agents=agents, config=config, pool=pool, tools=tools)

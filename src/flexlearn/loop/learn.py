@@ -129,7 +129,7 @@ async def learn(
     retriever = get_retriever(config.retriever, library)
     tools = make_toolset(config.explore.tools, shown=library.shown(), retriever=retriever)
     # Where each problem's exploration and distillation run (`config.executor`), ready before the run is written.
-    executor = await open_executor(config, task=task, agents=agents, pool=problems, tools=tools)
+    executor = await open_executor(config, task=task, agents=agents, pool=problems, tools=tools, library=library)
     try:
         return await _learn(
             problems,

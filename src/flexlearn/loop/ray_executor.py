@@ -11,6 +11,9 @@ process does in-process, and sends back each chain's trajectory, candidates and 
 its last reply, which this process adds to the run's meter. A chain whose worker dies under it is sent again once
 Ray has started the actor again (a chain writes nothing); dying under it twice, it fails as at the model.
 
+With the experience tool, the actors' chains ask the run's library reader, one more actor, on this process's node
+(`flexlearn.loop.ray_reader`), started for the run and killed at its end.
+
 `concurrency` keeps its meaning, model calls in flight in all: a chain makes one call at a time, and each chain
 sent out holds one of the actor model's call slots here until it is back (the updater's calls, made here, take
 the same slots when it is the same model). The environment the models are built from (FLEX_* variables and the
@@ -34,12 +37,14 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from flexlearn.agents.tools import make_toolset
+from flexlearn.agents.tools import ToolBounds, ToolSet, make_toolset
 from flexlearn.errors import ConfigError, ModelError
 from flexlearn.experience import Experience
+from flexlearn.library.store import Library
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.config import LearnConfig
 from flexlearn.loop.executor import Chain, Executor, chain
+from flexlearn.loop.ray_reader import RemoteExperience, first_line, start_reader, stop_reader
 from flexlearn.models.middleware import Meter, limiter_of
 from flexlearn.models.recipe import ModelRecipe, recipe_of
 from flexlearn.tasks.base import Problem, Task
@@ -90,7 +95,7 @@ def _difference(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]
 
 class Explorer:
     """Runs chains in a Ray worker: the models built once from their recipes (on the actor's event loop, at its
-    first chain), many chains at once."""
+    first chain), many chains at once. With the experience tool, its calls go to the run's library reader."""
 
     def __init__(
         self,
@@ -99,12 +104,15 @@ class Explorer:
         roles: dict[str, int],
         config: LearnConfig,
         pool: Sequence[Problem],
+        reader: Any = None,
+        bounds: ToolBounds | None = None,
     ) -> None:
         self.task, self.recipes, self.roles, self.config, self.pool = task, recipes, roles, config, list(pool)
         self.meter = Meter()
         self.reported: dict[str, dict[str, Any]] = {}
         self.agents: Agents | None = None
-        self.tools = make_toolset(config.explore.tools)
+        answers = RemoteExperience(reader) if reader is not None else None
+        self.tools = make_toolset(config.explore.tools, answers=answers, bounds=bounds)
 
     def ready(self) -> bool:
         return True
@@ -191,12 +199,21 @@ def _connect(address: str | None) -> bool:
 class RayExecutor(Executor):
     """Chains as tasks of `Explorer` actors on a Ray cluster (see the module doc)."""
 
-    def __init__(self, actors: list[Any], slots: asyncio.Semaphore, meter: Meter | None, owns_ray: bool) -> None:
+    def __init__(
+        self,
+        actors: list[Any],
+        slots: asyncio.Semaphore,
+        meter: Meter | None,
+        owns_ray: bool,
+        reader: tuple[Any, str] | None = None,
+    ) -> None:
         self.actors = actors
         self.busy = [0] * len(actors)
         self.slots = slots
         self.meter = meter
         self.owns_ray = owns_ray
+        # The experience tool's library reader and the node it runs on (this process's); None without the tool.
+        self.reader, self.reader_node = reader if reader is not None else (None, None)
         # Chains back, and their round trips less their time in the worker (Ray's cost: scheduling, moving the
         # problem and the reply), logged when the executor closes.
         self.overheads: list[float] = []
@@ -204,39 +221,55 @@ class RayExecutor(Executor):
 
     @classmethod
     async def open(
-        cls, config: LearnConfig, *, task: Task, agents: Agents, pool: Sequence[Problem], workers: int | None = None
+        cls,
+        config: LearnConfig,
+        *,
+        task: Task,
+        agents: Agents,
+        pool: Sequence[Problem],
+        workers: int | None = None,
+        library: Library | None = None,
+        tools: ToolSet | None = None,
     ) -> RayExecutor:
         """Connect to the cluster (`config.ray_address`) and start `workers` actors (default: one per free CPU, up
-        to `config.concurrency`), each ready before this returns. ConfigError when a model cannot be rebuilt, the
-        cluster cannot be reached or the actors do not start."""
+        to `config.concurrency`), each ready before this returns, and, with the experience tool, the reader of
+        `library` on this process's node. ConfigError when a model cannot be rebuilt, the cluster cannot be
+        reached or the actors do not start."""
         recipes, roles = _recipes(agents)
+        searches = "experience" in config.explore.tools
+        if searches and library is None:
+            raise ConfigError("tool 'experience' searches an experience library: pass --library")
+        bounds = tools.bounds if tools is not None else ToolBounds()
         owns = _connect(config.ray_address)
+        reader: tuple[Any, str] | None = None
         try:
+            env = forwarded_env()
+            if searches and library is not None:
+                reader = await start_reader(
+                    library,
+                    retriever=config.retriever,
+                    bounds=bounds,
+                    env=env,
+                    restarts=MAX_RESTARTS,
+                    timeout=START_TIMEOUT_S,
+                )
             if workers is None:
                 free = int(ray.available_resources().get("CPU", 0))
                 workers = max(1, min(free, config.concurrency))
-            env = forwarded_env()
-            options: dict[str, Any] = {"num_cpus": 1, "max_restarts": MAX_RESTARTS}
-            if env:
-                options["runtime_env"] = {"env_vars": env}
             # The training problems only where worked examples are drawn from them. By value, not as an object in
             # the store: a restarted actor is given its arguments again, and a stored one may be gone by then.
-            args = (task, recipes, roles, config, list(pool) if config.explore.shots else [])
-            actors = [RemoteExplorer.options(**options).remote(*args) for _ in range(workers)]
-            try:
-                await asyncio.wait_for(asyncio.gather(*(a.ready.remote() for a in actors)), START_TIMEOUT_S)
-            except (TimeoutError, RayActorError) as exc:
-                for actor in actors:
-                    ray.kill(actor)
-                why = f"within {START_TIMEOUT_S:.0f}s" if isinstance(exc, TimeoutError) else f"({exc})"
-                raise ConfigError(f"the Ray workers did not start {why}") from exc
+            handle = reader[0] if reader is not None else None
+            args = (task, recipes, roles, config, list(pool) if config.explore.shots else [], handle, bounds)
+            actors = await _start_explorers(args, workers, env)
         except BaseException:
+            if reader is not None:
+                ray.kill(reader[0])
             if owns:
                 ray.shutdown()
             raise
         limiter = limiter_of(agents.actor)
         slots = limiter.slots if limiter is not None else asyncio.Semaphore(max(1, config.concurrency))
-        return cls(actors, slots, agents.meter, owns)
+        return cls(actors, slots, agents.meter, owns, reader)
 
     async def chain(self, problem: Problem, *, guidance: list[Experience], run_id: str) -> Chain:
         async with self.slots:
@@ -269,9 +302,8 @@ class RayExecutor(Executor):
             except RayActorError as exc:  # ActorDiedError, ActorUnavailableError (restarting, or lost under it)
                 failures += 1
                 if failures > RESENDS:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise ModelError(
-                        f"the Ray worker exploring {problem.id} stopped ({failures} times): {first}"
+                        f"the Ray worker exploring {problem.id} stopped ({failures} times): {first_line(exc)}"
                     ) from exc
             finally:
                 self.busy[i] -= 1
@@ -308,5 +340,25 @@ class RayExecutor(Executor):
             await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
         for actor in actors:
             ray.kill(actor)
+        if self.reader is not None:
+            await stop_reader(self.reader, CLOSE_TIMEOUT_S)
+            self.reader = None
         if self.owns_ray:
             ray.shutdown()
+
+
+async def _start_explorers(args: tuple[Any, ...], workers: int, env: dict[str, str]) -> list[Any]:
+    """`workers` Explorer actors given `args`, each ready; ConfigError (and none left running) when they do not
+    start within START_TIMEOUT_S."""
+    options: dict[str, Any] = {"num_cpus": 1, "max_restarts": MAX_RESTARTS}
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    actors = [RemoteExplorer.options(**options).remote(*args) for _ in range(workers)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(a.ready.remote() for a in actors)), START_TIMEOUT_S)
+    except (TimeoutError, RayActorError) as exc:
+        for actor in actors:
+            ray.kill(actor)
+        why = f"within {START_TIMEOUT_S:.0f}s" if isinstance(exc, TimeoutError) else f"({exc})"
+        raise ConfigError(f"the Ray workers did not start {why}") from exc
+    return actors
