@@ -8,8 +8,12 @@ examples are drawn from them, and the recipe of every model (`flexlearn.models.r
 timeout and retry policy), from which it builds its own clients; every chain is then sent the problem, the run id
 and the guidance retrieved for it here. An actor works on many chains at once on its own event loop, as this
 process does in-process, and sends back each chain's trajectory, candidates and the calls its models made since
-its last reply, which this process adds to the run's meter. A chain whose worker dies under it is sent again once
-Ray has started the actor again (a chain writes nothing); dying under it twice, it fails as at the model.
+its last reply, which this process adds to the run's meter. A chain whose worker dies under it (its process, or its
+node, lost) is sent again at once to another actor that answers, or, while none does, to the first that Ray has
+started again (a chain writes nothing); dying under it twice, it fails as at the model. An actor that stopped
+takes no chains until it answers again: Ray starts it again on any node with a free CPU, up to `MAX_RESTARTS`
+times, and while no node has one (its node lost, the others' CPUs held by this run's other actors) it waits,
+and the run goes on with the rest.
 
 With the experience tool, the actors' chains ask the run's library reader, one more actor, on this process's node
 (`flexlearn.loop.ray_reader`), started for the run and killed at its end.
@@ -30,6 +34,7 @@ import signal
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +86,7 @@ class Reply:
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The chain's own time in the worker: the driver's round trip less this is what Ray cost it.
     seconds: float = 0.0
+    node: str = ""  # the id of the Ray node it ran on
 
 
 def _difference(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -113,6 +119,7 @@ class Explorer:
         self.agents: Agents | None = None
         answers = RemoteExperience(reader) if reader is not None else None
         self.tools = make_toolset(config.explore.tools, answers=answers, bounds=bounds)
+        self.node = str(ray.get_runtime_context().get_node_id())
 
     def ready(self) -> bool:
         return True
@@ -142,7 +149,7 @@ class Explorer:
             reply = Reply(None, error=str(exc))
         now = self.meter.snapshot()
         reply.calls, self.reported = _difference(now, self.reported), now
-        reply.seconds = time.perf_counter() - started
+        reply.seconds, reply.node = time.perf_counter() - started, self.node
         return reply
 
     async def close(self) -> None:
@@ -215,8 +222,12 @@ class RayExecutor(Executor):
         # The experience tool's library reader and the node it runs on (this process's); None without the tool.
         self.reader, self.reader_node = reader if reader is not None else (None, None)
         # Chains back, and their round trips less their time in the worker (Ray's cost: scheduling, moving the
-        # problem and the reply), logged when the executor closes.
+        # problem and the reply), logged when the executor closes; chains back by the node they ran on, and
+        # chains sent again because their worker stopped under them.
         self.overheads: list[float] = []
+        self.nodes: Counter[str] = Counter()
+        self.resent = 0
+        self.down: dict[int, asyncio.Task[None]] = {}  # actors that stopped, each with what waits for it
         self.dead: set[int] = set()  # actors Ray will not start again
 
     @classmethod
@@ -282,58 +293,88 @@ class RayExecutor(Executor):
         return reply.chain
 
     async def _send(self, problem: Problem, guidance: list[Experience], run_id: str) -> Reply:
-        """The chain's reply from the least busy live actor. A chain whose worker stopped under it (or that found
-        its actor restarting) is sent again once the actor is back: a chain writes nothing, so running it twice
-        costs only its calls. Stopped `RESENDS` + 1 times, it fails as at the model, and `--resume` retries it."""
+        """The chain's reply from the least busy actor that answers. A chain whose worker stopped under it (or that
+        found its actor restarting) is sent again at once to another (or, while none answers, to the first back):
+        a chain writes nothing, so running it twice costs only its calls. Stopped `RESENDS` + 1 times, it fails as
+        at the model, and `--resume` retries it."""
         failures = 0
         while True:
-            live = [i for i in range(len(self.actors)) if i not in self.dead]
-            if not live:
-                raise ModelError(
-                    f"every Ray worker of this run has stopped (each was started again {MAX_RESTARTS} times)"
-                )
-            i = min(live, key=self.busy.__getitem__)
+            i = await self._pick()
             self.busy[i] += 1
             try:
                 sent = time.perf_counter()
                 reply: Reply = await self.actors[i].chain.remote(problem, guidance, run_id)
                 self.overheads.append(time.perf_counter() - sent - reply.seconds)
+                self.nodes[reply.node] += 1
                 return reply
             except RayActorError as exc:  # ActorDiedError, ActorUnavailableError (restarting, or lost under it)
                 failures += 1
+                self._stopped(i)
                 if failures > RESENDS:
                     raise ModelError(
                         f"the Ray worker exploring {problem.id} stopped ({failures} times): {first_line(exc)}"
                     ) from exc
+                self.resent += 1
             finally:
                 self.busy[i] -= 1
-            await self._wait_for(i)
+
+    async def _pick(self) -> int:
+        """The least busy actor that answers; while none does but some may again, the first that does."""
+        while True:
+            up = [i for i in range(len(self.actors)) if i not in self.dead and i not in self.down]
+            if up:
+                return min(up, key=self.busy.__getitem__)
+            if not self.down:
+                raise ModelError(
+                    f"every Ray worker of this run has stopped (each was started again {MAX_RESTARTS} times)"
+                )
+            await asyncio.wait(list(self.down.values()), return_when=asyncio.FIRST_COMPLETED)
+
+    def _stopped(self, i: int) -> None:
+        """Actor `i` stopped under a chain: it takes no chains until it answers again."""
+        if i not in self.down and i not in self.dead:
+            self.down[i] = asyncio.create_task(self._wait_for(i))
 
     async def _wait_for(self, i: int) -> None:
-        """Until actor `i` answers again (Ray restarts it, up to MAX_RESTARTS times), or is known dead for good."""
+        """Until actor `i` answers again (Ray restarts it, up to MAX_RESTARTS times, where a CPU is free), or is
+        known dead for good, or START_TIMEOUT_S has passed (then it is taken for dead)."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                await self.actors[i].ready.remote()
-                return
-            except ActorUnavailableError:  # restarting
-                await asyncio.sleep(0.2)
-            except RayActorError:
-                break
-        self.dead.add(i)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    await self.actors[i].ready.remote()
+                    return
+                except ActorUnavailableError:  # restarting, or waiting for a node with a free CPU
+                    await asyncio.sleep(0.2)
+                except RayActorError:
+                    break
+            self.dead.add(i)
+        finally:
+            del self.down[i]
 
     async def aclose(self) -> None:
         if self.overheads:
             median = statistics.median(self.overheads)
             log.info(
-                "ray executor: %d chains on %d workers; a chain's round trip less its time in the worker: "
-                "median %.1f ms, mean %.1f ms",
+                "ray executor: %d chains on %d workers (%s), %d sent again; a chain's round trip less its time in "
+                "the worker: median %.1f ms, mean %.1f ms",
                 len(self.overheads),
                 len(self.actors),
+                ", ".join(f"{n} on node {node[:8]}" for node, n in sorted(self.nodes.items())),
+                self.resent,
                 1000 * median,
                 1000 * statistics.fmean(self.overheads),
-                extra={"overheads_s": list(self.overheads), "workers": len(self.actors)},
+                extra={
+                    "overheads_s": list(self.overheads),
+                    "workers": len(self.actors),
+                    "nodes": dict(self.nodes),
+                    "resent": self.resent,
+                    "waiting": len(self.down),  # stopped under a chain and not started again (no free CPU)
+                    "reader_node": self.reader_node,
+                },
             )
+        for waiting in list(self.down.values()):
+            waiting.cancel()
         actors, self.actors = self.actors, []
         with contextlib.suppress(Exception):  # a worker already gone, or slow to answer, is killed all the same
             closing = asyncio.gather(*(actor.close.remote() for actor in actors), return_exceptions=True)
