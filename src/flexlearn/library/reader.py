@@ -29,6 +29,8 @@ class LibraryReplacedError(LibraryError):
 
 # One row as `active_rows` gives it: id, zone, level, title, content, examples (the JSON list, as stored).
 IndexRow = tuple[str, str, str, str, str, str]
+# The columns that select an `IndexRow`, in its order.
+INDEX_ROW_COLUMNS = "id, zone, level, title, content, examples"
 
 
 @runtime_checkable

@@ -25,13 +25,13 @@ from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
 from flexlearn.library.backend.postgres import PostgresDatabase, redact
-from flexlearn.library.reader import IndexRow, LibraryReplacedError
+from flexlearn.library.reader import INDEX_ROW_COLUMNS, IndexRow, LibraryReplacedError
 from flexlearn.library.snapshot import LogReads
 
 if TYPE_CHECKING:
     from flexlearn.library.base import LibraryBase
 
-_COLUMNS = "id, zone, level, title, content, examples"
+_COLUMNS = INDEX_ROW_COLUMNS
 # Only what retrieval may show: quarantined entries join when approved (a logged change).
 _ACTIVE = str(Status.ACTIVE)
 # Ids per `= ANY(?)` when reading rows by id.

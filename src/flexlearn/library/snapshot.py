@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 from flexlearn.errors import LibraryError
 from flexlearn.experience import Status
 from flexlearn.library import schema
-from flexlearn.library.reader import IndexRow
+from flexlearn.library.reader import INDEX_ROW_COLUMNS, IndexRow
 
 if TYPE_CHECKING:
     from flexlearn.library.base import LibraryBase
 
 __all__ = ["FileSource", "IndexRow", "SnapshotReader"]
 
-_COLUMNS = "id, zone, level, title, content, examples"
+_COLUMNS = INDEX_ROW_COLUMNS
 # Only what retrieval may show: quarantined entries join when approved (a logged change).
 _ACTIVE = str(Status.ACTIVE)
 # Ids per `IN (...)` when reading rows by id; well under SQLite's parameter limit.

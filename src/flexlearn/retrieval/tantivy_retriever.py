@@ -5,8 +5,9 @@ FTS5 scores every row that shares a word with the query, and a problem's ~26 wor
 library, so its latency grows with the library (0.4 s at 100,000 entries). tantivy stops scoring once no
 remaining block of postings can enter the top k, which keeps a search in the milliseconds at a million.
 
-Before each search the retriever checks the library's revision (one read) and, when the library has
-changed, reads the changed entries from the event log first (`LibraryIndex.sync`: into memory, with tantivy
+Before each search (inside a `retrieval.one_view` block, such as a guidance's six searches, before the first of
+them only) the retriever checks the library's revision (one read) and, when the library has changed, reads the
+changed entries from the event log first (`LibraryIndex.sync`: into memory, with tantivy
 committing them in the background), so it answers for the library as committed, also when another process (on
 any host, for a server) wrote it. When the index cannot be used (another process holds its writer lock for long
 while it must be built, its folder cannot be written, a server refuses the index's own read connection) the
