@@ -28,7 +28,9 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +48,50 @@ def ace_correct(prediction: str, target: str) -> bool:
 
 
 class Usage:
-    """Calls and tokens of every LLM call ACE makes, through litellm's success callback."""
+    """Calls and tokens of every LLM call ACE makes, through litellm's success callback (which litellm runs on a
+    thread of its own), in total and per test problem: a test problem's calls carry its id in litellm's metadata
+    (`Agent.generate` passes its keyword arguments on to the LLM call)."""
 
     def __init__(self) -> None:
-        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self.lock = threading.Lock()
+        self.total = dict.fromkeys(("calls", "prompt_tokens", "completion_tokens"), 0)
+        self.by_item: dict[str, dict[str, int]] = {}
 
     def __call__(self, kwargs: Any, response: Any, start: Any, end: Any) -> None:
-        self.calls += 1
         usage = getattr(response, "usage", None)
-        self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-        self.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+        counts = {
+            "calls": 1,
+            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        }
+        metadata = (kwargs.get("litellm_params") or {}).get("metadata") or kwargs.get("metadata") or {}
+        item = metadata.get(ITEM_KEY)
+        with self.lock:
+            rows = [self.total] + ([self.by_item.setdefault(str(item), dict.fromkeys(counts, 0))] if item else [])
+            for row in rows:
+                for k, v in counts.items():
+                    row[k] += v
 
     def snapshot(self) -> dict[str, int]:
-        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        with self.lock:
+            return dict(self.total)
+
+    def of_item(self, item: str) -> dict[str, int]:
+        with self.lock:
+            return dict(self.by_item.get(item, dict.fromkeys(self.total, 0)))
+
+
+ITEM_KEY = "flexlearn_benchmark_item"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-url", required=True)
+    parser.add_argument(
+        "--base-url",
+        required=True,
+        nargs="+",
+        help="the endpoint; several (servers of the same model) answer the test problems in parallel, one each",
+    )
     parser.add_argument("--model", required=True, help="the served model's name")
     parser.add_argument("--train", type=Path, required=True, help="JSONL of id, question, answer")
     parser.add_argument("--test", type=Path, required=True, help="JSONL of id, question, answer")
@@ -91,12 +119,11 @@ def main() -> None:
     usage = Usage()
     litellm.success_callback = [usage]
     os.environ.setdefault("OPENAI_API_KEY", "none")  # a local server needs none; litellm wants one set
-    client = LiteLLMClient(
-        model=f"openai/{args.model}",
-        api_base=args.base_url,
-        max_tokens=args.max_tokens,
-        timeout=args.timeout,
-    )
+    clients = [
+        LiteLLMClient(model=f"openai/{args.model}", api_base=url, max_tokens=args.max_tokens, timeout=args.timeout)
+        for url in args.base_url
+    ]
+    client = clients[0]  # learning is sequential, as OfflineACE runs it
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     book_path, state_path, items_path = work / "skillbook.json", work / "state.json", work / "items.jsonl"
@@ -138,31 +165,51 @@ def main() -> None:
                 done.add(json.loads(line)["problem_id"])
             except (ValueError, KeyError):
                 continue
-    agent = Agent(client)
+    free_agents = [Agent(c) for c in clients]  # one per server: a worker holds one while it answers
     test = [r for r in _rows(args.test) if r["id"] not in done]
-    for i, row in enumerate(test, start=1):
-        started, before = time.monotonic(), usage.snapshot()
+    lock = threading.Lock()
+    answered = 0
+
+    def answer_one(row: dict[str, Any]) -> None:
+        nonlocal answered
+        started = time.monotonic()
+        with lock:
+            agent = free_agents.pop()
         try:
-            output = agent.generate(question=row["question"], context="", skillbook=ace.skillbook)
+            output = agent.generate(
+                question=row["question"], context="", skillbook=ace.skillbook, metadata={ITEM_KEY: row["id"]}
+            )
             answer, reasoning, error = str(output.final_answer), str(output.reasoning), None
         except Exception as e:  # a reply instructor could not validate: the item counts as wrong
             answer, reasoning, error = "", "", f"{type(e).__name__}: {str(e)[:300]}"
-        seconds = time.monotonic() - started
-        add_phase("eval", seconds, before)
-        after = usage.snapshot()
+        finally:
+            with lock:
+                free_agents.append(agent)
         item = {
             "problem_id": row["id"],
             "final_answer": answer,
             "correct_ace_rule": ace_correct(answer, row["answer"]),
             "error": error,
-            "seconds": seconds,
-            **{k: after[k] - before[k] for k in after},
+            "seconds": time.monotonic() - started,
             "reasoning": reasoning[-2000:],
         }
-        with items_path.open("a") as f:
-            f.write(json.dumps(item) + "\n")
+        time.sleep(0.5)  # the success callback of the item's last call runs on litellm's thread
+        item.update(usage.of_item(row["id"]))
+        with lock:  # one writer at a time: every line whole, appended as its item finishes
+            with items_path.open("a") as f:
+                f.write(json.dumps(item) + "\n")
+            answered += 1
+            print(f"ace eval {answered}/{len(test)}", file=sys.stderr)
+
+    started, before = time.monotonic(), usage.snapshot()
+    try:
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            for future in [pool.submit(answer_one, row) for row in test]:
+                future.result()
+    finally:  # the phase's calls and tokens are counted for the items answered, also when interrupted
+        time.sleep(1)  # litellm runs its success callbacks on a thread of its own: let the last ones land
+        add_phase("eval", time.monotonic() - started, before)
         save_state()
-        print(f"ace eval {i}/{len(test)}", file=sys.stderr)
     summary = {"skills": len(ace.skillbook.skills()), **state}
     print(json.dumps(summary))
 

@@ -293,42 +293,51 @@ def ace_phase(
     answering the test problems; resumable), and each final answer it gave is scored with this task's checker."""
     if not args.ace_python:
         sys.exit("mode ace needs --ace-python: the python of an environment with ace-framework installed")
-    if not args.model.startswith("local:"):
-        sys.exit("mode ace serves the local model with flex serve: give a local:... --model")
-    name = args.model.removeprefix("local:")
+    if args.model.split(":", 1)[0] != "local":
+        sys.exit("mode ace serves the local model with flex serve: give a local or local:... --model")
+    name = args.model.partition(":")[2] or "local"  # the name the servers answer to
     work.mkdir(parents=True, exist_ok=True)
     slices = {}
     for part, problems in (("train", train), ("test", test)):  # the problems as loaded here, ids included
         slices[part] = work / f"{part}.jsonl"
         rows = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) for p in problems)
         slices[part].write_text("".join(f"{row}\n" for row in rows))
-    port = _free_port()
-    server_log = work / "serve.log"  # a file, not a pipe nobody reads while ACE runs for hours
-    with server_log.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "flexlearn", "serve", "--model", args.model, "--port", str(port), "--alias", name],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
+    # llama-cpp-python's server answers one request at a time: the test problems go to as many servers as the
+    # other modes answer at once (--concurrency), each of one llama.cpp thread (FLEX_LOCAL_THREADS) over the same
+    # memory-mapped weights, the way FLEX_LOCAL_WORKERS runs the in-process model. Learning uses the first.
+    servers: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
+        for i in range(max(1, args.concurrency)):
+            port = _free_port()
+            server_log = work / f"serve-{i}.log"  # a file, not a pipe nobody reads while ACE runs for hours
+            serve = ["serve", "--model", args.model, "--port", str(port), "--alias", name]
+            with server_log.open("w") as log_file:
+                server = subprocess.Popen(
+                    [sys.executable, "-m", "flexlearn", *serve],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            servers.append((server, f"http://127.0.0.1:{port}/v1", server_log))
         deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None:
-                sys.exit(f"flex serve exited: {server_log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit("flex serve did not come up within 600 s")
-                time.sleep(1)
-        cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", base_url, "--model", name]
-        cmd += ["--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
+        for server, base_url, server_log in servers:
+            while True:
+                if server.poll() is not None:
+                    sys.exit(f"flex serve exited: {server_log.read_text()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(f"{base_url}/models", timeout=5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        sys.exit("flex serve did not come up within 600 s")
+                    time.sleep(1)
+        cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", *[url for _, url, _ in servers]]
+        cmd += ["--model", name, "--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
         subprocess.run(cmd, check=True)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        for server, _, _ in servers:
+            server.terminate()
+        for server, _, _ in servers:
+            server.wait(timeout=60)
     state = json.loads((work / "state.json").read_text())
     phases.data.update({f"ace:{k}": v for k, v in state.get("phases", {}).items()})
     task = get_task(args.task)
