@@ -18,6 +18,12 @@ then `Agent.generate(question=..., context=..., skillbook=...)` with the learned
 one thing a user writes: here it applies the benchmark's rule from the ACE paper's own repository (commas removed,
 equal as floats) and answers "Correct!" or "Incorrect. Expected: X", as ACE's `SimpleEnvironment` does.
 
+One thing of ACE's cannot run as shipped against a model that copies its prompt's example: ACE 0.7.1's skill
+manager prompt shows the reply JSON without the "update" key its reply model requires (its own worked example
+fails `SkillManagerOutput` validation), so every skill manager call fails and nothing is learned. With
+`--skill-manager-prompt update-wrapped` the same prompt shows that JSON under "update", passed through the
+`prompt_template` parameter `SkillManager` documents; ACE's code is unchanged. See `update_wrapped`.
+
 Resumable: the skillbook is saved after every training problem with the count done, and every answered test
 problem is appended as it finishes; run the same command again to continue.
 """
@@ -84,6 +90,22 @@ class Usage:
 ITEM_KEY = "flexlearn_benchmark_item"
 
 
+def update_wrapped(prompt: str) -> str:
+    """ACE's skill manager prompt with the JSON it asks for nested under "update".
+
+    ACE 0.7.1's skill manager prompts (every version) show the reply as {"reasoning", "operations",
+    "quality_metrics"} at the top level, while the model the reply is validated against, `SkillManagerOutput`,
+    requires those under "update" (instructor adds that schema to the request). A model that follows the prompt's
+    example, as a 1.5B does, fails validation on every try and ACE learns nothing. This moves the shown JSON (the
+    format and the worked example) under "update" and changes nothing else; it is passed through the
+    `prompt_template` parameter `SkillManager` documents."""
+    opening, closing = '{{\n  "reasoning": "', '  ],\n  "quality_metrics": {{'
+    if prompt.count(opening) != 2 or prompt.count(closing) != 2:
+        raise SystemExit("this ace-framework's skill manager prompt is not the one update_wrapped knows (0.7.1)")
+    prompt = prompt.replace(opening, '{{\n  "update": {{\n  "reasoning": "')
+    return prompt.replace(closing, '  ]\n  }},\n  "quality_metrics": {{')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -98,6 +120,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--max-tokens", type=int, default=2048, help="ACE's LiteLLMClient default")
     parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument(
+        "--skill-manager-prompt",
+        choices=("default", "update-wrapped"),
+        default="default",
+        help="ACE's own, or the same with its JSON nested under the key its reply model requires (see update_wrapped)",
+    )
     args = parser.parse_args()
 
     # Offline: litellm would otherwise try to fetch its model price list from the internet at import.
@@ -106,6 +134,7 @@ def main() -> None:
     from ace import Agent, OfflineACE, Reflector, Sample, Skillbook, SkillManager
     from ace.adaptation import EnvironmentResult, TaskEnvironment
     from ace.llm_providers import LiteLLMClient
+    from ace.roles import SKILL_MANAGER_PROMPT
 
     class FormulaEnvironment(TaskEnvironment):
         def evaluate(self, sample: Any, agent_output: Any) -> Any:
@@ -143,9 +172,13 @@ def main() -> None:
             row[k] += now[k] - before[k]
 
     train = _rows(args.train)
-    ace = OfflineACE(
-        skillbook=skillbook, agent=Agent(client), reflector=Reflector(client), skill_manager=SkillManager(client)
-    )
+    if state.setdefault("skill_manager_prompt", args.skill_manager_prompt) != args.skill_manager_prompt:
+        raise SystemExit(f"{work} was learned with --skill-manager-prompt {state['skill_manager_prompt']}")
+    if args.skill_manager_prompt == "update-wrapped":
+        skill_manager = SkillManager(client, prompt_template=update_wrapped(SKILL_MANAGER_PROMPT))
+    else:
+        skill_manager = SkillManager(client)
+    ace = OfflineACE(skillbook=skillbook, agent=Agent(client), reflector=Reflector(client), skill_manager=skill_manager)
     env = FormulaEnvironment()
     for row in train[state["trained"] :]:
         started, before = time.monotonic(), usage.snapshot()

@@ -285,6 +285,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """Run in a child (a server, the peer) before it starts: it is killed when this process ends, however that
+    ends (a killed benchmark would otherwise leave a server generating for minutes on a core). Linux only."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def ace_phase(
     args: argparse.Namespace, train: list[Problem], test: list[Problem], work: Path, phases: Phases
 ) -> list[dict[str, Any]]:
@@ -316,6 +326,7 @@ def ace_phase(
                     [sys.executable, "-m", "flexlearn", *serve],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
                 )
             servers.append((server, f"http://127.0.0.1:{port}/v1", server_log))
         deadline = time.monotonic() + 600
@@ -332,12 +343,17 @@ def ace_phase(
                     time.sleep(1)
         cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", *[url for _, url, _ in servers]]
         cmd += ["--model", name, "--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
-        subprocess.run(cmd, check=True)
+        cmd += ["--skill-manager-prompt", args.ace_skill_manager_prompt]
+        subprocess.run(cmd, check=True, preexec_fn=_die_with_parent)
     finally:
         for server, _, _ in servers:
             server.terminate()
         for server, _, _ in servers:
-            server.wait(timeout=60)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # uvicorn lets the request in hand finish: minutes of generation
+                server.kill()
+                server.wait()
     state = json.loads((work / "state.json").read_text())
     phases.data.update({f"ace:{k}": v for k, v in state.get("phases", {}).items()})
     task = get_task(args.task)
@@ -404,7 +420,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, list[dict[str, Any]]] = {}
         for mode in modes:
             if mode == "ace":
-                results[mode] = ace_phase(args, train, test, work / "ace", phases)
+                # a folder per skill manager prompt: a skillbook is learned with one
+                folder = "ace" if args.ace_skill_manager_prompt == "update-wrapped" else "ace-default-prompt"
+                results[mode] = ace_phase(args, train, test, work / folder, phases)
             else:
                 results[mode] = await eval_phase(args, mode, test, train, library, cache, phases)
         out: dict[str, Any] = {
@@ -475,6 +493,14 @@ def main() -> None:
         type=Path,
         default=None,
         help="mode ace: the python of a separate environment with ace-framework==0.7.1 installed",
+    )
+    parser.add_argument(
+        "--ace-skill-manager-prompt",
+        choices=("update-wrapped", "default"),
+        default="update-wrapped",
+        help='mode ace: ACE 0.7.1\'s skill manager prompt shows its JSON without the "update" key its reply model '
+        "requires, so a model that copies it learns nothing (default: the same prompt with the JSON under "
+        '"update"; see benchmarks/ace_peer.py)',
     )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
