@@ -504,7 +504,10 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
-        "--rollouts", type=int, help="learning: rollouts per problem [default: the library's, 3] (give a fresh --work)"
+        "--rollouts",
+        type=int,
+        help="learning: rollouts per problem [default: the library's: 1 for an embedded instruction model, else 3] "
+        "(give a fresh --work)",
     )
     parser.add_argument(
         "--rounds", type=int, help="learning: rounds per rollout [default: the library's, 2 for a local model]"

@@ -115,7 +115,9 @@ _GUIDE_AT = Field(
 class LearnSettings(Settings):
     """How `learn` explores each training problem and folds what it teaches into the library."""
 
-    rollouts: int | None = Field(None, ge=1, description="Rollouts per problem. Default: 3, as in the paper.")
+    rollouts: int | None = Field(
+        None, ge=1, description="Rollouts per problem. Default: 3, as in the paper; 1 for an embedded chat model."
+    )
     rounds: int | None = Field(
         None, ge=1, description="Actor/critic rounds per rollout. Default: 5 as in the paper; 2 for local models."
     )

@@ -224,6 +224,12 @@ def test_exploration_defaults_follow_the_model() -> None:
     assert (chat.rollouts, chat.rounds, chat.shots) == (3, 5, 0)
     local = exploration_defaults(FunctionModel(never_right, name="local:tiny.gguf", prompt_kind=PromptKind.COMPLETION))
     assert (local.rollouts, local.rounds, local.shots) == (3, 2, 3)
+    # An embedded instruction model explores once, as its measured library was learned; any other local chat
+    # model (a file of the user's) keeps the paper's three rollouts.
+    instruct = exploration_defaults(FunctionModel(never_right, name="local:qwen2.5-coder-1.5b"))
+    assert (instruct.rollouts, instruct.rounds, instruct.shots) == (1, 2, 0)
+    other = exploration_defaults(FunctionModel(never_right, name="local:/models/mine.gguf"))
+    assert (other.rollouts, other.rounds, other.shots) == (3, 2, 0)
 
 
 async def test_repeats_are_averaged_with_a_bootstrap_interval() -> None:

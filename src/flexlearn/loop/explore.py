@@ -21,6 +21,7 @@ from flexlearn.agents.tools import ToolSet
 from flexlearn.experience import Experience
 from flexlearn.loop.episode import attempt, calls_of, seen_of
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind, Usage
+from flexlearn.models.embedded import is_embedded_instruct
 from flexlearn.models.middleware import Meter
 from flexlearn.tasks.base import Problem, Task, critic_reference
 from flexlearn.trajectory import StepRecord, Trajectory
@@ -45,10 +46,14 @@ class ExploreConfig:
 def exploration_defaults(actor: ChatModel) -> ExploreConfig:
     """The paper's 3 rollouts x 5 rounds for capable models. An embedded model on a laptop's cores gets fewer
     rounds (its critic's feedback helps little, and every round costs seconds), and a base model gets worked
-    examples in its prompt, without which it rarely solves anything to learn from."""
+    examples in its prompt, without which it rarely solves anything to learn from. An embedded instruction model
+    explores each problem once: the library behind its measured gain on XBRL Formula (README, "Does learning
+    help?") was learned so, in ~250 s a problem on one core; three rollouts were not measured to do better and
+    cost up to three times as much on the problems it does not solve."""
     local = actor.name.startswith("local:")
     base = actor.prompt_kind == PromptKind.COMPLETION
-    return ExploreConfig(rollouts=3, rounds=2 if local else 5, shots=3 if base else 0)
+    instruct = not base and is_embedded_instruct(actor.name)
+    return ExploreConfig(rollouts=1 if instruct else 3, rounds=2 if local else 5, shots=3 if base else 0)
 
 
 # The temperature of a greedy actor's later rollouts: without it they would repeat the first one word for word.
