@@ -72,7 +72,7 @@ def plan(
     *,
     train_size: int | None = None,
     test_size: int | None = None,
-    rollouts: int = 3,
+    rollouts: int | None = None,
     rounds: int = 2,
     icl_k: int = 3,
     agent_rounds: int = 2,
@@ -97,6 +97,7 @@ def plan(
         train=train,
         test=test,
         # Worked examples while exploring are left to the model (explore_shots None: 3 for a base model).
+        # rollouts None: the model's default (1 for an embedded instruction model, else 3).
         learn=LearnSettings.of(rollouts=rollouts, rounds=rounds, concurrency=concurrency),
         eval=EvalSettings.of(modes=list(Mode), icl_k=icl_k, agent_rounds=agent_rounds, concurrency=concurrency),
     )

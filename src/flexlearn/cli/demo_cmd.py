@@ -123,9 +123,8 @@ def demo_cmd(
         )
     instruct = is_embedded_instruct(model)
     task = task or ("formula" if instruct else "word_facts")
-    # An embedded instruction model is slow here (~10-20 tok/s a core): one rollout, and both cores busy, keep the
-    # demo near 15 minutes (docs/local-model-measurements.md).
-    rollouts = rollouts or (1 if instruct else 3)
+    # An embedded instruction model is slow here (~10-20 tok/s a core): one rollout (its learning default) and both
+    # cores busy keep the demo near 15 minutes (docs/local-model-measurements.md).
     if concurrency is None:
         concurrency = 2 if instruct and (os.cpu_count() or 1) >= 2 else 1
         if concurrency > 1:
