@@ -53,6 +53,10 @@ def ace_correct(prediction: str, target: str) -> bool:
         return False
 
 
+# The key under litellm's metadata that names the test problem a call answers.
+ITEM_KEY = "flexlearn_benchmark_item"
+
+
 class Usage:
     """Calls and tokens of every LLM call ACE makes, through litellm's success callback (which litellm runs on a
     thread of its own), in total and per test problem: a test problem's calls carry its id in litellm's metadata
@@ -85,9 +89,6 @@ class Usage:
     def of_item(self, item: str) -> dict[str, int]:
         with self.lock:
             return dict(self.by_item.get(item, dict.fromkeys(self.total, 0)))
-
-
-ITEM_KEY = "flexlearn_benchmark_item"
 
 
 def update_wrapped(prompt: str) -> str:
