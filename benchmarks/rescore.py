@@ -1,0 +1,117 @@
+"""How much of an efficacy difference is the answer line? Rescore the replies an efficacy run cached, once by the
+task's own rule and once leniently, and print ONE JSON object with each mode's accuracy and flex's paired
+difference from every other mode under both readings.
+
+The lenient reading takes a reply the task finds no answer in (no "Final answer:" line, no `\\boxed{}`) and scores
+the last number it writes, as a sentence such as "Therefore, the Working Capital is $250,000.00." would be read
+by a person. Nothing is generated: it reads the work folder's `items.jsonl` (each cached reply's last 3,000
+characters, where the answer is).
+
+    python benchmarks/rescore.py --work benchmarks/results/efficacy-qwen2.5-coder-1.5b-formula/base --task formula
+
+When a mode has items under several cache keys (an earlier library, another prompt), the key with the most of
+the test problems is used, the later one on a tie; `--key MODE=PREFIX` picks one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from efficacy import TASKS, default_work
+
+from flexlearn.loop.stats import paired
+from flexlearn.tasks import get_task
+from flexlearn.tasks.common import last_number
+
+
+def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str, str]) -> dict[str, dict[str, dict]]:
+    """Per mode, the items (by problem id) of one cache key: `chosen[mode]`'s prefix, else the key covering most
+    of `ids`, the later one on a tie."""
+    by_key: dict[str, dict[str, dict[str, dict]]] = {}
+    for item in items:
+        if item["problem_id"] in ids and "reply" in item:
+            by_key.setdefault(item["mode"], {}).setdefault(item["key"], {})[item["problem_id"]] = item
+    picked = {}
+    for mode, keys in by_key.items():
+        if mode in chosen:
+            matching = [k for k in keys if k.startswith(chosen[mode])]
+            if len(matching) != 1:
+                raise SystemExit(f"--key {mode}={chosen[mode]} matches {len(matching)} cache keys of {mode}")
+            picked[mode] = keys[matching[0]]
+        else:
+            order = list(keys)  # insertion order is file order
+            best = max(order, key=lambda k: (len(keys[k]), order.index(k)))
+            picked[mode] = keys[best]
+    return picked
+
+
+def lenient_reply(task: Any, reply: str) -> str:
+    """`reply` as the task would read it if its last number were its stated answer, when it states none."""
+    if task.extract_answer(reply) is not None:
+        return reply
+    number = last_number(reply)
+    return reply if number is None else f"{reply}\nFinal answer: {number}"
+
+
+def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dict]]) -> dict[str, Any]:
+    """Accuracy per mode and flex's paired differences, under the task's rule and leniently, on the problems
+    every mode answered."""
+    common = sorted(set.intersection(*(set(items) for items in picked.values()))) if picked else []
+    out: dict[str, Any] = {"n": len(common), "modes": {}, "paired": {}}
+    correct: dict[str, dict[str, list[bool]]] = {"strict": {}, "lenient": {}}
+    for mode, items in picked.items():
+        strict = [task.score(items[p]["reply"], problems[p]).correct for p in common]
+        lenient = [task.score(lenient_reply(task, items[p]["reply"]), problems[p]).correct for p in common]
+        correct["strict"][mode], correct["lenient"][mode] = strict, lenient
+        out["modes"][mode] = {
+            "key": next(iter(items.values()))["key"],
+            "strict": sum(strict),
+            "lenient": sum(lenient),
+            "no_answer": sum(task.extract_answer(items[p]["reply"]) is None for p in common),
+        }
+    if "flex" in picked:
+        for reading, by_mode in correct.items():
+            out["paired"][reading] = {
+                f"flex-{mode}": paired(by_mode["flex"], by_mode[mode]) for mode in by_mode if mode != "flex"
+            }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=tuple(TASKS), default="gsm8k")
+    parser.add_argument("--test", type=Path, default=None, help="the test file the run evaluated [default: the task's]")
+    parser.add_argument("--work", type=Path, default=None, help="the run's work folder [default: efficacy.py's]")
+    parser.add_argument("--model", default="local:qwen2.5-coder-1.5b", help="for the default work folder")
+    parser.add_argument("--key", action="append", default=[], metavar="MODE=PREFIX", help="the cache key of a mode")
+    args = parser.parse_args(argv)
+    task = get_task(args.task)
+    problems = {p.id: p for p in task.load(args.test or TASKS[args.task][1])}
+    work = args.work or default_work(args.model, args.task)
+    path = work / "items.jsonl"
+    if not path.exists():
+        parser.error(f"no cached items at {path}")
+    items = []
+    for line in path.read_text().splitlines():
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+    chosen = {}
+    for spec in args.key:
+        mode, sep, prefix = spec.partition("=")
+        if not sep or not prefix:
+            parser.error(f"--key takes MODE=PREFIX, not {spec!r}")
+        chosen[mode] = prefix
+    json.dump(rescore(task, problems, pick_items(items, set(problems), chosen)), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
