@@ -66,6 +66,7 @@ MODE_PROMPTS = {
 FLEX_SOURCES = (
     "agents/actor.py",
     "agents/critic.py",
+    "agents/relation.py",
     "retrieval/guidance.py",
     "prompts/review_system.txt",
     "prompts/review_user.txt",

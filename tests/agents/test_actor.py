@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flexlearn.agents.actor import render_guidance
+from flexlearn.agents.relation import scale_relation
 from flexlearn.experience import Experience, Level, Zone
 
 
@@ -24,8 +27,32 @@ def test_a_failed_case_is_shown_with_its_problem_in_full_and_its_fix() -> None:
     )
     text = render_guidance([right, corrected])
     assert text.count(f"Example problem: {question}") == 2  # in full, figures and all
-    assert "Wrong answer given: 600.00 (given in thousands)" in text and "Right answer: 600000.0" in text
+    assert "Wrong answer given: 600.00 (given in thousands)" in text
+    assert "Right answer: 600000.0 (1,000 times the answer given)" in text  # the relation a small model misses
     assert "Corrected solution: 1,000,000 - 400,000 = 600,000\nFinal answer: 600000.00" in text
     # A warning case without such an example keeps its summary.
     bare = Experience(Zone.WARNING, Level.CASE, "x", "Failed: something. Wrong answer: 1.")
     assert "Failed: something. Wrong answer: 1." in render_guidance([bare])
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "relation"),
+    [
+        ("-80.00 (the formula is wrong)", "-80000000.0", "1,000,000 times the answer given"),
+        ("4.00", "0.04", "1/100 of the answer given"),
+        ("5.50 (a slip in the beta term)", "0.06", "about 1/100 of the answer given"),  # 0.055, rounded
+        ("1,008.00", "998000.0", "about 1,000 times the answer given"),
+        ("12", "-12", "the answer given with the opposite sign"),
+        ("-3", "300", "100 times the answer given with the opposite sign"),
+        # No relation worth naming: a near miss, an unrelated number, a wrong answer that is a whole solution.
+        ("1.77", "1.78", ""),
+        ("25.00", "0.2", ""),
+        ("22,832.81", "21462.58", ""),
+        ("To find the ratio, divide 5 by 25", "0.2", ""),
+        ("0", "5", ""),
+        ("5", "5", ""),
+        ("5", "about 500", ""),
+    ],
+)
+def test_the_scale_relation_of_a_wrong_and_a_right_answer(wrong: str, right: str, relation: str) -> None:
+    assert scale_relation(wrong, right) == relation

@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flexlearn.agents.relation import scale_relation
 from flexlearn.agents.templates import completion_cue, fence, fill, origin_of, shorten
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.limits import DEFAULT_LIMITS, Limits
@@ -94,10 +95,12 @@ def _body(e: Experience, limits: Limits) -> list[str]:
         # The problem in full, the wrong answer and the fix: a summary cut to a few lines would lose the figures
         # the right answer was computed from.
         question, wrong, label, fix = failed
+        relation = scale_relation(wrong, fix)
         return [
             f"Example problem: {fence(question)}",
             f"Wrong answer given: {fence(shorten(wrong, limits.actor_warning_case_chars))}",
-            f"{label}: {fence(shorten(fix, limits.actor_case_solution_chars))}",
+            f"{label}: {fence(shorten(fix, limits.actor_case_solution_chars))}"
+            + (f" ({relation})" if relation else ""),
         ]
     if e.level == Level.CASE:
         return [fence(shorten(e.content, limits.actor_warning_case_chars))]
