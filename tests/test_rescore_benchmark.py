@@ -3,28 +3,18 @@ with no stated answer read for its last number)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.support.bench import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def rescore() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("rescore_benchmark", BENCHMARKS / "rescore.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return benchmark_module("rescore")
 
 
 def item(key: str, mode: str, problem: int, reply: str) -> str:
