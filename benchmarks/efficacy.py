@@ -1,6 +1,7 @@
 """Does learning help? Learn on a training slice (GSM8k, or ACE's XBRL Formula with `--task formula`), evaluate a
 disjoint test slice in the paper's four modes, and print ONE JSON object: each mode's accuracy (and per category,
-when the problems carry one), the paired difference flex minus each baseline with a paired bootstrap 95% interval,
+when the problems carry one; and read leniently, a reply that states no answer scored on its last number), the
+paired difference flex minus each baseline with a paired bootstrap 95% interval (and read leniently),
 the library's composition, and calls, tokens and seconds per phase.
 
     python benchmarks/efficacy.py                                  # local:qwen2.5-coder-1.5b, 30 train, 100 test
@@ -41,7 +42,8 @@ from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.settings import EvalSettings
-from flexlearn.tasks import Problem, get_task
+from flexlearn.tasks import Problem, Task, get_task
+from flexlearn.tasks.common import last_number
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "gsm8k"
@@ -385,6 +387,23 @@ def resolve_task_defaults(args: argparse.Namespace) -> None:
     args.test_n = test_n if args.test_n is None else args.test_n
 
 
+def lenient_reply(task: Task, reply: str) -> str:
+    """`reply` as the task would read it if its last number were its stated answer, when it states none: how much
+    of a difference between modes is the answer line rather than the answer."""
+    if task.extract_answer(reply) is not None:
+        return reply
+    number = last_number(reply)
+    return reply if number is None else f"{reply}\nFinal answer: {number}"
+
+
+def lenient_correct(task: Task, problem: Problem, item: dict[str, Any]) -> bool:
+    """An item's correctness read leniently (`lenient_reply`); an item with no reply kept (ACE's answers are
+    a JSON field) is as scored."""
+    if item["correct"] or "reply" not in item:
+        return bool(item["correct"])
+    return task.score(lenient_reply(task, item["reply"]), problem).correct
+
+
 def by_category(test: Sequence[Problem], results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[int]]]:
     """category -> {mode: [correct, n]} over the evaluated items of each mode, categories sorted; empty when no
     test problem carries a category."""
@@ -437,6 +456,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "library": composition(library),
             "phases": phases.data,
         }
+        task = get_task(args.task)
+        by_id = {p.id: p for p in test}
+        lenient = {
+            mode: {i["problem_id"]: lenient_correct(task, by_id[i["problem_id"]], i) for i in items}
+            for mode, items in results.items()
+        }
         for mode, items in results.items():
             n = len(items)
             correct = sum(i["correct"] for i in items)
@@ -444,6 +469,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "accuracy": correct / n if n else 0.0,
                 "correct": correct,
                 "n": n,
+                # Read leniently: a reply that states no answer scored on its last number (see `lenient_reply`).
+                "lenient_correct": sum(lenient[mode].values()),
+                "no_answer": sum(i.get("extracted") is None for i in items),
                 "calls_per_item": sum(i["calls"] for i in items) / n if n else 0.0,
                 "tool_calls_per_item": sum(i.get("tool_calls", 0) for i in items) / n if n else 0.0,
                 "prompt_tokens_per_item": sum(i["prompt_tokens"] for i in items) / n if n else 0.0,
@@ -457,6 +485,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 base = {i["problem_id"]: i["correct"] for i in items}
                 ids = [p.id for p in test if p.id in flex and p.id in base]
                 out["paired"][f"flex-{mode}"] = paired([flex[i] for i in ids], [base[i] for i in ids])
+                out.setdefault("paired_lenient", {})[f"flex-{mode}"] = paired(
+                    [lenient["flex"][i] for i in ids], [lenient[mode][i] for i in ids]
+                )
         categories = by_category(test, results)
         if categories:
             out["by_category"] = categories

@@ -22,11 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from efficacy import TASKS, default_work
+from efficacy import TASKS, default_work, lenient_reply
 
 from flexlearn.loop.stats import paired
 from flexlearn.tasks import get_task
-from flexlearn.tasks.common import last_number
 
 
 def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str, str]) -> dict[str, dict[str, dict]]:
@@ -48,14 +47,6 @@ def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str,
             best = max(order, key=lambda k: (len(keys[k]), order.index(k)))
             picked[mode] = keys[best]
     return picked
-
-
-def lenient_reply(task: Any, reply: str) -> str:
-    """`reply` as the task would read it if its last number were its stated answer, when it states none."""
-    if task.extract_answer(reply) is not None:
-        return reply
-    number = last_number(reply)
-    return reply if number is None else f"{reply}\nFinal answer: {number}"
 
 
 def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dict]]) -> dict[str, Any]:

@@ -127,6 +127,9 @@ def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
         assert [first["by_category"][kind][mode][1] for kind in ("products", "sums")] == [1, 2]
         correct = sum(first["by_category"][kind][mode][0] for kind in ("products", "sums"))
         assert correct == first["modes"][mode]["correct"]
+        assert first["modes"][mode]["lenient_correct"] >= correct
+        assert 0 <= first["modes"][mode]["no_answer"] <= 3
+    assert set(first["paired_lenient"]) == {"flex-vanilla"}
     with Library.open(work / "train2.flexlib", create=False) as lib:
         assert {e.title for e in lib.list()} == {"sums", "products"}
 
