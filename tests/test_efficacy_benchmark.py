@@ -138,3 +138,14 @@ def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
     again = json.loads(capsys.readouterr().out)
     assert len(scripted_server.requests) == requests  # learned and evaluated already: all from the cache
     assert (again["modes"], again["by_category"]) == (first["modes"], first["by_category"])
+
+
+def test_an_item_is_read_leniently_only_when_it_states_no_answer(efficacy: ModuleType) -> None:
+    task = efficacy.get_task("formula")
+    problem = Problem(id="a", question="q", answer="250000.0")
+    sentence = {"correct": False, "reply": "Therefore, the Working Capital is $250,000.00."}
+    wrong_line = {"correct": False, "reply": "It is 250,000.\nFinal answer: 250.00"}
+    assert efficacy.lenient_correct(task, problem, sentence)
+    assert not efficacy.lenient_correct(task, problem, wrong_line)  # a stated answer is read as stated
+    assert not efficacy.lenient_correct(task, problem, {"correct": False, "final_answer": "250000"})  # ACE's: as scored
+    assert efficacy.lenient_correct(task, problem, {"correct": True})
