@@ -43,9 +43,8 @@ def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str,
                 raise SystemExit(f"--key {mode}={chosen[mode]} matches {len(matching)} cache keys of {mode}")
             picked[mode] = keys[matching[0]]
         else:
-            order = list(keys)  # insertion order is file order
-            best = max(order, key=lambda k: (len(keys[k]), order.index(k)))
-            picked[mode] = keys[best]
+            # Keys are in file order; max() keeps the first of equals, so read them backwards.
+            picked[mode] = keys[max(reversed(list(keys)), key=lambda k: len(keys[k]))]
     return picked
 
 

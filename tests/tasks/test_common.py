@@ -9,6 +9,7 @@ from flexlearn.tasks.common import (
     first_number,
     last_boxed,
     last_number,
+    leading_number,
     numbers,
     strip_math_delimiters,
 )
@@ -75,6 +76,12 @@ def test_first_and_last_number() -> None:
     assert first_number("from 3 to 18.50 dollars") == "3"
     assert last_number("from 3 to 18.50 dollars") == "18.50"
     assert last_number("none") is None and first_number("none") is None
+
+
+def test_leading_number() -> None:
+    assert leading_number("  -22,832.81 (the discount was wrong)") == "-22832.81"
+    assert leading_number("To find 5 of 25") is None  # a number later on is not the one the text opens with
+    assert leading_number("$5") is None and leading_number("") is None
 
 
 @pytest.mark.parametrize(

@@ -5,19 +5,19 @@ for a ratio). The actor sees it beside a failed case's right answer."""
 from __future__ import annotations
 
 import math
-import re
 
-# A number at the start of a text ("-80.00 (the formula ...)"), thousands commas allowed.
-_LEADING_NUMBER = re.compile(r"\s*([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?![\d,.]*\d)")
-# How far from a power of ten a ratio may be and still be called "about" one (1,008 for 998,000 against 1,008).
+from flexlearn.tasks.common import leading_number
+
+# How far from a power of ten a ratio may be and still be called "about" one (998,000 is about 1,000 times 1,008).
 _ABOUT = 0.15
 
 
 def _number(text: str, *, whole: bool) -> float | None:
-    match = _LEADING_NUMBER.match(text)
-    if match is None or (whole and text[match.end() :].strip()):
+    """The number `text` opens with; with `whole`, only when it is nothing else."""
+    number = leading_number(text)
+    if number is None or (whole and text.strip().replace(",", "") != number):
         return None
-    return float(match.group(1).replace(",", ""))
+    return float(number)
 
 
 def scale_relation(wrong: str, right: str) -> str:

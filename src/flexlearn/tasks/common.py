@@ -128,6 +128,16 @@ def last_number(text: str) -> str | None:
     return found[-1] if found else None
 
 
+def leading_number(text: str) -> str | None:
+    """The plain number `text` opens with, leading whitespace aside (see `numbers`: "-80.00 (in millions)" ->
+    "-80.00"), or None when it opens with anything else."""
+    text = text.lstrip()
+    for spelling, plain in _NUMBER_SPELLINGS:
+        text = text.replace(spelling, plain)
+    match = _NUMBER.match(text)
+    return match.group().replace(",", "") if match else None
+
+
 def first_number(text: str) -> str | None:
     """The first plain number in `text` (see `numbers`), or None."""
     found = numbers(text)
