@@ -44,6 +44,9 @@ def test_last_boxed(text: str, expected: str | None) -> None:
         ("Final   answer：7", "7"),
         ("Final answer:\n\n  **Rome**  \n", "Rome"),
         ("Final answer:", None),
+        ("Final answer:\n\\[\n\\boxed{5}\n\\]\nThat is all.", "\\[ \\boxed{5} \\]"),
+        ("Final answer: $$\n5 $$", "$$ 5 $$"),
+        ("Final answer:\n\\[\n5\n", "\\["),
         ("the answer is 5", None),
     ],
 )

@@ -54,6 +54,12 @@ def test_is_a_registered_task() -> None:
         ("Final answer: `0.20`", "0.2", "0.20", True),
         ("Final answer: \\boxed{0.20}", "0.2", "0.20", True),
         ("Final answer:\n\n  0.20\n", "0.2", "0.20", True),
+        # Math delimiters too, and a display block below the label is read through its closing line.
+        ("Final answer: $0.20$", "0.2", "0.20", True),
+        ("Final answer: \\( 0.20 \\)", "0.2", "0.20", True),
+        ("Final answer:\n\\[\n\\boxed{0.20}\n\\]", "0.2", "0.20", True),
+        ("Final answer:\n$$\n0.20\n$$\nDone.", "0.2", "0.20", True),
+        ("Final answer:\n\\[\n0.20", "0.2", "\\[", False),
         # The last "Final answer:" wins, and wins over a box.
         ("Final answer: 3\nOn second thought:\nFinal answer: 0.20", "0.2", "0.20", True),
         ("\\boxed{5}\nFinal answer: 0.20", "0.2", "0.20", True),

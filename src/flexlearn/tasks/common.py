@@ -63,7 +63,8 @@ def final_answer_line(text: str, labels: Sequence[str] = _DEFAULT_LABELS) -> str
     """What follows the last `<label>:` in `text` (case-insensitive), e.g. "Final answer: 42" -> "42".
 
     Markdown emphasis around the label or the answer is dropped. When the label ends its line ("Final answer:"
-    then the answer below), the next non-empty line is taken. None when no line carries a label.
+    then the answer below), the next non-empty line is taken, and when that line only opens a display-math block
+    ("\\[" or "$$"), the block through its closing line. None when no line carries a label.
     """
     alternatives = "|".join(r"\s+".join(map(re.escape, label.split())) for label in labels)
     pattern = re.compile(rf"\b(?:{alternatives})[\s{re.escape(_MARKUP)}]*[:：]", re.IGNORECASE)
@@ -73,10 +74,33 @@ def final_answer_line(text: str, labels: Sequence[str] = _DEFAULT_LABELS) -> str
         if not matches:
             continue
         answer = strip_markup(lines[index][matches[-1].end() :])
+        rest = lines[index + 1 :]
         if not answer:
-            answer = next((strip_markup(line) for line in lines[index + 1 :] if strip_markup(line)), "")
-        return answer or None
+            below = next((i for i, line in enumerate(rest) if strip_markup(line)), None)
+            if below is None:
+                return None
+            answer, rest = strip_markup(rest[below]), rest[below + 1 :]
+        return _through_display_close(answer, rest) or None
     return None
+
+
+# Display-math openers a model puts alone on a line, with the block's answer below ("Final answer:", "\\[",
+# "\\boxed{5.00}", "\\]"), and the line that closes each.
+_DISPLAY_CLOSE = {"\\[": "\\]", "$$": "$$", "\\(": "\\)"}
+
+
+def _through_display_close(answer: str, below: Sequence[str]) -> str:
+    """`answer`, or, when it is a lone display-math opener, the block it opens through its closing line, joined on
+    one line ("\\[ \\boxed{5.00} \\]"); an opener never closed is kept as it is."""
+    close = _DISPLAY_CLOSE.get(answer)
+    if close is None:
+        return answer
+    block = [answer]
+    for line in below:
+        block.append(line.strip())
+        if line.strip().endswith(close):
+            return " ".join(part for part in block if part)
+    return answer
 
 
 # "The answer is 42", "the final answer is: **Paris**", "So the answer would be 18." A sentence's end stops it.

@@ -11,7 +11,7 @@ import string
 from pathlib import Path
 
 from flexlearn.tasks.base import Problem, Score
-from flexlearn.tasks.common import final_answer_line, last_boxed
+from flexlearn.tasks.common import final_answer_line, last_boxed, strip_math_delimiters
 from flexlearn.tasks.loader import load_problems
 
 # A reply that is nothing but a number: what a model asked for the bare number (as ACE's prompts do) writes.
@@ -91,13 +91,14 @@ def to_float(text: str) -> float | None:
 
 
 def _clean(text: str) -> str:
-    """`text` without surrounding whitespace, emphasis or code marks, a trailing full stop or a `\\boxed{}` around
-    it, repeated until nothing changes ("**\\boxed{0.20}**." -> "0.20")."""
+    """`text` without surrounding whitespace, emphasis or code marks, a trailing full stop, math delimiters or a
+    `\\boxed{}` around it, repeated until nothing changes ("**\\boxed{0.20}**." -> "0.20", "\\[ \\boxed{5.00} \\]" ->
+    "5.00")."""
     previous = None
     while text != previous:
         previous = text
         text = text.strip(_EDGES)
-        text = text.removesuffix(".")
+        text = strip_math_delimiters(text.removesuffix("."))
         boxed = _BOXED_WHOLE.fullmatch(text)
         if boxed is not None:
             text = boxed.group("inner")
