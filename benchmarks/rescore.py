@@ -1,6 +1,7 @@
 """How much of an efficacy difference is the answer line? Rescore the replies an efficacy run cached, once by the
-task's own rule and once leniently, and print ONE JSON object with each mode's accuracy and flex's paired
-difference from every other mode under both readings.
+task's own rule and once leniently, and print ONE JSON object with each mode's accuracy, calls and tokens per item
+and per-category counts, and flex's paired difference from every other mode under both readings: the efficacy
+table rebuilt from the work folder alone, whatever the code has become since the items were generated.
 
 The lenient reading takes a reply the task finds no answer in (no "Final answer:" line, no `\\boxed{}`) and scores
 the last number it writes, as a sentence such as "Therefore, the Working Capital is $250,000.00." would be read
@@ -10,7 +11,9 @@ characters, where the answer is).
     python benchmarks/rescore.py --work benchmarks/results/efficacy-qwen2.5-coder-1.5b-formula/base --task formula
 
 When a mode has items under several cache keys (an earlier library, another prompt), the key with the most of
-the test problems is used, the later one on a tie; `--key MODE=PREFIX` picks one.
+the test problems is used, the later one on a tie; `--key MODE=PREFIX` picks one. The ace row is read from the
+work folder's `ace/items.jsonl` (what `ace_peer.py` wrote), its final answer scored as the reply. Every figure is
+over the problems all the modes shown answered (`n`): `--modes` leaves a mode out, e.g. one still running.
 """
 
 from __future__ import annotations
@@ -26,6 +29,34 @@ from efficacy import TASKS, default_work, lenient_reply
 
 from flexlearn.loop.stats import paired
 from flexlearn.tasks import get_task
+
+
+def ace_items(path: Path) -> list[dict[str, Any]]:
+    """The ace row's items as cached items of mode "ace": the final answer ACE's agent gave is the reply (ACE keeps
+    no other), with its calls and tokens."""
+    rows = []
+    for row in read_jsonl(path):
+        rows.append(
+            {
+                "key": "ace",
+                "mode": "ace",
+                "problem_id": row["problem_id"],
+                "reply": str(row.get("final_answer") or ""),
+                **{k: row[k] for k in ("calls", "prompt_tokens", "completion_tokens") if k in row},
+            }
+        )
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of `path`, a line cut short by a crash skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str, str]) -> dict[str, dict[str, dict]]:
@@ -52,7 +83,7 @@ def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dic
     """Accuracy per mode and flex's paired differences, under the task's rule and leniently, on the problems
     every mode answered."""
     common = sorted(set.intersection(*(set(items) for items in picked.values()))) if picked else []
-    out: dict[str, Any] = {"n": len(common), "modes": {}, "paired": {}}
+    out: dict[str, Any] = {"n": len(common), "modes": {}, "paired": {}, "by_category": {}}
     correct: dict[str, dict[str, list[bool]]] = {"strict": {}, "lenient": {}}
     for mode, items in picked.items():
         strict = [task.score(items[p]["reply"], problems[p]).correct for p in common]
@@ -63,7 +94,16 @@ def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dic
             "strict": sum(strict),
             "lenient": sum(lenient),
             "no_answer": sum(task.extract_answer(items[p]["reply"]) is None for p in common),
+            **{
+                f"{k}_per_item": round(sum(items[p].get(k, 0) for p in common) / len(common), 2) if common else 0.0
+                for k in ("calls", "prompt_tokens", "completion_tokens")
+            },
         }
+        for p, right in zip(common, strict, strict=True):
+            row = out["by_category"].setdefault(problems[p].category or "", {}).setdefault(mode, [0, 0])
+            row[0] += int(right)
+            row[1] += 1
+    out["by_category"] = dict(sorted(out["by_category"].items()))
     if "flex" in picked:
         for reading, by_mode in correct.items():
             out["paired"][reading] = {
@@ -79,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="the run's work folder [default: efficacy.py's]")
     parser.add_argument("--model", default="local:qwen2.5-coder-1.5b", help="for the default work folder")
     parser.add_argument("--key", action="append", default=[], metavar="MODE=PREFIX", help="the cache key of a mode")
+    parser.add_argument("--modes", default=None, help="comma-separated modes to show [default: every mode cached]")
     args = parser.parse_args(argv)
     task = get_task(args.task)
     problems = {p.id: p for p in task.load(args.test or TASKS[args.task][1])}
@@ -86,19 +127,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = work / "items.jsonl"
     if not path.exists():
         parser.error(f"no cached items at {path}")
-    items = []
-    for line in path.read_text().splitlines():
-        try:
-            items.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a crash
-            continue
+    items = read_jsonl(path)
+    if (work / "ace" / "items.jsonl").exists():
+        items += ace_items(work / "ace" / "items.jsonl")
     chosen = {}
     for spec in args.key:
         mode, sep, prefix = spec.partition("=")
         if not sep or not prefix:
             parser.error(f"--key takes MODE=PREFIX, not {spec!r}")
         chosen[mode] = prefix
-    json.dump(rescore(task, problems, pick_items(items, set(problems), chosen)), sys.stdout, indent=2)
+    picked = pick_items(items, set(problems), chosen)
+    if args.modes is not None:
+        wanted = [m.strip() for m in args.modes.split(",") if m.strip()]
+        missing = [m for m in wanted if m not in picked]
+        if missing:
+            parser.error(f"no cached items of {', '.join(missing)} in {work}")
+        picked = {m: picked[m] for m in wanted}
+    json.dump(rescore(task, problems, picked), sys.stdout, indent=2)
     print()
     return 0
 
