@@ -127,6 +127,11 @@ def main() -> None:
         default="default",
         help="ACE's own, or the same with its JSON nested under the key its reply model requires (see update_wrapped)",
     )
+    parser.add_argument(
+        "--learn-only",
+        action="store_true",
+        help="stop after learning (efficacy.py serves learning and answering with different servers)",
+    )
     args = parser.parse_args()
 
     # Offline: litellm would otherwise try to fetch its model price list from the internet at import.
@@ -191,6 +196,10 @@ def main() -> None:
         add_phase("learn", time.monotonic() - started, before)
         save_state()
         print(f"ace learn {state['trained']}/{len(train)} skills {len(ace.skillbook.skills())}", file=sys.stderr)
+
+    if args.learn_only:
+        print(json.dumps({"skills": len(ace.skillbook.skills()), **state}))
+        return
 
     done = set()
     if items_path.exists():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from item_cache import Cache, fingerprint, tool_actor_sources
 import flexlearn
 from flexlearn.engine import Engine, paired
 from flexlearn.models import ChatModel, Meter
-from flexlearn.models.local import REPLY_REVISION
+from flexlearn.models.local import DEFAULT_THREADS, REPLY_REVISION
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task, get_task
@@ -298,37 +299,36 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def ace_phase(
-    args: argparse.Namespace, train: list[Problem], test: list[Problem], work: Path, phases: Phases
-) -> list[dict[str, Any]]:
-    """The peer's row: `flex serve` puts the same GGUF behind an OpenAI-compatible endpoint, `ace_peer.py` runs
-    kayba's ACE against it in its own environment (`--ace-python`: learning on the same training problems, then
-    answering the test problems; resumable), and each final answer it gave is scored with this task's checker."""
-    if not args.ace_python:
-        sys.exit("mode ace needs --ace-python: the python of an environment with ace-framework installed")
-    if args.model.split(":", 1)[0] != "local":
-        sys.exit("mode ace serves the local model with flex serve: give a local or local:... --model")
-    name = args.model.partition(":")[2] or "local"  # the name the servers answer to
-    work.mkdir(parents=True, exist_ok=True)
-    slices = {}
-    for part, problems in (("train", train), ("test", test)):  # the problems as loaded here, ids included
-        slices[part] = work / f"{part}.jsonl"
-        rows = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) for p in problems)
-        slices[part].write_text("".join(f"{row}\n" for row in rows))
-    # llama-cpp-python's server answers one request at a time: the test problems go to as many servers as the
-    # other modes answer at once (--concurrency), each of one llama.cpp thread (FLEX_LOCAL_THREADS) over the same
-    # memory-mapped weights, the way FLEX_LOCAL_WORKERS runs the in-process model. Learning uses the first.
+def ace_servers(concurrency: int, threads: int, cpus: int, learned: bool) -> list[tuple[str, int, int]]:
+    """The peer's phases as (phase, servers, llama.cpp threads each). ACE learns one problem at a time, so its
+    learning gets one server with the threads of all the servers that answer (at most a thread a core): on two
+    cores, one server of two threads learned a problem in ~160 s where one of one thread took ~8 minutes. The test
+    problems then go to `concurrency` servers of `threads` each, the way FLEX_LOCAL_WORKERS runs the in-process
+    model."""
+    servers = max(1, concurrency)
+    plan = [] if learned else [("learn", 1, max(1, min(cpus, servers * threads)))]
+    return [*plan, ("answer", servers, threads)]
+
+
+@contextlib.contextmanager
+def flex_servers(model: str, count: int, threads: int, work: Path) -> Iterator[list[str]]:
+    """`count` servers of the local `model` (`flex serve`, each of `threads` llama.cpp threads over the same
+    memory-mapped weights), up and answering; their base URLs. Each logs to a file in `work`, not a pipe nobody
+    reads while ACE runs for hours. Stopped on leaving."""
+    name = model.partition(":")[2] or "local"  # the name the servers answer to
+    env = {**os.environ, "FLEX_LOCAL_THREADS": str(threads)}
     servers: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
-        for i in range(max(1, args.concurrency)):
+        for i in range(count):
             port = _free_port()
-            server_log = work / f"serve-{i}.log"  # a file, not a pipe nobody reads while ACE runs for hours
-            serve = ["serve", "--model", args.model, "--port", str(port), "--alias", name]
+            server_log = work / f"serve-{i}.log"
+            serve = ["serve", "--model", model, "--port", str(port), "--alias", name]
             with server_log.open("w") as log_file:
                 server = subprocess.Popen(
                     [sys.executable, "-m", "flexlearn", *serve],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
+                    env=env,
                     preexec_fn=_die_with_parent,
                 )
             servers.append((server, f"http://127.0.0.1:{port}/v1", server_log))
@@ -344,10 +344,7 @@ def ace_phase(
                     if time.monotonic() > deadline:
                         sys.exit("flex serve did not come up within 600 s")
                     time.sleep(1)
-        cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", *[url for _, url, _ in servers]]
-        cmd += ["--model", name, "--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
-        cmd += ["--skill-manager-prompt", args.ace_skill_manager_prompt]
-        subprocess.run(cmd, check=True, preexec_fn=_die_with_parent)
+        yield [url for _, url, _ in servers]
     finally:
         for server, _, _ in servers:
             server.terminate()
@@ -357,6 +354,37 @@ def ace_phase(
             except subprocess.TimeoutExpired:  # uvicorn lets the request in hand finish: minutes of generation
                 server.kill()
                 server.wait()
+
+
+def ace_phase(
+    args: argparse.Namespace, train: list[Problem], test: list[Problem], work: Path, phases: Phases
+) -> list[dict[str, Any]]:
+    """The peer's row: `flex serve` puts the same GGUF behind an OpenAI-compatible endpoint, `ace_peer.py` runs
+    kayba's ACE against it in its own environment (`--ace-python`: learning on the same training problems, then
+    answering the test problems; resumable), and each final answer it gave is scored with this task's checker."""
+    if not args.ace_python:
+        sys.exit("mode ace needs --ace-python: the python of an environment with ace-framework installed")
+    if args.model.split(":", 1)[0] != "local":
+        sys.exit("mode ace serves the local model with flex serve: give a local or local:... --model")
+    name = args.model.partition(":")[2] or "local"
+    work.mkdir(parents=True, exist_ok=True)
+    slices = {}
+    for part, problems in (("train", train), ("test", test)):  # the problems as loaded here, ids included
+        slices[part] = work / f"{part}.jsonl"
+        rows = (json.dumps({"id": p.id, "question": p.question, "answer": p.answer}) for p in problems)
+        slices[part].write_text("".join(f"{row}\n" for row in rows))
+    state_path = work / "state.json"
+    trained = json.loads(state_path.read_text()).get("trained", 0) if state_path.exists() else 0
+    threads = int(os.environ.get("FLEX_LOCAL_THREADS") or DEFAULT_THREADS)
+    for phase, count, phase_threads in ace_servers(
+        args.concurrency, threads, os.cpu_count() or 1, learned=trained >= len(train)
+    ):
+        with flex_servers(args.model, count, phase_threads, work) as urls:
+            cmd = [str(args.ace_python), str(HERE / "ace_peer.py"), "--base-url", *urls, "--model", name]
+            cmd += ["--train", str(slices["train"]), "--test", str(slices["test"]), "--work", str(work)]
+            cmd += ["--skill-manager-prompt", args.ace_skill_manager_prompt]
+            cmd += ["--learn-only"] if phase == "learn" else []
+            subprocess.run(cmd, check=True, preexec_fn=_die_with_parent)
     state = json.loads((work / "state.json").read_text())
     phases.data.update({f"ace:{k}": v for k, v in state.get("phases", {}).items()})
     task = get_task(args.task)

@@ -149,3 +149,85 @@ def test_an_item_is_read_leniently_only_when_it_states_no_answer(efficacy: Modul
     assert not efficacy.lenient_correct(task, problem, wrong_line)  # a stated answer is read as stated
     assert not efficacy.lenient_correct(task, problem, {"correct": False, "final_answer": "250000"})  # ACE's: as scored
     assert efficacy.lenient_correct(task, problem, {"correct": True})
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "threads", "cpus", "learned", "plan"),
+    [
+        # Two servers of one thread answer; ACE learns one problem at a time, on one server of both threads.
+        (2, 1, 2, False, [("learn", 1, 2), ("answer", 2, 1)]),
+        (2, 1, 2, True, [("answer", 2, 1)]),
+        (4, 2, 4, False, [("learn", 1, 4), ("answer", 4, 2)]),  # never more threads than cores
+        (1, 1, 8, False, [("learn", 1, 1), ("answer", 1, 1)]),
+        (0, 1, 2, False, [("learn", 1, 1), ("answer", 1, 1)]),
+    ],
+)
+def test_the_peer_learns_on_one_server_of_every_thread_and_answers_on_several(
+    efficacy: ModuleType, concurrency: int, threads: int, cpus: int, learned: bool, plan: list
+) -> None:
+    assert efficacy.ace_servers(concurrency, threads, cpus, learned) == plan
+
+
+# A stand-in for ace_peer.py run by `--ace-python` (ACE itself lives in an environment of its own, outside the
+# project's install): it logs how it was called, asks each server it is given for one real completion, and
+# writes what ace_peer.py writes: state.json after learning, one item per test problem after answering.
+STAND_IN_PEER = r"""
+import json, sys, urllib.request
+from pathlib import Path
+
+argv = sys.argv[2:]  # sys.argv[1] is ace_peer.py, which the stand-in replaces
+urls = argv[argv.index("--base-url") + 1 : argv.index("--model")]
+work = Path(argv[argv.index("--work") + 1])
+with (work / "calls.jsonl").open("a") as log:
+    log.write(json.dumps({"urls": urls, "learn_only": "--learn-only" in argv}) + "\n")
+for url in urls:
+    body = {"model": argv[argv.index("--model") + 1], "messages": [{"role": "user", "content": "2+2="}]}
+    body = json.dumps({**body, "max_tokens": 2}).encode()
+    request = urllib.request.Request(f"{url}/chat/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        assert json.loads(reply.read())["choices"][0]["message"]["content"] is not None
+if "--learn-only" in argv:
+    train = Path(argv[argv.index("--train") + 1]).read_text().splitlines()
+    (work / "state.json").write_text(json.dumps({"trained": len(train), "phases": {"learn": {"calls": 1}}}))
+else:
+    rows = [json.loads(line) for line in Path(argv[argv.index("--test") + 1]).read_text().splitlines()]
+    answers = [rows[0]["answer"]] + ["" for _ in rows[1:]]  # the first right, the rest unanswered
+    with (work / "items.jsonl").open("w") as items:
+        for row, answer in zip(rows, answers):
+            usage = {"calls": 1, "prompt_tokens": 10, "completion_tokens": 2}
+            items.write(json.dumps({"problem_id": row["id"], "final_answer": answer, **usage}) + "\n")
+"""
+
+
+@pytest.mark.slow
+def test_the_ace_row_learns_on_one_server_then_answers_on_one_per_worker(
+    efficacy: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("llama_cpp.server")
+    peer = tmp_path / "peer.py"
+    peer.write_text(STAND_IN_PEER)
+    python = tmp_path / "ace-python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{peer}" "$@"\n')
+    python.chmod(0o755)
+    train = write(tmp_path / "train.jsonl", [("What is the sum of 12 and 30?", "42.0", "sums")])
+    test = write(
+        tmp_path / "test.jsonl", [("What is the sum of 20 and 5?", "25.0", "sums"), ("Sum of 1 and 2?", "3.0", "sums")]
+    )
+    work = tmp_path / "work"
+    argv = ["efficacy.py", "--task", "formula", "--model", "local", "--modes", "ace", "--ace-python", str(python)]
+    argv += ["--train", str(train), "--test", str(test), "--train-n", "1", "--test-n", "2"]
+    argv += ["--work", str(work), "--concurrency", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setenv("FLEX_LOCAL_THREADS", "1")
+
+    efficacy.main()
+    out = json.loads(capsys.readouterr().out)
+    calls = [json.loads(line) for line in (work / "ace" / "calls.jsonl").read_text().splitlines()]
+    assert [(len(c["urls"]), c["learn_only"]) for c in calls] == [(1, True), (2, False)]
+    assert out["modes"]["ace"]["correct"] == 1 and out["modes"]["ace"]["n"] == 2
+    assert sorted(p.name for p in (work / "ace").glob("serve-*.log")) == ["serve-0.log", "serve-1.log"]
+
+    efficacy.main()  # learned already: straight to answering
+    calls = [json.loads(line) for line in (work / "ace" / "calls.jsonl").read_text().splitlines()]
+    assert [(len(c["urls"]), c["learn_only"]) for c in calls[2:]] == [(2, False)]
+    assert json.loads(capsys.readouterr().out)["modes"]["ace"]["correct"] == 1
