@@ -56,3 +56,29 @@ def test_a_failed_case_is_shown_with_its_problem_in_full_and_its_fix() -> None:
 )
 def test_the_scale_relation_of_a_wrong_and_a_right_answer(wrong: str, right: str, relation: str) -> None:
     assert scale_relation(wrong, right) == relation
+
+
+def test_material_without_a_worked_solution_closes_with_the_answer_format() -> None:
+    from flexlearn.agents.actor import actor_prompt
+    from flexlearn.tasks import Problem, get_task
+
+    task = get_task("formula")
+    failed = Experience(Zone.WARNING, Level.CASE, "ROI", "Failed: ROI of 200 on 250. Wrong answer: 25.00.")
+    user = actor_prompt(task, Problem("t:1", "ROI of 10 on 15?", "0.5"), guidance=[failed]).messages[1].content
+    material, _, problem = user.partition("Problem:\n")
+    closing = f"End of the reference material. Solve the problem below step by step. {task.answer_format}"
+    assert material.rstrip().endswith(closing)
+    assert problem == "ROI of 10 on 15?"  # the problem stays last: restated after it, the model answered bare
+    # A worked solution shows the answer line itself: the material is not closed with it then.
+    worked = Experience(
+        Zone.GOLDEN,
+        Level.CASE,
+        "ROI",
+        "Solved.",
+        examples=["Q: ROI of 50 on 60?\nA: 10 / 50 = 0.2\nFinal answer: 0.20"],
+    )
+    shown = actor_prompt(task, Problem("t:1", "ROI of 10 on 15?", "0.5"), guidance=[failed, worked])
+    assert "Final answer: 0.20" in shown.messages[1].content and closing not in shown.messages[1].content
+    # Without experience the prompt is vanilla's; rendered without a task, the material has no closing line.
+    assert "End of the reference material" not in actor_prompt(task, Problem("t:2", "x?", "1")).messages[1].content
+    assert "End of the reference material" not in render_guidance([failed])
