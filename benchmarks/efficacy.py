@@ -302,9 +302,9 @@ def _die_with_parent() -> None:
 def ace_servers(concurrency: int, threads: int, cpus: int, learned: bool) -> list[tuple[str, int, int]]:
     """The peer's phases as (phase, servers, llama.cpp threads each). ACE learns one problem at a time, so its
     learning gets one server with the threads of all the servers that answer (at most a thread a core): on two
-    cores, one server of two threads learned a problem in ~160 s where one of one thread took ~8 minutes. The test
-    problems then go to `concurrency` servers of `threads` each, the way FLEX_LOCAL_WORKERS runs the in-process
-    model."""
+    cores, one server of two threads learned a problem in ~160 s, one of one thread beside another run in 4.5 to
+    8 minutes. The test problems then go to `concurrency` servers of `threads` each, the way FLEX_LOCAL_WORKERS
+    runs the in-process model."""
     servers = max(1, concurrency)
     plan = [] if learned else [("learn", 1, max(1, min(cpus, servers * threads)))]
     return [*plan, ("answer", servers, threads)]
