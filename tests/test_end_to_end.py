@@ -101,6 +101,10 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
     assert results["flex"]["accuracy"] == 1.0  # the scripted actor is right only with experience in its prompt
     assert results["agent"]["accuracy"] == 1.0  # ... or with the blind critic's feedback
     assert results["agent"]["calls"] > results["vanilla"]["calls"]
+    # Flex against each baseline on the same problems: right on every one that vanilla missed.
+    assert set(printed["paired"]) == {"vanilla", "icl", "agent"}
+    against_vanilla = printed["paired"]["vanilla"]
+    assert (against_vanilla["diff"], against_vanilla["wins"], against_vanilla["n"]) == (1.0, len(TEST), len(TEST))
 
     items = [json.loads(line) for line in (out_dir / "items.jsonl").read_text().splitlines()]
     flex_items = [i for i in items if i["mode"] == "flex"]

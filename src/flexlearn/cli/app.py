@@ -55,11 +55,21 @@ from flexlearn.cli.output import (
     err,
     meter_table,
     out,
+    paired_table,
     progress_bar,
     results_table,
     stats_table,
 )
-from flexlearn.engine import GATE_STOPPED, Engine, LearnSummary, Mode, Progress, Verdict, check_evaluation
+from flexlearn.engine import (
+    GATE_STOPPED,
+    Engine,
+    LearnSummary,
+    Mode,
+    Progress,
+    Verdict,
+    against_others,
+    check_evaluation,
+)
 from flexlearn.errors import ConfigError
 from flexlearn.models.middleware import Meter
 from flexlearn.results import write_run
@@ -381,10 +391,14 @@ def eval_cmd(
     finally:
         if lib is not None:
             lib.close()
+    # Flex against each baseline on the same problems, when it ran beside one.
+    comparison = against_others(results, Mode.FLEX.value, seed=settings.seed)
     if as_json:
-        out.print_json(data={**meta, "results": [r.summary() for r in results]})
+        out.print_json(data={**meta, "results": [r.summary() for r in results], "paired": comparison})
         return
     out.print(results_table(results, f"{the_task.name} on {test.name} with {agents.actor.name}"))
+    if comparison:
+        out.print(paired_table(results, comparison, Mode.FLEX.value))
     if failed := sum(r.errors for r in results):
         err.print(f"[yellow]{failed} items failed at the model and count as wrong (the errors column)[/]")
     if out_dir is not None:

@@ -203,6 +203,26 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
     return table
 
 
+def paired_table(results: Sequence[ModeResult], comparison: dict[str, dict[str, Any]], mode: str = "flex") -> Table:
+    """`mode` against each other mode on the same problems (`loop.compare.against_others`), the most accurate of
+    the others marked: the comparison the paper's table is read for."""
+    accuracy = {r.mode: r.accuracy for r in results}
+    best = max(comparison, key=lambda other: accuracy.get(other, 0.0), default=None)
+    table = Table(title=f"{mode} minus each other mode, paired over the same problems (bootstrap 95% CI)")
+    for name in ("against", "difference", "95% CI", "wins", "losses", "n"):
+        table.add_column(name, justify="left" if name == "against" else "right")
+    for other, row in comparison.items():
+        table.add_row(
+            f"{other} (best)" if other == best and len(comparison) > 1 else other,
+            f"{row['diff'] * 100:+.1f} pts",
+            f"{row['ci_low'] * 100:+.1f} to {row['ci_high'] * 100:+.1f}",
+            str(row["wins"]),
+            str(row["losses"]),
+            str(row["n"]),
+        )
+    return table
+
+
 # Roles the meter knows that are played by another role's model.
 _PLAYED_BY = {"judge": "critic"}
 

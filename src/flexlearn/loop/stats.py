@@ -45,9 +45,12 @@ def bootstrap(
     return (low, high)
 
 
-def paired(a: Sequence[bool], b: Sequence[bool], *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of a - b over paired items, with a percentile bootstrap 95% interval (resampling items)."""
-    diffs = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
+def paired(
+    a: Sequence[bool | float], b: Sequence[bool | float], *, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Mean of a - b over paired items (each right or not, or a share of right samples), with a percentile
+    bootstrap 95% interval (resampling items)."""
+    diffs = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
     n = len(diffs)
     if n == 0:
         return {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "wins": 0, "losses": 0, "n": 0}
