@@ -337,7 +337,7 @@ def eval_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Evaluate in the paper's modes and print the table."""
+    """Evaluate in the paper's modes; print the table and flex against each other mode, paired."""
     settings = EvalSettings.pick(locals())
     check_out_dir(out_dir)
     the_task = resolve_task(task, library)
