@@ -424,3 +424,19 @@ def test_library_versions_and_gate_verdicts(tmp_path: Path) -> None:
     assert "import &lt;i&gt;bad&lt;/i&gt;" in page and "learn-&lt;b&gt;1&lt;/b&gt;" in page  # escaped, not markup
     assert page.index(">rollback<") < page.index(">learn<")  # newest first
     assert not parse(page).errors
+
+
+def test_flex_is_compared_with_each_other_mode_over_the_same_problems(full_page: str, runs: dict[str, Path]) -> None:
+    from flexlearn.engine import against_others
+    from flexlearn.records import ItemRecord, ModeResult
+
+    items = [ItemRecord.model_validate_json(line) for line in (runs["full"] / "items.jsonl").read_text().splitlines()]
+    results = json.loads((runs["full"] / "results.json").read_text())["results"]
+    modes = [ModeResult(mode=r["mode"], items=[i for i in items if i.mode == r["mode"]]) for r in results]
+    compared = against_others(modes)
+    assert compared and "flex minus each other mode, paired over the same problems" in full_page
+    section = full_page.split("paired over the same problems", 1)[1].split("</table>", 1)[0]
+    for other, row in compared.items():
+        assert f'<span class="mode">{other}</span>' in section
+        assert f"{100 * row['diff']:+.1f} pp" in section
+    assert section.count("(best)") == (1 if len(compared) > 1 else 0)

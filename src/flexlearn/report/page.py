@@ -49,7 +49,7 @@ def render_report(run_dir: Path, *, max_problems: int = MAX_PROBLEMS) -> str:
     modes = [m.mode for m in run.results.results] if run.results is not None else []
     modes += [m for m in dict.fromkeys(i.mode for i in run.items) if m not in modes]
     parts = {
-        "results": results(run.results) if run.results is not None else None,
+        "results": results(run.results, run.items) if run.results is not None else None,
         "scaling": scaling(run.scaling) if run.scaling is not None else None,
         "inherit": inherit(run.inherit) if run.inherit is not None else None,
         "library": library_part,

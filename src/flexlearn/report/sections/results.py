@@ -1,13 +1,15 @@
-"""The results section: one row per mode (accuracy, the task's metric, the difference against vanilla, costs)
-and a bar chart of the headline number by mode."""
+"""The results section: one row per mode (accuracy, the task's metric, the difference against vanilla, costs),
+flex against each other mode paired over the same problems, and a bar chart of the headline number by mode."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from flexlearn.records import ModeResult, Results
+from flexlearn.loop.compare import against_others
+from flexlearn.records import ItemRecord, ModeResult, Results
 from flexlearn.report import svg
 from flexlearn.report.format import ci, duration, integer, mode_color, pct, per
 from flexlearn.report.sections.calls import CallsRow, calls
@@ -51,6 +53,20 @@ class ResultRow:
 
 
 @dataclass(frozen=True)
+class PairedRow:
+    """Flex minus one other mode on the problems both answered, as text."""
+
+    against: str
+    best: bool
+    diff: str
+    ci: tuple[str, str]
+    direction: str
+    wins: str
+    losses: str
+    n: str
+
+
+@dataclass(frozen=True)
 class ResultsSection:
     """What `results.html.j2` shows. `metric_title` is None when no mode has a metric (no metric column)."""
 
@@ -60,10 +76,12 @@ class ResultsSection:
     rows: list[ResultRow]
     chart: Markup
     calls: list[CallsRow]
+    paired: list[PairedRow]
 
 
-def results(run_results: Results) -> ResultsSection:
-    """The results table, its note, the chart by mode and the calls by role."""
+def results(run_results: Results, items: Sequence[ItemRecord] = ()) -> ResultsSection:
+    """The results table, flex against each other mode (from the run's `items`), its note, the chart by mode and
+    the calls by role."""
     rows = run_results.results
     has_metric = any(m.metric is not None for m in rows)
     has_repeats = any((m.repeats or 1) > 1 for m in rows)
@@ -78,7 +96,30 @@ def results(run_results: Results) -> ResultsSection:
         rows=[_row(m, compare, has_metric=has_metric) for m in rows],
         chart=_chart(rows, has_metric, metric_title),
         calls=calls(run_results),
+        paired=_paired(rows, items),
     )
+
+
+def _paired(rows: list[ModeResult], items: Sequence[ItemRecord]) -> list[PairedRow]:
+    """Flex minus each other mode, paired over problems (`loop.compare.against_others`), the most accurate of the
+    others marked; empty without flex and another mode with items."""
+    with_items = [m.model_copy(update={"items": [i for i in items if i.mode == m.mode]}) for m in rows]
+    compared = {other: row for other, row in against_others(with_items).items() if row["n"]}
+    accuracy = {m.mode: m.accuracy for m in rows}
+    best = max(compared, key=lambda other: accuracy.get(other, 0.0), default=None)
+    return [
+        PairedRow(
+            against=other,
+            best=other == best and len(compared) > 1,
+            diff=f"{100 * row['diff']:+.1f} pp",
+            ci=(f"{100 * row['ci_low']:+.1f}", f"{100 * row['ci_high']:+.1f}"),
+            direction="up" if row["ci_low"] > 0 else "down" if row["ci_high"] < 0 else "",
+            wins=integer(row["wins"]),
+            losses=integer(row["losses"]),
+            n=integer(row["n"]),
+        )
+        for other, row in compared.items()
+    ]
 
 
 def _metric(m: ModeResult) -> MetricCell | None:
