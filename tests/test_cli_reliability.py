@@ -295,6 +295,8 @@ def test_an_interrupted_demo_continues_where_it_stopped(tmp_path: Path) -> None:
     [run] = list(out.glob("run-*"))
     data = json.loads(stdout)
     assert {r["mode"]: r["n"] for r in data["results"]} == {"vanilla": 3, "icl": 3, "agent": 3, "flex": 3}
+    # Flex is paired with each baseline on all three problems, those finished before the interruption included.
+    assert {mode: row["n"] for mode, row in data["paired"].items()} == {"vanilla": 3, "icl": 3, "agent": 3}
     with Library.open(run / "library.flexlib", read_only=True) as lib:
         [learned_run] = lib.runs("learn")
         assert learned_run.status == "done" and learned_run.solved + learned_run.unsolved == 3

@@ -40,6 +40,7 @@ from flexlearn.cli.output import (
     experience_line,
     meter_table,
     out,
+    paired_table,
     progress_bars,
     results_table,
     start_stage,
@@ -47,7 +48,7 @@ from flexlearn.cli.output import (
     tokens_per_second,
 )
 from flexlearn.demo import FORMULA_TEST, FORMULA_TRAIN, demo_data, plan, run_demo
-from flexlearn.engine import Progress
+from flexlearn.engine import Progress, against_others
 from flexlearn.errors import ConfigError
 from flexlearn.experience import Experience, Level, Zone
 from flexlearn.models.embedded import is_embedded_instruct
@@ -217,12 +218,16 @@ def demo_cmd(
         }
         write_run(run_dir / "eval", meta, outcome.results, lib, snapshot=snapshot)
     write_state(run_dir, key, finished=True)
+    comparison = against_others(outcome.results)
     if as_json:
-        out.print_json(data={**meta, "results": [r.summary() for r in outcome.results], "library_stats": stats})
+        summaries = [r.summary() for r in outcome.results]
+        out.print_json(data={**meta, "results": summaries, "paired": comparison, "library_stats": stats})
         return
     out.print(
         results_table(outcome.results, f"FLEX demo: {task} ({len(demo.test)} held-out problems), {agents.actor.name}")
     )
+    if comparison:
+        out.print(paired_table(outcome.results, comparison))
     out.print(stats_table(stats))
     for e in examples:
         out.print(experience_line(e), highlight=False)
