@@ -28,7 +28,7 @@ from flexlearn.library.store import Library
 from flexlearn.loop.absorb import Absorbed
 from flexlearn.loop.absorber import BATCH_SIZE, AbsorbSummary, Queued, aabsorb, learn_outcome
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.compare import against_others
+from flexlearn.loop.compare import against_others, by_category
 from flexlearn.loop.episode import check_guide_at, place, resolve_guide_at
 from flexlearn.loop.evaluate import Mode, check_modes
 from flexlearn.loop.evaluate import evaluate as _evaluate
@@ -71,6 +71,7 @@ __all__ = [
     "Verdict",
     "against_others",
     "available_sizes",
+    "by_category",
     "check_evaluation",
     "paired",
     "parse_sizes",

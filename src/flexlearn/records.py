@@ -76,6 +76,8 @@ class ItemRecord(Record):
     problem_id: str
     question: str = ""
     reference: str = ""
+    # The kind of problem the data says this is (`Problem.category`; "" when it says none).
+    category: str = ""
     prompt: str = ""
     reply: str = ""
     extracted: str | None = None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from flexlearn.loop.compare import against_others
 from flexlearn.records import ItemRecord, ModeResult
+from tests.support.fake_openai import FakeOpenAI
 
 
 def result(mode: str, correct: list[bool], *, repeats: int = 1) -> ModeResult:
@@ -59,3 +63,43 @@ def test_the_printed_table_marks_the_best_baseline() -> None:
     text = console.export_text()
     assert "agent (best)" in text and "vanilla (best)" not in text
     assert "+50.0 pts" in text and "+25.0 pts" in text
+
+
+def test_accuracy_per_kind_of_problem_counts_every_mode_and_skips_items_without_one() -> None:
+    from flexlearn.loop.compare import by_category
+
+    def kinds(mode: str, rows: list[tuple[str, bool]]) -> ModeResult:
+        items = [ItemRecord(mode=mode, problem_id=f"p{i}", category=c, correct=ok) for i, (c, ok) in enumerate(rows)]
+        return ModeResult(mode=mode, n=len(items), correct=sum(ok for _, ok in rows), items=items)
+
+    flex = kinds("flex", [("ROI", True), ("ROI", True), ("NPV", False), ("", True)])
+    vanilla = kinds("vanilla", [("ROI", False), ("ROI", True), ("NPV", False), ("", True)])
+    assert by_category([vanilla, flex]) == {
+        "NPV": {"vanilla": [0, 1], "flex": [0, 1]},
+        "ROI": {"vanilla": [1, 2], "flex": [2, 2]},
+    }
+    assert by_category([kinds("flex", [("", True)])]) == {}
+
+
+def test_flex_eval_prints_accuracy_per_category(tmp_path: Path, scripted_server: FakeOpenAI) -> None:
+    from tests.support.cli import flex, model_uri
+
+    rows = [("What is 1+1?", "2.0", "sums"), ("What is 2+2?", "4.0", "sums"), ("What is 2*3?", "6.0", "products")]
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps({"question": q, "answer": a, "category": c}) + "\n" for q, a, c in rows))
+    common = [
+        "eval",
+        "--task",
+        "formula",
+        "--test",
+        str(test),
+        "--modes",
+        "vanilla",
+        "--model",
+        model_uri(scripted_server),
+    ]
+    printed = json.loads(flex(*common, "--json").stdout)
+    assert {k: v["vanilla"][1] for k, v in printed["by_category"].items()} == {"products": 1, "sums": 2}
+    text = " ".join(flex(*common, "--by-category").stdout.split())  # the title wraps over a narrow table
+    assert "accuracy per kind of problem" in text and "│ products │ 0/1 │" in text and "│ sums │ 0/2 │" in text
+    assert "accuracy per kind of problem" not in flex(*common).stdout

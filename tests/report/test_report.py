@@ -440,3 +440,21 @@ def test_flex_is_compared_with_each_other_mode_over_the_same_problems(full_page:
         assert f'<span class="mode">{other}</span>' in section
         assert f"{100 * row['diff']:+.1f} pp" in section
     assert section.count("(best)") == (1 if len(compared) > 1 else 0)
+
+
+def test_accuracy_per_kind_of_problem_when_the_items_name_one(tmp_path: Path, runs: dict[str, Path]) -> None:
+    run = copy_run(runs, "full", tmp_path)
+    assert "Accuracy per kind of problem" not in render_report(run)  # these items name no kind
+    lines = (run / "items.jsonl").read_text().splitlines()
+    items = [json.loads(line) for line in lines]
+    for item in items:
+        item["category"] = "<b>sums</b>" if item["problem_id"].endswith(("1", "3", "5")) else "products"
+    (run / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    page = render_report(run)
+    assert "Accuracy per kind of problem (2)" in page
+    assert "&lt;b&gt;sums&lt;/b&gt;" in page and "<b>sums</b>" not in page  # the data's text, escaped
+    table = page.split("Accuracy per kind of problem", 1)[1].split("</table>", 1)[0]
+    for mode in {i["mode"] for i in items}:
+        right = sum(i["correct"] for i in items if i["mode"] == mode and i["category"] == "products")
+        total = sum(1 for i in items if i["mode"] == mode and i["category"] == "products")
+        assert f"<td class=num>{right}/{total}</td>" in table

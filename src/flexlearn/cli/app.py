@@ -52,6 +52,7 @@ from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict
 from flexlearn.cli.output import (
     ItemProgress,
     LiveStatus,
+    category_table,
     err,
     meter_table,
     out,
@@ -68,6 +69,7 @@ from flexlearn.engine import (
     Progress,
     Verdict,
     against_others,
+    by_category,
     check_evaluation,
 )
 from flexlearn.errors import ConfigError
@@ -336,6 +338,14 @@ def eval_cmd(
         Path | None, typer.Option("--out", help="Write results and every per-item record here. Default: nowhere.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    per_category: Annotated[
+        bool,
+        typer.Option(
+            "--by-category",
+            help="Also print each mode's accuracy per kind of problem (the data's category field); --json always "
+            "gives it.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate in the paper's modes; print the table and flex against each other mode, paired."""
     settings = EvalSettings.pick(locals())
@@ -393,12 +403,19 @@ def eval_cmd(
             lib.close()
     # Flex against each baseline on the same problems, when it ran beside one.
     comparison = against_others(results, Mode.FLEX.value, seed=settings.seed)
+    kinds = by_category(results)
     if as_json:
-        out.print_json(data={**meta, "results": [r.summary() for r in results], "paired": comparison})
+        summaries = [r.summary() for r in results]
+        out.print_json(data={**meta, "results": summaries, "paired": comparison, "by_category": kinds})
         return
     out.print(results_table(results, f"{the_task.name} on {test.name} with {agents.actor.name}"))
     if comparison:
         out.print(paired_table(results, comparison, Mode.FLEX.value))
+    if per_category:
+        if kinds:
+            out.print(category_table(kinds, [r.mode for r in results]))
+        else:
+            err.print("--by-category: the test problems name no category", highlight=False)
     if failed := sum(r.errors for r in results):
         err.print(f"[yellow]{failed} items failed at the model and count as wrong (the errors column)[/]")
     if out_dir is not None:

@@ -223,6 +223,17 @@ def paired_table(results: Sequence[ModeResult], comparison: dict[str, dict[str, 
     return table
 
 
+def category_table(kinds: dict[str, dict[str, list[int]]], modes: Sequence[str]) -> Table:
+    """Each mode's right answers over its samples per kind of problem (`loop.compare.by_category`)."""
+    table = Table(title="accuracy per kind of problem (right / evaluated)")
+    table.add_column("category")
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    for kind, row in kinds.items():
+        table.add_row(escape(kind), *(f"{row[m][0]}/{row[m][1]}" if m in row else "-" for m in modes))
+    return table
+
+
 # Roles the meter knows that are played by another role's model.
 _PLAYED_BY = {"judge": "critic"}
 

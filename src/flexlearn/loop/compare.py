@@ -1,6 +1,7 @@
 """One mode against every other on the same problems: the paired difference in accuracy, with a bootstrap 95%
 interval over problems (`stats.paired`), as `flex eval` prints it after its table. Per-mode intervals overlap
-where the paired one does not: the same problem answered by both modes is what the comparison is about."""
+where the paired one does not: the same problem answered by both modes is what the comparison is about. And each
+mode's accuracy per kind of problem, where the data names kinds."""
 
 from __future__ import annotations
 
@@ -34,3 +35,16 @@ def _by_problem(result: ModeResult) -> dict[str, float]:
     for item in result.items:
         samples.setdefault(item.problem_id, []).append(item.correct)
     return {p: sum(v) / len(v) for p, v in samples.items()}
+
+
+def by_category(results: Sequence[ModeResult]) -> dict[str, dict[str, list[int]]]:
+    """Category -> {mode: [right samples, samples]}, categories sorted; empty when no item carries a category
+    (`ItemRecord.category`, the data's kind of problem)."""
+    table: dict[str, dict[str, list[int]]] = {}
+    for result in results:
+        for item in result.items:
+            if item.category:
+                row = table.setdefault(item.category, {}).setdefault(result.mode, [0, 0])
+                row[0] += int(item.correct)
+                row[1] += 1
+    return dict(sorted(table.items()))

@@ -165,6 +165,7 @@ async def _one(
         problem_id=problem.id,
         question=task.render(problem),
         reference=problem.answer,
+        category=problem.category,
         prompt=prompt_text,
         reply=reply,
         extracted=score.extracted,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from flexlearn.loop.compare import against_others
+from flexlearn.loop.compare import against_others, by_category
 from flexlearn.records import ItemRecord, ModeResult, Results
 from flexlearn.report import svg
 from flexlearn.report.format import ci, duration, integer, mode_color, pct, per
@@ -77,6 +77,9 @@ class ResultsSection:
     chart: Markup
     calls: list[CallsRow]
     paired: list[PairedRow]
+    # Per kind of problem (the items' category): the modes, then one row per kind with "right/n" per mode.
+    category_modes: list[str]
+    categories: list[tuple[str, list[str]]]
 
 
 def results(run_results: Results, items: Sequence[ItemRecord] = ()) -> ResultsSection:
@@ -97,7 +100,19 @@ def results(run_results: Results, items: Sequence[ItemRecord] = ()) -> ResultsSe
         chart=_chart(rows, has_metric, metric_title),
         calls=calls(run_results),
         paired=_paired(rows, items),
+        category_modes=[m.mode for m in rows],
+        categories=_categories(rows, items),
     )
+
+
+def _categories(rows: list[ModeResult], items: Sequence[ItemRecord]) -> list[tuple[str, list[str]]]:
+    """One row per kind of problem the items name: right over evaluated, per mode ("—" where a mode has none)."""
+    with_items = [m.model_copy(update={"items": [i for i in items if i.mode == m.mode]}) for m in rows]
+    kinds = by_category(with_items)
+    return [
+        (kind, [f"{row[m.mode][0]}/{row[m.mode][1]}" if m.mode in row else "—" for m in rows])
+        for kind, row in kinds.items()
+    ]
 
 
 def _paired(rows: list[ModeResult], items: Sequence[ItemRecord]) -> list[PairedRow]:
