@@ -51,6 +51,7 @@ INPUTS_CLI = {
         "snapshot",
         "out_dir",
         "as_json",
+        "per_category",
     },
     "solve": {
         "question",
