@@ -92,6 +92,8 @@ def results(run_results: Results, items: Sequence[ItemRecord] = ()) -> ResultsSe
     metric_names = sorted({m.metric.name for m in rows if m.metric is not None})
     metric_title = " / ".join(metric_names) if metric_names else "metric"
     compare = base if len(rows) > 1 else None
+    # results.json keeps no items: each mode gets its own from items.jsonl, for the paired and per-kind tables.
+    with_items = [m.model_copy(update={"items": [i for i in items if i.mode == m.mode]}) for m in rows]
     return ResultsSection(
         metric_title=metric_title if has_metric else None,
         delta=compare is not None,
@@ -99,27 +101,25 @@ def results(run_results: Results, items: Sequence[ItemRecord] = ()) -> ResultsSe
         rows=[_row(m, compare, has_metric=has_metric) for m in rows],
         chart=_chart(rows, has_metric, metric_title),
         calls=calls(run_results),
-        paired=_paired(rows, items),
+        paired=_paired(with_items),
         category_modes=[m.mode for m in rows],
-        categories=_categories(rows, items),
+        categories=_categories(with_items),
     )
 
 
-def _categories(rows: list[ModeResult], items: Sequence[ItemRecord]) -> list[tuple[str, list[str]]]:
+def _categories(rows: list[ModeResult]) -> list[tuple[str, list[str]]]:
     """One row per kind of problem the items name: right over evaluated, per mode ("—" where a mode has none)."""
-    with_items = [m.model_copy(update={"items": [i for i in items if i.mode == m.mode]}) for m in rows]
-    kinds = by_category(with_items)
+    kinds = by_category(rows)
     return [
         (kind, [f"{row[m.mode][0]}/{row[m.mode][1]}" if m.mode in row else "—" for m in rows])
         for kind, row in kinds.items()
     ]
 
 
-def _paired(rows: list[ModeResult], items: Sequence[ItemRecord]) -> list[PairedRow]:
+def _paired(rows: list[ModeResult]) -> list[PairedRow]:
     """Flex minus each other mode, paired over problems (`loop.compare.against_others`), the most accurate of the
     others marked; empty without flex and another mode with items."""
-    with_items = [m.model_copy(update={"items": [i for i in items if i.mode == m.mode]}) for m in rows]
-    compared = {other: row for other, row in against_others(with_items).items() if row["n"]}
+    compared = {other: row for other, row in against_others(rows).items() if row["n"]}
     accuracy = {m.mode: m.accuracy for m in rows}
     best = max(compared, key=lambda other: accuracy.get(other, 0.0), default=None)
     return [
