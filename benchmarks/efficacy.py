@@ -251,11 +251,12 @@ async def eval_phase(
                             "completion_tokens": item.completion_tokens,
                             "retrieved": list(item.retrieved),
                             "tool_calls": item.tool_calls,
+                            "seconds": item.seconds,
                             "reply": item.reply[-3000:],
                         }
                     )
                 done[0] += 1
-                print(f"{mode} {done[0]}/{len(todo)}", file=sys.stderr, flush=True)
+                print(progress_line(mode, done[0], len(todo), time.monotonic() - started), file=sys.stderr, flush=True)
 
             await flexlearn.aevaluate(
                 todo,
@@ -281,6 +282,21 @@ async def eval_phase(
         await agents.aclose()
     items = [cache.get(key, p.id) for p in test]
     return [i for i in items if i is not None]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def progress_line(mode: str, done: int, total: int, elapsed: float) -> str:
+    """`flex 12/117, 13 min, ~1.1 min an item, ~1 h 54 min left`: the rate of this invocation's items so far (with
+    the model's load in the first); what is left is the rest at that rate."""
+    if done <= 0:
+        return f"{mode} 0/{total}"
+    rate = elapsed / done
+    left = f", ~{_duration(rate * (total - done))} left" if done < total else ""
+    return f"{mode} {done}/{total}, {_duration(elapsed)}, ~{rate / 60:.1f} min an item{left}"
 
 
 def _free_port() -> int:

@@ -42,7 +42,7 @@ def ace_items(path: Path) -> list[dict[str, Any]]:
                 "mode": "ace",
                 "problem_id": row["problem_id"],
                 "reply": str(row.get("final_answer") or ""),
-                **{k: row[k] for k in ("calls", "prompt_tokens", "completion_tokens") if k in row},
+                **{k: row[k] for k in ("calls", "prompt_tokens", "completion_tokens", "seconds") if k in row},
             }
         )
     return rows
@@ -79,6 +79,13 @@ def pick_items(items: Sequence[dict[str, Any]], ids: set[str], chosen: dict[str,
     return picked
 
 
+def seconds_per_item(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Wall seconds an item, over the items that recorded them (caches written before items did record none),
+    and how many did: `{}` when none did."""
+    timed = [float(i["seconds"]) for i in items if float(i.get("seconds") or 0) > 0]
+    return {"seconds_per_item": round(sum(timed) / len(timed), 1), "timed_items": len(timed)} if timed else {}
+
+
 def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dict]]) -> dict[str, Any]:
     """Accuracy per mode and flex's paired differences, under the task's rule and leniently, on the problems
     every mode answered."""
@@ -98,6 +105,7 @@ def rescore(task: Any, problems: dict[str, Any], picked: dict[str, dict[str, dic
                 f"{k}_per_item": round(sum(items[p].get(k, 0) for p in common) / len(common), 2) if common else 0.0
                 for k in ("calls", "prompt_tokens", "completion_tokens")
             },
+            **seconds_per_item([items[p] for p in common]),
         }
         for p, right in zip(common, strict, strict=True):
             row = out["by_category"].setdefault(problems[p].category or "", {}).setdefault(mode, [0, 0])

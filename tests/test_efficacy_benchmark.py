@@ -119,7 +119,11 @@ def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
     monkeypatch.setattr(sys, "argv", argv)
 
     efficacy.main()
-    first = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    first = json.loads(printed.out)
+    assert "vanilla 3/3, 0 min, ~0.0 min an item" in printed.err  # each item's progress, with the rate
+    cached = [json.loads(line) for line in (work / "items.jsonl").read_text().splitlines()]
+    assert len(cached) == 6 and sum(row["seconds"] for row in cached) > 0  # each item's wall time is kept
     assert first["test"] == {"file": str(test), "n": 3}
     assert set(first["modes"]) == {"vanilla", "flex"}
     assert set(first["by_category"]) == {"products", "sums"}
@@ -138,6 +142,12 @@ def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
     again = json.loads(capsys.readouterr().out)
     assert len(scripted_server.requests) == requests  # learned and evaluated already: all from the cache
     assert (again["modes"], again["by_category"]) == (first["modes"], first["by_category"])
+
+
+def test_the_progress_line_gives_the_rate_and_what_is_left(efficacy: ModuleType) -> None:
+    assert efficacy.progress_line("flex", 12, 117, 780.0) == "flex 12/117, 13 min, ~1.1 min an item, ~1 h 54 min left"
+    assert efficacy.progress_line("flex", 117, 117, 7020.0) == "flex 117/117, 1 h 57 min, ~1.0 min an item"
+    assert efficacy.progress_line("icl", 0, 10, 5.0) == "icl 0/10"
 
 
 def test_an_item_is_read_leniently_only_when_it_states_no_answer(efficacy: ModuleType) -> None:

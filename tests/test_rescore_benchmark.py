@@ -73,9 +73,13 @@ def test_the_ace_row_is_read_from_its_folder_and_the_table_holds_costs_and_categ
     )
     # What ace_peer.py writes: ACE's final answer field, with the calls and tokens of the item; two of three so far.
     (work / "ace" / "items.jsonl").write_text(
-        json.dumps({"problem_id": "test.jsonl:1", "final_answer": "2.00", "calls": 1, "prompt_tokens": 900})
+        json.dumps(
+            {"problem_id": "test.jsonl:1", "final_answer": "2.00", "calls": 1, "prompt_tokens": 900, "seconds": 30}
+        )
         + "\n"
-        + json.dumps({"problem_id": "test.jsonl:2", "final_answer": "", "error": "InstructorRetryException"})
+        + json.dumps(
+            {"problem_id": "test.jsonl:2", "final_answer": "", "error": "InstructorRetryException", "seconds": 50}
+        )
         + "\n"
     )
 
@@ -85,6 +89,9 @@ def test_the_ace_row_is_read_from_its_folder_and_the_table_holds_costs_and_categ
     assert out["modes"]["ace"]["strict"] == 1 and out["modes"]["ace"]["no_answer"] == 1
     assert out["modes"]["ace"]["prompt_tokens_per_item"] == 450.0
     assert out["modes"]["flex"]["calls_per_item"] == 2.0
+    # Seconds where the items recorded them (ACE's do; this flex cache, like those written before, does not).
+    assert (out["modes"]["ace"]["seconds_per_item"], out["modes"]["ace"]["timed_items"]) == (40.0, 2)
+    assert "seconds_per_item" not in out["modes"]["flex"]
     assert out["paired"]["strict"]["flex-ace"]["wins"] == 1
     assert out["by_category"] == {"Ratio": {"flex": [1, 1], "ace": [1, 1]}, "Sum": {"flex": [1, 1], "ace": [0, 1]}}
 

@@ -94,6 +94,9 @@ class ItemRecord(Record):
     # Tool runs of a tool-using actor (`--tools`), every round's, in order; `calls` counts model calls only.
     tool_calls: int = 0
     steps: list[ToolStepRecord] = []
+    # Wall seconds from the item's retrieval to its last reply, waits for a busy model included (0: not recorded,
+    # as in runs written before it was).
+    seconds: float = 0.0
 
     @field_validator("retrieved", "score_data", "repeat", "steps", mode="before")
     @classmethod

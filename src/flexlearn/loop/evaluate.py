@@ -114,6 +114,7 @@ async def _one(
     retriever: Retriever | None,
     tools: ToolSet | None = None,
 ) -> ItemRecord:
+    started = time.monotonic()
     guidance: list[Experience] = []
     shots: list[Shot] = []
     if mode == Mode.FLEX:
@@ -181,6 +182,7 @@ async def _one(
         score_data=score.data if error is None else {},
         tool_calls=len(episode.steps),
         steps=episode.steps,
+        seconds=round(time.monotonic() - started, 3),
     )
 
 
