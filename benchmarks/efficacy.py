@@ -182,11 +182,11 @@ async def learn_phase(
     return {"run_id": summary.run_id, "solved": summary.solved, "unsolved": summary.unsolved, "failed": summary.failed}
 
 
-# The evaluation settings each mode's items depend on (the cache key); the rest of `EVAL` applies to all. The
-# library's defaults, except the agent's rounds: 2 rather than 3 keeps the default run within two hours here (a
-# third round is reached only when the judge rejects the second answer).
-_DEFAULTS_KEPT = ("icl_k", "budget_tokens", "retriever", "min_shared", "case_min_shared", "guide_at")
-EVAL: dict[str, Any] = {**EvalSettings().model_dump(include=set(_DEFAULTS_KEPT)), "agent_rounds": 2}
+# The evaluation settings each mode's items depend on (the cache key); the rest of `EVAL` applies to all: the
+# library's defaults (the agent's rounds, by the model: 2 for a local one, as the items cached before that default
+# existed were run).
+_DEFAULTS_KEPT = ("icl_k", "budget_tokens", "retriever", "min_shared", "case_min_shared", "guide_at", "agent_rounds")
+EVAL: dict[str, Any] = EvalSettings().model_dump(include=set(_DEFAULTS_KEPT))
 MODE_SETTINGS = {
     "vanilla": (),
     "icl": ("icl_k",),
@@ -196,11 +196,15 @@ MODE_SETTINGS = {
 
 
 def mode_settings(actor: ChatModel, mode: str) -> dict[str, Any]:
-    """The settings `mode`'s items depend on, as the evaluation resolves them: flex's `guide_at` left unset is
-    where it is used for `actor` (`--guide-at review` and the default then share their items for the 1.5B)."""
+    """The settings `mode`'s items depend on, as the evaluation resolves them: flex's `guide_at` and the agent's
+    rounds left unset are what they are for `actor` (`--guide-at review` and the default then share their items for
+    the 1.5B)."""
     settings = {name: EVAL[name] for name in MODE_SETTINGS[mode]}
+    engine = Engine.of(None, actor)
     if "guide_at" in settings and settings["guide_at"] is None:
-        settings["guide_at"] = Engine.of(None, actor).guide_at
+        settings["guide_at"] = engine.guide_at
+    if "agent_rounds" in settings and settings["agent_rounds"] is None:
+        settings["agent_rounds"] = engine.agent_rounds
     return settings
 
 

@@ -148,7 +148,7 @@ async def aevaluate(
     train: Problems = (),
     modes: str | Sequence[str | Mode] | None = EVAL.modes,
     icl_k: int = EVAL.icl_k,
-    agent_rounds: int = EVAL.agent_rounds,
+    agent_rounds: int | None = EVAL.agent_rounds,
     budget_tokens: int = EVAL.budget_tokens,
     retriever: str = EVAL.retriever,
     min_shared: int = EVAL.min_shared,
@@ -169,16 +169,16 @@ async def aevaluate(
     `modes`: any of vanilla, icl, agent, flex (a list, or one comma-separated string); None (the default) runs
     every mode the inputs allow: vanilla and agent, icl when `train` is given, flex when `library` is. flex needs
     `library`; icl needs `train` (its worked examples are drawn from it, `icl_k` at a time); agent retries up to
-    `agent_rounds` times on the critic's blind verdict. `guide_at="review"` moves flex mode's retrieved principles
-    and patterns from the actor's prompt to that critic: the actor solves with the question (and retrieved worked
-    cases) and retries when the critic, checking the attempt against the lessons, finds a mistake; "prompt" keeps
-    them in the actor's prompt, the paper's way; None (the default) is review for an embedded chat model
-    (`local:qwen2.5-coder-*`) and prompt for every other. `min_shared` > 0 shows flex mode only the hits sharing
-    that many content words with the question, `case_min_shared` the worked cases alone. `repeats` samples per
-    problem (use a `temperature`). `tools` ("python", "experience"; a list or "python,experience") lets the agent
-    and flex actors run code in a sandbox and, in flex mode, search the library; each item then records its tool
-    steps. `on_item` is called with each finished item; `done` holds items an interrupted evaluation finished,
-    keyed by (mode, problem id, repeat), which are taken as they are rather than run again.
+    `agent_rounds` times on the critic's blind verdict (None: 3, and 2 for a local model). `guide_at="review"` moves
+    flex mode's retrieved principles and patterns from the actor's prompt to that critic: the actor solves with the
+    question (and retrieved worked cases) and retries when the critic, checking the attempt against the lessons,
+    finds a mistake; "prompt" keeps them in the actor's prompt, the paper's way; None (the default) is review for an
+    embedded chat model (`local:qwen2.5-coder-*`) and prompt for every other. `min_shared` > 0 shows flex mode only
+    the hits sharing that many content words with the question, `case_min_shared` the worked cases alone. `repeats`
+    samples per problem (use a `temperature`). `tools` ("python", "experience"; a list or "python,experience") lets
+    the agent and flex actors run code in a sandbox and, in flex mode, search the library; each item then records
+    its tool steps. `on_item` is called with each finished item; `done` holds items an interrupted evaluation
+    finished, keyed by (mode, problem id, repeat), which are taken as they are rather than run again.
     """
     engine = Engine.of(task, agents, library, evaluation=EvalSettings.pick(locals()))
     return await engine.evaluate(problems, train=train, on_item=on_item, done=done)
@@ -195,18 +195,18 @@ async def asolve(
     budget_tokens: int = SOLVE.budget_tokens,
     retriever: str = SOLVE.retriever,
     guide_at: str | None = SOLVE.guide_at,
-    review_rounds: int = SOLVE.review_rounds,
+    review_rounds: int | None = SOLVE.review_rounds,
     temperature: float | None = SOLVE.temperature,
     max_tokens: int | None = SOLVE.max_tokens,
     tools: str | Sequence[str] = SOLVE.tools,
 ) -> Solution:
     """Answer one question with the actor, guided by experience from `library` (none without one), as flex mode
     answers an evaluation item. The settings are `flexlearn.settings.SolveSettings`, the options of `flex solve`
-    under the same names: `guide_at` "prompt" or "review" (None: review for an embedded chat model, as there; up
-    to `review_rounds` attempts at review). `category` names its kind of problem, whose worked cases are then
-    preferred. With `tools` ("python", "experience") the actor may run code in a sandbox and search the library;
-    the solution's `steps` show each tool run. With a known `answer` the reply is scored (`Solution.correct`) and
-    the entries shown count as having helped or hurt."""
+    under the same names: `guide_at` "prompt" or "review" (None: review for an embedded chat model, as there; up to
+    `review_rounds` attempts at review, None: 3, and 2 for a local model). `category` names its kind of problem,
+    whose worked cases are then preferred. With `tools` ("python", "experience") the actor may run code in a sandbox
+    and search the library; the solution's `steps` show each tool run. With a known `answer` the reply is scored
+    (`Solution.correct`) and the entries shown count as having helped or hurt."""
     engine = Engine.of(task, agents, library, solving=SolveSettings.pick(locals()))
     return await engine.solve(question, answer=answer, category=category)
 

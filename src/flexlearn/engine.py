@@ -29,7 +29,7 @@ from flexlearn.loop.absorb import Absorbed
 from flexlearn.loop.absorber import BATCH_SIZE, AbsorbSummary, Queued, aabsorb, learn_outcome
 from flexlearn.loop.agents import Agents
 from flexlearn.loop.compare import against_others, by_category
-from flexlearn.loop.episode import check_guide_at, place, resolve_guide_at
+from flexlearn.loop.episode import check_guide_at, place, resolve_guide_at, resolve_rounds
 from flexlearn.loop.evaluate import Mode, check_modes
 from flexlearn.loop.evaluate import evaluate as _evaluate
 from flexlearn.loop.experiments import available_sizes, parse_sizes
@@ -175,6 +175,11 @@ class Engine:
         """Where flex mode and `solve` put the retrieved lessons for this actor: "prompt" or "review"."""
         return resolve_guide_at(self.evaluation.guide_at, self.agents.actor)
 
+    @property
+    def agent_rounds(self) -> int:
+        """The attempts of agent mode's loop (and flex's at review), resolved for the actor when not set."""
+        return resolve_rounds(self.evaluation.agent_rounds, self.agents.actor)
+
     def modes(self, *, train: bool) -> list[Mode]:
         """The evaluation modes to run: those the settings name, or every mode the inputs allow."""
         return self.evaluation.mode_list(library=self.library is not None, train=train)
@@ -263,7 +268,7 @@ class Engine:
             answer=answer,
             category=category,
             guide_at=resolve_guide_at(settings.guide_at, self.agents.actor),
-            review_rounds=settings.review_rounds,
+            review_rounds=resolve_rounds(settings.review_rounds, self.agents.actor),
         )
 
     def guidance(self, question: str, *, category: str = "") -> Guidance:

@@ -197,7 +197,12 @@ class EvalSettings(Settings):
         "--train, flex with --library).",
     )
     icl_k: int = Field(3, ge=1, description="Worked examples in icl mode.")
-    agent_rounds: int = Field(3, ge=1, description="Actor/critic rounds in agent mode, and in flex mode at review.")
+    agent_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="Actor/critic rounds in agent mode, and in flex mode at review. Default: 3; 2 for a local model "
+        "(as learning's rounds).",
+    )
     budget_tokens: int = _BUDGET
     retriever: RetrieverName = _RETRIEVER
     min_shared: int = Field(
@@ -259,7 +264,11 @@ class SolveSettings(Settings):
     budget_tokens: int = _BUDGET
     retriever: RetrieverName = _RETRIEVER
     guide_at: GuideAt = _GUIDE_AT
-    review_rounds: int = Field(3, ge=1, description="Attempts at review (guide_at review), as agent_rounds in eval.")
+    review_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="Attempts at review (guide_at review), as agent_rounds in eval. Default: 3; 2 for a local model.",
+    )
     temperature: float | None = _TEMPERATURE
     max_tokens: int | None = _MAX_TOKENS
     tools: Tools = _TOOLS

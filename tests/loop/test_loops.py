@@ -483,3 +483,26 @@ def test_flex_reviews_by_default_only_for_an_embedded_chat_model() -> None:
     assert guide_at_default(FunctionModel(reply, name="openai:qwen2.5-7b")) == "prompt"
     assert guide_at_default(FunctionModel(reply, name="local:/models/my-7b-instruct.gguf")) == "prompt"
     assert EvalConfig().guide_at is None  # resolved per actor when flex mode runs
+
+
+async def test_the_review_loop_makes_two_attempts_for_a_local_model_and_three_otherwise() -> None:
+    """Unset, agent mode's rounds follow the model, as learning's do: a judge that rejects every attempt gets two
+    from a local model and three from any other; set, they are what was asked."""
+
+    def fn(prompt, role, schema):  # type: ignore[no-untyped-def]
+        if role == "actor":
+            return "Final answer: nowhere"
+        return json.dumps({"correct": False, "diagnosis": "answered nowhere", "next_step": "name a city"})
+
+    for name, rounds, attempts in (("local:qwen2.5-coder-1.5b", None, 2), ("openai:big", None, 3), ("local:x", 3, 3)):
+        model = FunctionModel(fn, name=name)
+        [r] = await evaluate(
+            PROBLEMS[:1],
+            task=TASK,
+            modes=[Mode.AGENT],
+            agents=Agents.single(model),
+            config=EvalConfig(agent_rounds=rounds),
+        )
+        assert r.items[0].rounds == attempts, name
+        assert [c.role for c in model.calls].count("actor") == attempts
+    assert EvalConfig().agent_rounds is None  # resolved per actor when the loop runs

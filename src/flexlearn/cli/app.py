@@ -317,7 +317,7 @@ def eval_cmd(
     critic_model: CriticModelOpt = None,
     prompt_kind: KindOpt = None,
     icl_k: Annotated[int, setting(EvalSettings, "icl_k")] = EVAL.icl_k,
-    agent_rounds: Annotated[int, setting(EvalSettings, "agent_rounds")] = EVAL.agent_rounds,
+    agent_rounds: Annotated[int | None, setting(EvalSettings, "agent_rounds")] = EVAL.agent_rounds,
     budget_tokens: Annotated[int, setting(EvalSettings, "budget_tokens", "--budget")] = EVAL.budget_tokens,
     min_shared: Annotated[int, setting(EvalSettings, "min_shared")] = EVAL.min_shared,
     case_min_shared: Annotated[

@@ -76,7 +76,7 @@ def solve_cmd(
         ),
     ] = None,
     budget_tokens: Annotated[int, setting(SolveSettings, "budget_tokens", "--budget")] = SOLVE.budget_tokens,
-    review_rounds: Annotated[int, setting(SolveSettings, "review_rounds")] = SOLVE.review_rounds,
+    review_rounds: Annotated[int | None, setting(SolveSettings, "review_rounds")] = SOLVE.review_rounds,
     show_guidance: Annotated[bool, typer.Option(help="Print the retrieved experiences.")] = False,
     temperature: TempOpt = SOLVE.temperature,
     max_tokens: MaxTokensOpt = SOLVE.max_tokens,

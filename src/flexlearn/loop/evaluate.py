@@ -32,7 +32,7 @@ from flexlearn.experience import Experience
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, run_episode
+from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, resolve_rounds, run_episode
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind
 from flexlearn.records import ItemRecord, Metric, ModeResult
@@ -54,7 +54,7 @@ class Mode(StrEnum):
 @dataclass
 class EvalConfig:
     icl_k: int = 3
-    agent_rounds: int = 3
+    agent_rounds: int | None = None  # None: by the actor (`rounds_default`)
     budget_tokens: int = DEFAULT_LIMITS.retrieval_budget_tokens
     # How flex mode searches the library, by name (`flexlearn.retrieval.retriever_names()`).
     retriever: str = DEFAULT_RETRIEVER
@@ -148,7 +148,7 @@ async def _one(
             agents=agents,
             placement=place(guidance, review=review, category=problem.category),
             shots=shots,
-            rounds=config.agent_rounds,
+            rounds=resolve_rounds(config.agent_rounds, agents.actor),
             review=mode == Mode.AGENT or review,
             tools=tools,
             actor=actor_options,

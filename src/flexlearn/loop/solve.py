@@ -11,7 +11,7 @@ from flexlearn.experience import Experience
 from flexlearn.library.store import Library
 from flexlearn.limits import DEFAULT_LIMITS
 from flexlearn.loop.agents import Agents
-from flexlearn.loop.episode import place, resolve_guide_at, run_episode
+from flexlearn.loop.episode import place, resolve_guide_at, resolve_rounds, run_episode
 from flexlearn.loop.evaluate import check_tool_model
 from flexlearn.models.base import GenerationOptions, Usage
 from flexlearn.records import ToolStepRecord
@@ -50,14 +50,14 @@ async def solve(
     answer: str | None = None,
     category: str = "",
     guide_at: str | None = None,
-    review_rounds: int = 3,
+    review_rounds: int | None = None,
 ) -> Solution:
     """Answer one question with guidance retrieved from the library by the retriever named `retriever`, and with
     `tools` ("python", "experience") when given, as flex mode answers an evaluation item: `guide_at` places the
-    guidance as there ("prompt", or "review" with up to `review_rounds` attempts; None: by the actor). With a known
-    `answer` the reply is scored, and the entries shown are counted as having helped or hurt. `category` names
-    the kind of problem, as a data file's "category" field does: the library's worked cases of that kind are
-    preferred (see `select_guidance`)."""
+    guidance as there ("prompt", or "review" with up to `review_rounds` attempts; None for either: by the
+    actor). With a known `answer` the reply is scored, and the entries shown are counted as having helped or
+    hurt. `category` names the kind of problem, as a data file's "category" field does: the library's worked cases
+    of that kind are preferred (see `select_guidance`)."""
     check_question_length(question)
     review = resolve_guide_at(guide_at, agents.actor) == "review" and library is not None
     problem = Problem(id="question", question=question, answer=answer or "", meta={"category": category})
@@ -80,7 +80,7 @@ async def solve(
         problem,
         agents=agents,
         placement=place(guidance, review=review, category=category),
-        rounds=review_rounds,
+        rounds=resolve_rounds(review_rounds, agents.actor),
         review=review,
         tools=toolset,
         actor=options,
