@@ -21,23 +21,27 @@ c = sqlite3.connect(
 rows = c.execute("select problem_id, trajectory from run_problems where status='unsolved' order by rowid").fetchall()
 ids = sys.argv[2].split(",") if len(sys.argv) > 2 else None
 rows = [r for r in rows if ids is None or r[0] in ids][:N]
-USER = """{question}
-
-An earlier attempt at this problem gave {wrong} as its answer, which is wrong. The right answer is {right}{relation}.
-Write the solution again, step by step, so that it reaches the right answer: find the step where the earlier attempt went wrong and do it right. Write it as a worked solution of the problem that a student could follow, without mentioning the earlier attempt or that the answer was given to you."""
+USER = (
+    "{question}\n\n"
+    "An earlier attempt at this problem gave {wrong} as its answer, which is wrong. "
+    "The right answer is {right}{relation}.\n"
+    "Write the solution again, step by step, so that it reaches the right answer: find the step where the earlier "
+    "attempt went wrong and do it right. Write it as a worked solution of the problem that a student could follow, "
+    "without mentioning the earlier attempt or that the answer was given to you."
+)
 
 
 async def main():
     model = flexlearn.connect("local:qwen2.5-coder-1.5b")
-    out = open("/root/hindsight/probe.jsonl", "a")
+    out = Path("/root/hindsight/probe.jsonl").open("a")  # noqa: SIM115 (a probe: appended as it goes)
     for pid, traj in rows:
         p = train[pid]
         steps = json.loads(traj)["steps"]
         wrong = steps[-1]["extracted"] or "no number"
         rel = scale_relation(wrong, p.answer)
         system = (
-            open("/work/main/src/flexlearn/prompts/actor_system.txt")
-            .read()
+            Path("/work/main/src/flexlearn/prompts/actor_system.txt")
+            .read_text()
             .replace("{{answer_format}}", t.answer_format)
             .strip()
         )
