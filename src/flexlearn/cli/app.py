@@ -392,6 +392,8 @@ def eval_cmd(
                 **settings.model_dump(mode="json"),
                 "modes": [m.value for m in mode_list],
                 "guide_at": guide,
+                # The review loop's attempts as run (unset, they follow the model).
+                "agent_rounds": engine.agent_rounds if judged else settings.agent_rounds,
                 "limit": limit,
             },
             "calls": meter.snapshot(),
