@@ -141,6 +141,7 @@ def test_an_eval_option_reaches_the_run_under_its_settings_name(tmp_path: Path, 
     config = json.loads(proc.stdout)["config"]
     assert config["modes"] == ["vanilla", "agent"]
     assert (config["case_min_shared"], config["min_shared"], config["budget_tokens"], config["seed"]) == (2, 1, 400, 7)
+    # Read back, the record reproduces the run: a setting left to the model is recorded as it was resolved.
     assert EvalSettings.of(**{k: v for k, v in config.items() if k in EvalSettings.model_fields}) == EvalSettings.of(
-        modes="vanilla,agent", case_min_shared=2, min_shared=1, budget_tokens=400, seed=7
+        modes="vanilla,agent", case_min_shared=2, min_shared=1, budget_tokens=400, seed=7, agent_rounds=3
     )
