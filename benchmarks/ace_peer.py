@@ -193,6 +193,14 @@ def main() -> None:
         state["trained"] += 1
         state.setdefault("train_failed", 0)
         state["train_failed"] += 0 if results else 1
+        # What ACE's agent answered while learning, as flex's exploration records whether it solved a problem.
+        state.setdefault("train_answers", []).append(
+            {
+                "problem_id": row["id"],
+                "final_answer": str(results[0].agent_output.final_answer) if results else None,
+                "correct": bool(results) and bool(results[0].environment_result.metrics.get("correct")),
+            }
+        )
         add_phase("learn", time.monotonic() - started, before)
         save_state()
         print(f"ace learn {state['trained']}/{len(train)} skills {len(ace.skillbook.skills())}", file=sys.stderr)
