@@ -98,6 +98,7 @@ def test_learn_then_eval_all_modes(tmp_path: Path, scripted_server: FakeOpenAI) 
     assert set(results) == {"vanilla", "icl", "agent", "flex"}
     assert printed["config"]["guide_at"] == "prompt"  # a served model reads its lessons, the paper's way
     assert printed["config"]["agent_rounds"] == 3  # unset, as run: a served model's
+    assert all(r["item_seconds"] > 0 for r in printed["results"])  # every item timed, the mode's sum recorded
     assert results["vanilla"]["accuracy"] == 0.0
     assert results["flex"]["accuracy"] == 1.0  # the scripted actor is right only with experience in its prompt
     assert results["agent"]["accuracy"] == 1.0  # ... or with the blind critic's feedback

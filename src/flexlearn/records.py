@@ -136,6 +136,9 @@ class ModeResult(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    # The items' own wall seconds, summed (each from its retrieval to its last reply; items of an interrupted run
+    # that were kept count with theirs): per item, what one item costs a worker. 0 where items recorded none.
+    item_seconds: float = 0.0
     errors: int = 0
     items: list[ItemRecord] = Field(default=[], exclude=True, repr=False)
     # 0 in runs written before repeats existed, where the samples are the problems.

@@ -174,7 +174,7 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
     columns = ["mode", "accuracy", "95% CI"]
     if metric:
         columns += [metric, f"{metric} 95% CI"]
-    columns += ["n", "calls/item", "tok/item", "errors"]
+    columns += ["n", "calls/item", "tok/item", "s/item", "errors"]
     tools = any(r.tool_calls for r in results)
     if tools:
         columns.insert(-1, "tool calls/item")
@@ -196,6 +196,7 @@ def results_table(results: Sequence[ModeResult], title: str) -> Table:
             n,
             f"{r.calls / samples:.1f}" if samples else "-",
             f"{tokens / samples:,.0f}" if samples else "-",
+            f"{r.item_seconds / samples:.1f}" if samples and r.item_seconds else "-",
             *([f"{r.tool_calls / samples:.1f}" if samples else "-"] if tools else []),
             str(r.errors),
         ]

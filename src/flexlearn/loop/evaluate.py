@@ -362,6 +362,7 @@ def summarise(
         prompt_tokens=sum(i.prompt_tokens for i in items),
         completion_tokens=sum(i.completion_tokens for i in items),
         seconds=seconds,
+        item_seconds=round(sum(i.seconds for i in items), 3),
         errors=sum(i.error is not None for i in items),
         tool_calls=sum(i.tool_calls for i in items),
         items=items,
