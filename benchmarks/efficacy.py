@@ -420,14 +420,6 @@ def ace_phase(
     return items
 
 
-def use_cores(model: str, concurrency: int) -> None:
-    """A local model answers on one llama worker by default (`FLEX_LOCAL_WORKERS`), which leaves the other cores
-    idle through hours of benchmark: here it gets one worker per concurrent call, at most one a core, unless the
-    environment says otherwise."""
-    if model.split(":", 1)[0] == "local" and not os.environ.get("FLEX_LOCAL_WORKERS"):
-        os.environ["FLEX_LOCAL_WORKERS"] = str(max(1, min(concurrency, os.cpu_count() or 1)))
-
-
 def default_work(model: str, task: str) -> Path:
     """The work folder when --work is not given: one per model, and per task besides gsm8k (whose folder is named
     as before the option existed, so its caches stay in use)."""
@@ -594,8 +586,8 @@ def main() -> None:
         "--concurrency",
         type=int,
         default=2,
-        help="problems at a time; a local model gets as many llama workers, at most one a core, unless "
-        "FLEX_LOCAL_WORKERS is set [default: %(default)s]",
+        help="problems at a time; a local model answers them on as many llama workers, no more than the cores "
+        "hold (its backend's default; FLEX_LOCAL_WORKERS sets the count) [default: %(default)s]",
     )
     parser.add_argument(
         "--rollouts",
@@ -654,7 +646,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     resolve_task_defaults(args)
-    use_cores(args.model, args.concurrency)
     EVAL["min_shared"], EVAL["budget_tokens"], EVAL["retriever"] = args.min_shared, args.budget, args.retriever
     EVAL["case_min_shared"], EVAL["guide_at"] = args.case_min_shared, args.guide_at
     result = asyncio.run(main_async(args))

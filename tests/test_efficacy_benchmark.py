@@ -144,21 +144,6 @@ def test_a_formula_run_prints_a_table_per_category_and_resumes_from_its_cache(
     assert (again["modes"], again["by_category"]) == (first["modes"], first["by_category"])
 
 
-def test_a_local_model_gets_a_worker_per_concurrent_call_up_to_the_cores(
-    efficacy: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(efficacy.os, "cpu_count", lambda: 2)
-    monkeypatch.delenv("FLEX_LOCAL_WORKERS", raising=False)
-    efficacy.use_cores("local:qwen2.5-coder-1.5b", 8)
-    assert efficacy.os.environ["FLEX_LOCAL_WORKERS"] == "2"
-    monkeypatch.setenv("FLEX_LOCAL_WORKERS", "1")  # the user's setting stands
-    efficacy.use_cores("local:qwen2.5-coder-1.5b", 8)
-    assert efficacy.os.environ["FLEX_LOCAL_WORKERS"] == "1"
-    monkeypatch.delenv("FLEX_LOCAL_WORKERS")
-    efficacy.use_cores("openai:m@http://127.0.0.1:1/v1", 8)  # a served model: its server decides
-    assert "FLEX_LOCAL_WORKERS" not in efficacy.os.environ
-
-
 def test_the_progress_line_gives_the_rate_and_what_is_left(efficacy: ModuleType) -> None:
     assert efficacy.progress_line("flex", 12, 117, 780.0) == "flex 12/117, 13 min, ~1.1 min an item, ~1 h 54 min left"
     assert efficacy.progress_line("flex", 117, 117, 7020.0) == "flex 117/117, 1 h 57 min, ~1.0 min an item"

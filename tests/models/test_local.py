@@ -39,6 +39,40 @@ class Verdict(BaseModel):
 # --- no model needed --------------------------------------------------------------------------------------
 
 
+def test_workers_default_to_what_the_cores_hold(monkeypatch):
+    """Without FLEX_LOCAL_WORKERS: as many workers as the usable CPUs hold of FLEX_LOCAL_THREADS threads each."""
+    monkeypatch.delenv("FLEX_LOCAL_WORKERS", raising=False)
+    monkeypatch.delenv("FLEX_LOCAL_THREADS", raising=False)
+    monkeypatch.setattr(local_mod, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(local_mod, "DEFAULT_THREADS", 1)
+    assert local_mod.default_workers() == 2  # this machine kind: two single-threaded workers
+    monkeypatch.setenv("FLEX_LOCAL_THREADS", "2")
+    assert local_mod.default_workers() == 1  # never more threads than cores
+    monkeypatch.setattr(local_mod, "usable_cpus", lambda: 16)
+    monkeypatch.setenv("FLEX_LOCAL_THREADS", "4")
+    assert local_mod.default_workers() == 4
+    monkeypatch.setenv("FLEX_LOCAL_THREADS", "32")
+    assert local_mod.default_workers() == 1  # at least one
+
+
+def test_the_pool_takes_its_size_from_the_environment_or_the_default(monkeypatch):
+    monkeypatch.setattr(local_mod, "_EXECUTOR", None)
+    monkeypatch.setattr(local_mod, "default_workers", lambda: 3)
+    monkeypatch.delenv("FLEX_LOCAL_WORKERS", raising=False)
+    pool = local_mod._executor()
+    try:
+        assert pool._max_workers == 3
+    finally:
+        pool.shutdown(wait=True)
+    monkeypatch.setattr(local_mod, "_EXECUTOR", None)
+    monkeypatch.setenv("FLEX_LOCAL_WORKERS", "1")
+    pool = local_mod._executor()
+    try:
+        assert pool._max_workers == 1
+    finally:
+        pool.shutdown(wait=True)
+
+
 @needs_llama
 def test_missing_gguf_is_config_error(tmp_path):
     missing = tmp_path / "nope.gguf"

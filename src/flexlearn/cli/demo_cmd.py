@@ -114,8 +114,8 @@ def demo_cmd(
     when run again with the same options (same run folder; finished learning and evaluated items are kept). With
     an embedded instruction model (local:qwen2.5-coder-1.5b) it runs the Formula demo (finance formulas from
     ACE's benchmark): a few problems to learn, held-out problems of the same formulas to test, one rollout, and
-    --concurrency 2 on a machine of 2 cores or more (two single-threaded model workers unless FLEX_LOCAL_WORKERS
-    says otherwise): about 15 minutes."""
+    --concurrency 2 on a machine of 2 cores or more (two single-threaded model workers there, the local backend's
+    default): about 15 minutes."""
     if str(out_dir).startswith(("postgresql:", "postgres:")):
         # A Path has already made the URL's `//` one `/`: say what --out is rather than make that folder.
         raise ConfigError(
@@ -128,8 +128,6 @@ def demo_cmd(
     # cores busy keep the demo near 15 minutes (docs/local-model-measurements.md).
     if concurrency is None:
         concurrency = 2 if instruct and (os.cpu_count() or 1) >= 2 else 1
-        if concurrency > 1:
-            os.environ.setdefault("FLEX_LOCAL_WORKERS", str(concurrency))
     demo = plan(
         task, train_size=train_size, test_size=test_size, rollouts=rollouts, rounds=rounds, concurrency=concurrency
     )

@@ -8,9 +8,11 @@ embedded models by name (`models/embedded.py`: gemma3-270m, qwen2.5-coder-1.5b, 
 Design notes (measured on a 2-core machine, see docs/local-model-measurements.md):
 - The default model is a *base* model: it continues text and follows worked "Q: ...\\nA: ..." examples, it does
   not follow chat instructions. So this backend defaults to `PromptKind.COMPLETION`.
-- Process-wide worker threads run every llama call: one by default (`FLEX_LOCAL_WORKERS` sets more). Concurrent
-  async callers queue instead of thrashing the CPU, and a `Llama` object (not thread-safe) is only ever touched by
-  the worker that loaded it.
+- Process-wide worker threads run every llama call: as many as the cores hold workers of `FLEX_LOCAL_THREADS`
+  threads each (`default_workers`; `FLEX_LOCAL_WORKERS` sets the count). A worker thread, and its `Llama`, starts
+  when a call finds every started one busy, so the count is a ceiling, reached by concurrent callers. Further async
+  callers queue instead of thrashing the CPU, and a `Llama` object (not thread-safe) is only ever touched by the
+  worker that loaded it.
 - A model is loaded once per process, path and worker, lazily on the first call, so building a `LocalModel` is
   cheap.
 - Structured replies are enforced with a llama.cpp JSON-schema grammar (`Reply.structured_mode == "grammar"`).
@@ -136,13 +138,31 @@ def _slot() -> int:
     return getattr(_WORKER, "slot", 0)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform tells it, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """How many llama workers run at most at once when FLEX_LOCAL_WORKERS is not set: as many as the usable CPUs
+    hold workers of FLEX_LOCAL_THREADS (else DEFAULT_THREADS) threads each, at least one. On 2 cores: two workers
+    of one thread. Two single-threaded workers on two idle cores gave 1.4-1.8x the throughput of one (docs/local-
+    model-measurements.md); more threads than cores would stall every decode, so no more workers than that."""
+    return max(1, usable_cpus() // max(1, _env_int("FLEX_LOCAL_THREADS", DEFAULT_THREADS)))
+
+
 def _executor() -> ThreadPoolExecutor:
-    """The worker threads that run every llama call in this process: one by default (FLEX_LOCAL_WORKERS). Two
-    single-threaded workers on two idle cores gave 1.4-1.8x the throughput of one; on a busy machine they compete."""
+    """The worker threads that run every llama call in this process: `default_workers()` unless FLEX_LOCAL_WORKERS
+    says how many: a ceiling. The pool starts a thread when a call finds every started one busy, so a process that
+    makes one call at a time runs on one worker, or now and then a second (a call that arrives as the previous one is
+    finishing), each with its own `Llama`."""
     global _EXECUTOR
     with _EXECUTOR_LOCK:
         if _EXECUTOR is None:
-            workers = _env_int("FLEX_LOCAL_WORKERS", 1)
+            workers = _env_int("FLEX_LOCAL_WORKERS", default_workers())
             _EXECUTOR = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="flexlearn-local", initializer=_name_worker
             )
