@@ -73,6 +73,18 @@ def test_formula_has_its_own_data_sizes_and_work_folder(efficacy: ModuleType) ->
     )
 
 
+def test_learning_explores_as_flex_learn_does_by_default(efficacy: ModuleType) -> None:
+    """The benchmark learns with `flex learn`'s defaults, which the issue's check runs: blind exploration, and the
+    rollouts and rounds the library picks for the model."""
+    from flexlearn.settings import LEARN
+
+    args = efficacy.build_parser().parse_args([])
+    assert args.explore_with_library is LEARN.explore_with_library is False
+    assert (args.rollouts, args.rounds) == (None, None)
+    assert efficacy.build_parser().parse_args(["--explore-with-library"]).explore_with_library
+    assert efficacy.build_parser().parse_args(["--explore-blind"]).explore_blind  # older commands still run
+
+
 def test_by_category_counts_each_mode(efficacy: ModuleType) -> None:
     test = [
         Problem(id="a", question="qa", answer="1", meta={"category": "Beta"}),
