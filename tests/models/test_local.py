@@ -258,10 +258,14 @@ async def test_concurrent_calls_queue(model):
 
 @pytest.mark.slow
 async def test_model_loaded_once(model):
-    other = LocalModel.from_uri_path(None)
-    await other.generate(few_shot("see"), options=GenerationOptions(max_tokens=2))
-    assert other.llama() is model.llama()
-    assert len([k for k in local_mod._MODELS if k[0] == other.llama().model_path]) == 1
+    """Once per process, path and worker: new LocalModel objects reuse what a worker has loaded."""
+    for verb in ("see", "go", "sing"):
+        other = LocalModel.from_uri_path(None)
+        await other.generate(few_shot(verb), options=GenerationOptions(max_tokens=2))
+        assert other.llama() is model.llama()
+    path, settings = model.llama().model_path, (model.n_ctx, model.n_threads)
+    loaded = [k for k in local_mod._MODELS if k[0] == path and k[1:3] == settings]
+    assert 1 <= len(loaded) <= local_mod._executor()._max_workers  # at most one a worker
 
 
 @pytest.mark.slow
