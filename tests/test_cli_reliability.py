@@ -403,3 +403,45 @@ def test_learning_progress_moves_within_a_problem(tmp_path: Path) -> None:
     before_done = [line for line in proc.stderr.splitlines() if line.startswith("learn 0/1")]
     counts = [int(m.group(1)) for line in before_done if (m := re.search(r"(\d+) calls", line))]
     assert counts and max(counts) >= 1, proc.stderr
+
+
+def test_an_interrupted_eval_continues_from_the_items_it_finished(tmp_path: Path) -> None:
+    """`flex eval --out DIR` keeps each item as it finishes: run again after an interruption, it evaluates only
+    the rest, with the same results; with other settings it starts afresh and says what it dropped."""
+    test = write_set(tmp_path / "test.jsonl", TEST)
+    train = write_set(tmp_path / "train.jsonl", TRAIN)
+    out = tmp_path / "run"
+    state, journal = out / "eval-state.json", out / "items-done.jsonl"
+
+    def interrupt_after(kept: int) -> None:
+        lines = journal.read_text().splitlines()
+        journal.write_text("\n".join(lines[:kept]) + "\n" + lines[kept][:25])  # the next item cut mid-line
+        key = json.loads(state.read_text())["key"]
+        state.write_text(json.dumps({"key": key, "finished": False}))
+
+    with FakeOpenAI(ScriptedFlex()) as server:
+        base = ("eval", "--task", "math", "--test", str(test), "--train", str(train), "--modes", "vanilla,icl")
+        run = (*base, "--model", model_uri(server), "--out", str(out), "--json")
+        first = json.loads(flex(*run).stdout)
+        calls = len(server.requests_to("/v1/chat/completions"))
+        assert calls == 6 and json.loads(state.read_text())["finished"] is True
+        assert len(journal.read_text().splitlines()) == 6
+
+        interrupt_after(4)
+        proc = flex(*run)
+        assert "continuing the unfinished evaluation" in proc.stderr and "4 items kept" in proc.stderr
+        assert len(server.requests_to("/v1/chat/completions")) == calls + 2
+        again = json.loads(proc.stdout)
+        assert [(r["mode"], r["correct"], r["n"]) for r in again["results"]] == [
+            (r["mode"], r["correct"], r["n"]) for r in first["results"]
+        ]
+        assert json.loads(state.read_text())["finished"] is True
+
+        # A finished run is not continued: the same command evaluates everything again.
+        flex(*run)
+        assert len(server.requests_to("/v1/chat/completions")) == calls + 8
+
+        interrupt_after(3)
+        proc = flex(*run, "--seed", "1")  # another setting: nothing kept
+        assert "had other settings: 3 items dropped" in proc.stderr
+        assert len(server.requests_to("/v1/chat/completions")) == calls + 14

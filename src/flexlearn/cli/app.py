@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from flexlearn.cli.common import (
     run_closing,
     setting,
 )
+from flexlearn.cli.eval_journal import EvalJournal, library_version
 from flexlearn.cli.gating import GateOpt, gate_engine, load_check, print_verdict, run_gate
 from flexlearn.cli.output import (
     ItemProgress,
@@ -74,6 +76,7 @@ from flexlearn.engine import (
 )
 from flexlearn.errors import ConfigError
 from flexlearn.models.middleware import Meter
+from flexlearn.records import ItemRecord
 from flexlearn.results import write_run
 from flexlearn.settings import EVAL, LEARN, EvalSettings, LearnSettings
 from flexlearn.tasks.base import problems_digest
@@ -335,7 +338,12 @@ def eval_cmd(
     timeout: TimeoutOpt = 120.0,
     snapshot: SnapshotOpt = False,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Write results and every per-item record here. Default: nowhere.")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write results and every per-item record here, each item as it finishes: the same command run "
+            "again after an interruption continues from them. Default: nowhere.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     per_category: Annotated[
@@ -369,10 +377,42 @@ def eval_cmd(
             meter=meter,
         )
         engine = Engine.of(the_task, agents, lib, evaluation=settings)
-        with progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
-            on_item = ItemProgress(bar, bar.task_ids[0], meter)
+        # With --out, every finished item is kept as it finishes: the same command continues an interrupted run.
+        journal: EvalJournal | contextlib.nullcontext[None] = contextlib.nullcontext()
+        if out_dir is not None:
+            journal = EvalJournal(
+                out_dir,
+                {
+                    "task": the_task.name,
+                    "test": problems_digest(problems),
+                    "train": problems_digest(train_problems),
+                    "models": agents.models("actor", "critic"),
+                    "config": {**settings.model_dump(mode="json"), "modes": [m.value for m in mode_list]},
+                    "library": lib.location if lib is not None else None,
+                    "library_version": library_version(lib),
+                },
+            )
+        with journal as kept, progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
+            progress = ItemProgress(bar, bar.task_ids[0], meter)
+            if kept is not None and kept.done:
+                err.print(f"continuing the unfinished evaluation in {out_dir}: {len(kept.done)} items kept")
+            if kept is not None and kept.dropped:
+                err.print(f"the unfinished evaluation in {out_dir} had other settings: {kept.dropped} items dropped")
+
+            def on_item(item: ItemRecord) -> None:
+                progress(item)
+                if kept is not None:
+                    kept.record(item)
+
             results = run_closing(
-                agents, engine.evaluate(problems, train=train_problems, modes=mode_list, on_item=on_item)
+                agents,
+                engine.evaluate(
+                    problems,
+                    train=train_problems,
+                    modes=mode_list,
+                    on_item=on_item,
+                    done=kept.done if kept is not None else None,
+                ),
             )
         # Where flex mode used its experience (None without flex mode), and whether a critic judged attempts.
         guide = engine.guide_at if Mode.FLEX in mode_list else None
@@ -400,6 +440,8 @@ def eval_cmd(
         }
         if out_dir is not None:
             write_run(out_dir, meta, results, lib, snapshot=snapshot)
+            if isinstance(journal, EvalJournal):
+                journal.finish()
     finally:
         if lib is not None:
             lib.close()

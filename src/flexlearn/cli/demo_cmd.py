@@ -33,6 +33,7 @@ from flexlearn.cli.common import (
     run_closing,
     setting,
 )
+from flexlearn.cli.eval_journal import load_items
 from flexlearn.cli.output import (
     ItemProgress,
     LiveStatus,
@@ -274,21 +275,6 @@ def unfinished_run(out_dir: Path, key: dict[str, Any]) -> Path | None:
         if isinstance(state, dict) and state.get("key") == key and state.get("finished") is False:
             return folder
     return None
-
-
-def load_items(path: Path) -> dict[tuple[str, str, int], ItemRecord]:
-    """The items an interrupted evaluation finished, by (mode, problem id, repeat); a line cut by the interruption
-    is skipped."""
-    done: dict[tuple[str, str, int], ItemRecord] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            item = ItemRecord.model_validate_json(line)
-        except ValueError:
-            continue
-        done[(item.mode, item.problem_id, item.repeat)] = item
-    return done
 
 
 def pick_examples(lib: Library) -> list[Experience]:
