@@ -304,7 +304,7 @@ def test_an_interrupted_demo_continues_where_it_stopped(tmp_path: Path) -> None:
     # agent item takes at most 3 calls, the others 1).
     assert not {"distiller", "updater", "critic"} & set(again)
     assert 0 < len(again) <= 3 * (12 - kept) and kept >= 2
-    assert json.loads((run / "demo.json").read_text())["finished"] is True
+    assert json.loads((run / "eval-state.json").read_text())["finished"] is True
     # A finished demo is not continued: the next one starts a folder of its own.
     with FakeOpenAI(ScriptedFlex()) as server:
         proc = _demo(out, server)

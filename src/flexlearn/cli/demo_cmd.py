@@ -5,7 +5,6 @@ The orchestration lives in `flexlearn.demo`; this module is its command line.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import time
@@ -17,7 +16,6 @@ import typer
 from rich.markup import escape
 
 from flexlearn import Library
-from flexlearn.atomic import write_atomic
 from flexlearn.cli.common import (
     Command,
     CriticModelOpt,
@@ -33,7 +31,7 @@ from flexlearn.cli.common import (
     run_closing,
     setting,
 )
-from flexlearn.cli.eval_journal import load_items
+from flexlearn.cli.eval_journal import EvalJournal, unfinished
 from flexlearn.cli.output import (
     ItemProgress,
     LiveStatus,
@@ -156,11 +154,9 @@ def demo_cmd(
     if run_dir is None:
         run_dir = out_dir / f"run-{datetime.now():%Y%m%d-%H%M%S}"
         run_dir.mkdir(parents=True, exist_ok=False)
-        write_state(run_dir, key, finished=False)
     else:
         err.print(f"continuing the unfinished demo in {run_dir}", highlight=False)
     library_path = run_dir / "library.flexlib"
-    done = load_items(run_dir / ITEMS_CACHE)
     err.print(
         f"FLEX demo on [bold]{task}[/bold] ({demo.task.name} task): learn on {len(demo.train)} training problems, "
         f"then evaluate {len(demo.test)} held-out problems in modes vanilla, icl, agent, flex "
@@ -168,7 +164,9 @@ def demo_cmd(
         highlight=False,
     )
     started = time.time()
-    with Library.open(library_path) as lib:
+    # The run folder's journal keeps every evaluated item as it finishes; its key (the demo's settings) marks the
+    # folder unfinished from the start, so an interruption while learning continues here too.
+    with EvalJournal(run_dir, key) as journal, Library.open(library_path) as lib:
         with progress_bars(("learn", len(demo.train)), ("eval", len(demo.test) * len(demo.eval.modes or ()))) as (
             bar,
             ids,
@@ -182,18 +180,14 @@ def demo_cmd(
 
             progress = ItemProgress(bar, ids[1], meter)
 
-            with (run_dir / ITEMS_CACHE).open("a", encoding="utf-8") as cache:
+            def on_item(item: ItemRecord) -> None:
+                progress(item)
+                journal.record(item)
 
-                def on_item(item: ItemRecord) -> None:
-                    progress(item)
-                    if (item.mode, item.problem_id, item.repeat) not in done:
-                        cache.write(item.model_dump_json() + "\n")
-                        cache.flush()
-
-                outcome = run_closing(
-                    agents,
-                    run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item, done=done),
-                )
+            outcome = run_closing(
+                agents,
+                run_demo(demo, agents=agents, library=lib, on_learn=on_learn, on_item=on_item, done=journal.done),
+            )
         stats = lib.stats()
         examples = pick_examples(lib)
         seconds = time.time() - started
@@ -216,7 +210,7 @@ def demo_cmd(
             "test_size": len(demo.test),
         }
         write_run(run_dir / "eval", meta, outcome.results, lib, snapshot=snapshot)
-    write_state(run_dir, key, finished=True)
+        journal.finish()
     comparison = against_others(outcome.results)
     if as_json:
         summaries = [r.summary() for r in outcome.results]
@@ -253,28 +247,11 @@ def demo_cmd(
         out.print(f"  {escape(command)}\n      [dim]{why}[/dim]", highlight=False, soft_wrap=True)
 
 
-# Beside the run folder's library: `demo.json` (what the demo was run with, and whether it finished) and every
-# evaluated item as it finishes, so that `flex demo` run again after an interruption continues in the same folder.
-STATE = "demo.json"
-ITEMS_CACHE = "items-done.jsonl"
-
-
-def write_state(run_dir: Path, key: dict[str, Any], *, finished: bool) -> None:
-    write_atomic(run_dir / STATE, json.dumps({"key": key, "finished": finished}, indent=1))
-
-
 def unfinished_run(out_dir: Path, key: dict[str, Any]) -> Path | None:
     """The newest run folder under `out_dir` of a demo run with the same settings that did not finish, if any."""
     if not out_dir.is_dir():
         return None
-    for folder in sorted(out_dir.glob("run-*"), reverse=True):
-        try:
-            state = json.loads((folder / STATE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(state, dict) and state.get("key") == key and state.get("finished") is False:
-            return folder
-    return None
+    return next((f for f in sorted(out_dir.glob("run-*"), reverse=True) if unfinished(f, key)), None)
 
 
 def pick_examples(lib: Library) -> list[Experience]:

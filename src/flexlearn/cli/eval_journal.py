@@ -5,6 +5,7 @@ Beside the results, DIR holds `eval-state.json` (the evaluation's key: task, pro
 and its version; and whether it finished) and `items-done.jsonl`, one line per finished item, flushed as it
 finishes. Run again with the same key and unfinished, the finished items are kept and only the rest evaluated;
 with another key, or after a finished run, it starts afresh (and says so when it drops unfinished items).
+`flex demo` keeps its evaluation the same way, in its run folder, with the demo's settings as the key.
 """
 
 from __future__ import annotations
@@ -38,13 +39,24 @@ def load_items(path: Path) -> Done:
     return done
 
 
+def unfinished(out_dir: Path, key: dict[str, Any]) -> bool:
+    """Whether `out_dir` holds an evaluation of this key that did not finish (one `EvalJournal` continues)."""
+    state = read_state(out_dir)
+    return state.get("key") == key and state.get("finished") is False
+
+
+def read_state(out_dir: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((out_dir / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def library_version(library: Library | None) -> int | None:
     """The library's latest change (its newest event's number), None without a library: flex items answered
     with another version of it are not reused."""
-    if library is None:
-        return None
-    events = library.events()
-    return events[-1].seq if events else 0
+    return None if library is None else library.revision()
 
 
 class EvalJournal:
@@ -60,13 +72,12 @@ class EvalJournal:
 
     def __enter__(self) -> EvalJournal:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = self._state()
         items = self.out_dir / ITEMS_DONE
-        if state.get("key") == self.key and state.get("finished") is False:
+        if unfinished(self.out_dir, self.key):
             self.done = load_items(items)
             self._file = items.open("a", encoding="utf-8")
         else:
-            if state.get("finished") is False:
+            if read_state(self.out_dir).get("finished") is False:
                 self.dropped = len(load_items(items))
             self._file = items.open("w", encoding="utf-8")
             write_atomic(self.out_dir / STATE, json.dumps({"key": self.key, "finished": False}, indent=1))
@@ -85,10 +96,3 @@ class EvalJournal:
 
     def finish(self) -> None:
         write_atomic(self.out_dir / STATE, json.dumps({"key": self.key, "finished": True}, indent=1))
-
-    def _state(self) -> dict[str, Any]:
-        try:
-            state = json.loads((self.out_dir / STATE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
