@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -378,31 +377,28 @@ def eval_cmd(
         )
         engine = Engine.of(the_task, agents, lib, evaluation=settings)
         # With --out, every finished item is kept as it finishes: the same command continues an interrupted run.
-        journal: EvalJournal | contextlib.nullcontext[None] = contextlib.nullcontext()
-        if out_dir is not None:
-            journal = EvalJournal(
-                out_dir,
-                {
-                    "task": the_task.name,
-                    "test": problems_digest(problems),
-                    "train": problems_digest(train_problems),
-                    "models": agents.models("actor", "critic"),
-                    "config": {**settings.model_dump(mode="json"), "modes": [m.value for m in mode_list]},
-                    "library": lib.location if lib is not None else None,
-                    "library_version": library_version(lib),
-                },
-            )
-        with journal as kept, progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
+        journal = EvalJournal(
+            out_dir,
+            {
+                "task": the_task.name,
+                "test": problems_digest(problems),
+                "train": problems_digest(train_problems),
+                "models": agents.models("actor", "critic"),
+                "config": {**settings.model_dump(mode="json"), "modes": [m.value for m in mode_list]},
+                "library": lib.location if lib is not None else None,
+                "library_version": library_version(lib),
+            },
+        )
+        with journal, progress_bar("eval", len(problems) * len(mode_list) * settings.repeats) as bar:
             progress = ItemProgress(bar, bar.task_ids[0], meter)
-            if kept is not None and kept.done:
-                err.print(f"continuing the unfinished evaluation in {out_dir}: {len(kept.done)} items kept")
-            if kept is not None and kept.dropped:
-                err.print(f"the unfinished evaluation in {out_dir} had other settings: {kept.dropped} items dropped")
+            if journal.done:
+                err.print(f"continuing the unfinished evaluation in {out_dir}: {len(journal.done)} items kept")
+            if journal.dropped:
+                err.print(f"the unfinished evaluation in {out_dir} had other settings: {journal.dropped} items dropped")
 
             def on_item(item: ItemRecord) -> None:
                 progress(item)
-                if kept is not None:
-                    kept.record(item)
+                journal.record(item)
 
             results = run_closing(
                 agents,
@@ -411,7 +407,7 @@ def eval_cmd(
                     train=train_problems,
                     modes=mode_list,
                     on_item=on_item,
-                    done=kept.done if kept is not None else None,
+                    done=journal.done,
                 ),
             )
         # Where flex mode used its experience (None without flex mode), and whether a critic judged attempts.
@@ -440,8 +436,7 @@ def eval_cmd(
         }
         if out_dir is not None:
             write_run(out_dir, meta, results, lib, snapshot=snapshot)
-            if isinstance(journal, EvalJournal):
-                journal.finish()
+            journal.finish()
     finally:
         if lib is not None:
             lib.close()

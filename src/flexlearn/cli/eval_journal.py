@@ -61,9 +61,10 @@ def library_version(library: Library | None) -> int | None:
 
 class EvalJournal:
     """Open with the evaluation's key: `done` holds what an unfinished run of the same key finished; `record`
-    appends an item as it finishes; `finish` marks the run done once its results are written."""
+    appends an item as it finishes; `finish` marks the run done once its results are written. Without a folder
+    (`flex eval` without --out) it keeps nothing."""
 
-    def __init__(self, out_dir: Path, key: dict[str, Any]) -> None:
+    def __init__(self, out_dir: Path | None, key: dict[str, Any]) -> None:
         self.out_dir = out_dir
         self.key = key
         self.dropped = 0
@@ -71,6 +72,8 @@ class EvalJournal:
         self._file: IO[str] | None = None
 
     def __enter__(self) -> EvalJournal:
+        if self.out_dir is None:
+            return self
         self.out_dir.mkdir(parents=True, exist_ok=True)
         items = self.out_dir / ITEMS_DONE
         if unfinished(self.out_dir, self.key):
@@ -95,4 +98,6 @@ class EvalJournal:
         self._file.flush()
 
     def finish(self) -> None:
+        if self.out_dir is None:
+            return
         write_atomic(self.out_dir / STATE, json.dumps({"key": self.key, "finished": True}, indent=1))
