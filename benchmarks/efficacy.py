@@ -41,6 +41,7 @@ import flexlearn
 from flexlearn.engine import Engine, paired
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import DEFAULT_THREADS, REPLY_REVISION
+from flexlearn.models.memo import ReplyMemo
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task, get_task
@@ -102,12 +103,17 @@ class Phases:
         self.path = path
         self.data: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
 
-    def add(self, phase: str, *, seconds: float, calls: int, prompt_tokens: int, completion_tokens: int) -> None:
+    def add(
+        self, phase: str, *, seconds: float, calls: int, prompt_tokens: int, completion_tokens: int, **more: int
+    ) -> None:
+        """Add to `phase`'s counts; `more` are counts a phase has beyond the four (e.g. `reused_calls`)."""
         row = self.data.setdefault(phase, {"seconds": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
         row["seconds"] += seconds
         row["calls"] += calls
         row["prompt_tokens"] += prompt_tokens
         row["completion_tokens"] += completion_tokens
+        for name, value in more.items():
+            row[name] = row.get(name, 0) + value
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         os.replace(tmp, self.path)
@@ -208,6 +214,18 @@ def mode_settings(actor: ChatModel, mode: str) -> dict[str, Any]:
     return settings
 
 
+def _reply_memo(args: argparse.Namespace, agents: flexlearn.Agents, folder: Path) -> ReplyMemo | None:
+    """An embedded model answers a request the same way every time: its replies are kept in the work folder's
+    `replies.jsonl` and a request asked again (the agent's first attempt is vanilla's request) takes the kept reply
+    (`flexlearn.models.memo`). Its items still count that call and its tokens, as asked alone; the phase records
+    them as `reused_*`, and the item's seconds leave it out. None for any other model."""
+    if not args.model.startswith("local"):
+        return None
+    memo = ReplyMemo(agents.actor, folder / "replies.jsonl", salt=f"reply-revision-{REPLY_REVISION}")
+    agents.actor = agents.critic = agents.distiller = agents.updater = memo
+    return memo
+
+
 async def eval_phase(
     args: argparse.Namespace,
     mode: str,
@@ -221,6 +239,7 @@ async def eval_phase(
     uses_tools = bool(args.tools) and mode in ("agent", "flex")
     meter = Meter()
     agents = _connect(args, meter)  # cheap: a local model loads on its first call, an HTTP one connects on it
+    memo = _reply_memo(args, agents, cache.path.parent)
     try:
         key = fingerprint(
             args.model,
@@ -275,12 +294,23 @@ async def eval_phase(
                 **EVAL,
             )
             calls, prompt, completion = _meter_totals(meter)
+            # The meter counts the calls the model answered; the items count reused replies as well (`_reply_memo`).
+            reused = (
+                {
+                    "reused_calls": memo.hits,
+                    "reused_prompt_tokens": memo.reused.prompt_tokens,
+                    "reused_completion_tokens": memo.reused.completion_tokens,
+                }
+                if memo is not None and memo.hits
+                else {}
+            )
             phases.add(
                 f"eval:{mode}",
                 seconds=time.monotonic() - started,
                 calls=calls,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
+                **reused,
             )
     finally:
         await agents.aclose()

@@ -35,6 +35,7 @@ from flexlearn.loop.agents import Agents
 from flexlearn.loop.episode import Episode, check_guide_at, place, resolve_guide_at, resolve_rounds, run_episode
 from flexlearn.loop.stats import bootstrap, wilson
 from flexlearn.models.base import ChatModel, GenerationOptions, PromptKind
+from flexlearn.models.memo import ReplyMemo, is_deterministic
 from flexlearn.records import ItemRecord, Metric, ModeResult
 from flexlearn.retrieval import DEFAULT_RETRIEVER, Retriever, get_retriever, select_guidance
 from flexlearn.retrieval.guidance import case_gate
@@ -276,6 +277,7 @@ async def evaluate(
     tool_names = parse_tools(config.tools)
     if tool_names:
         check_tool_model(agents.actor)
+    agents = _sharing_replies(agents, modes, config)
     shown = library.shown() if library is not None else None
     toolsets = {
         Mode.AGENT: make_toolset([n for n in tool_names if n != "experience"], limits=config.sandbox),
@@ -330,6 +332,21 @@ async def evaluate(
         check_errors(result, config.max_error_fraction)
         results.append(result)
     return results
+
+
+def _sharing_replies(agents: Agents, modes: Sequence[Mode], config: EvalConfig) -> Agents:
+    """The agent baseline's first attempt is vanilla's request, word for word: evaluated together on a model that
+    answers a request the same way every time (an embedded one at temperature 0), the agent takes vanilla's reply
+    rather than ask for it again (`ReplyMemo`; its items still count that call and its tokens, as asked alone)."""
+    if not (Mode.VANILLA in modes and Mode.AGENT in modes and is_deterministic(agents.actor, config.actor)):
+        return agents
+    return Agents(
+        ReplyMemo(agents.actor),
+        critic=agents.critic,
+        distiller=agents.distiller,
+        updater=agents.updater,
+        meter=agents.meter,
+    )
 
 
 def summarise(
