@@ -76,3 +76,40 @@ def test_demo_learns_and_evaluates_with_the_embedded_model(tmp_path: Path) -> No
     # Base-model prompts end on the answer cue, and the replies were actually generated.
     assert all(item["prompt"].endswith("A:") for item in items)
     assert any(item["reply"].strip() for item in items)
+
+
+async def test_the_agent_beside_vanilla_answers_as_it_does_alone_on_the_embedded_model() -> None:
+    """What lets the agent take vanilla's reply for its first attempt (`ReplyMemo`): the embedded model answers
+    the same request the same way, whatever it was asked before. The agent's items, evaluated beside vanilla, are
+    the items it makes alone, and the model was asked one attempt less per problem."""
+    from flexlearn import connect
+    from flexlearn.loop.agents import Agents
+    from flexlearn.loop.evaluate import EvalConfig, Mode, evaluate
+    from flexlearn.models import GenerationOptions, Meter
+    from flexlearn.tasks import Problem, get_task
+
+    task = get_task("exact")
+    problems = [
+        Problem(id="p0", question="What is the capital of France?", answer="Paris"),
+        Problem(id="p1", question="What is the plural of mouse?", answer="mice"),
+    ]
+    config = EvalConfig(actor=GenerationOptions(max_tokens=24), critic=GenerationOptions(max_tokens=48))
+
+    async def run(modes: list[Mode]) -> tuple[dict[str, list], int]:
+        meter = Meter()
+        agents = Agents.single(connect("local", meter=meter, concurrency=1))
+        try:
+            results = await evaluate(problems, task=task, modes=modes, agents=agents, config=config)
+        finally:
+            await agents.aclose()
+        actor_calls = int(meter.snapshot()["actor"]["calls"])
+        return {r.mode: r.items for r in results}, actor_calls
+
+    alone, alone_calls = await run([Mode.AGENT])
+    together, together_calls = await run([Mode.VANILLA, Mode.AGENT])
+    fields = ("reply", "correct", "calls", "prompt_tokens", "completion_tokens", "rounds")
+    assert [[getattr(i, f) for f in fields] for i in together["agent"]] == [
+        [getattr(i, f) for f in fields] for i in alone["agent"]
+    ]
+    # Beside vanilla the actor was asked vanilla's attempts and the agent's retries: what the agent alone asks.
+    assert together_calls == alone_calls
