@@ -194,7 +194,8 @@ class EvalSettings(Settings):
     modes: tuple[Mode, ...] | None = Field(
         None,
         description="Comma-separated: vanilla, icl, agent, flex. Default: every mode the inputs allow (icl with "
-        "--train, flex with --library).",
+        "--train, flex with --library). Beside vanilla, on an embedded model at temperature 0, agent's first attempt "
+        "(vanilla's request) takes vanilla's reply instead of asking again; its items still count that call.",
     )
     icl_k: int = Field(3, ge=1, description="Worked examples in icl mode.")
     agent_rounds: int | None = Field(
