@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, PromptKind, Reply, Usage
+from flexlearn.models.base import ChatModel, GenerationOptions, Prompt, Reply, Usage
+from flexlearn.models.middleware import _Wrapper
 
 
 def is_deterministic(model: ChatModel, options: GenerationOptions | None = None) -> bool:
@@ -33,11 +35,11 @@ def is_deterministic(model: ChatModel, options: GenerationOptions | None = None)
     return model.name.startswith("local:") and not temperature
 
 
-class ReplyMemo:
+class ReplyMemo(_Wrapper):
     """A `ChatModel` that answers a request it has seen from its memory, and asks `inner` otherwise."""
 
     def __init__(self, inner: ChatModel, path: Path | None = None, *, salt: str = "") -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.path = path
         self.salt = salt
         self.hits = 0
@@ -46,14 +48,6 @@ class ReplyMemo:
         if path is not None and path.exists():
             self._replies = _read(path)
             _end_line(path)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def prompt_kind(self) -> PromptKind:
-        return self.inner.prompt_kind
 
     def key(self, prompt: Prompt, role: str, schema: dict[str, Any] | None, options: GenerationOptions | None) -> str:
         """What decides the reply to a request, hashed."""
@@ -75,8 +69,9 @@ class ReplyMemo:
         schema: dict[str, Any] | None = None,
         options: GenerationOptions | None = None,
     ) -> Reply:
+        """The kept reply to this request, or the inner model's (kept, unless sampled at a temperature above 0)."""
         if options is not None and options.temperature:
-            return await self.inner.generate(prompt, role=role, schema=schema, options=options)
+            return await super().generate(prompt, role=role, schema=schema, options=options)
         key = self.key(prompt, role, schema, options)
         kept = self._replies.get(key)
         if kept is not None:
@@ -84,17 +79,14 @@ class ReplyMemo:
             self.reused = self.reused + kept.usage
             usage = Usage(kept.usage.prompt_tokens, kept.usage.completion_tokens)
             return Reply(kept.text, usage, 0.0, kept.structured_mode)
-        reply = await self.inner.generate(prompt, role=role, schema=schema, options=options)
+        reply = await super().generate(prompt, role=role, schema=schema, options=options)
         self._replies[key] = reply
         if self.path is not None:
             _append(self.path, key, reply)
         return reply
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __repr__(self) -> str:
-        return f"ReplyMemo({self.inner!r}, path={self.path!r})"
+    async def _around(self, role: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
+        return await call()
 
 
 def _append(path: Path, key: str, reply: Reply) -> None:
