@@ -41,7 +41,7 @@ import flexlearn
 from flexlearn.engine import Engine, paired
 from flexlearn.models import ChatModel, Meter
 from flexlearn.models.local import DEFAULT_THREADS, REPLY_REVISION
-from flexlearn.models.memo import ReplyMemo
+from flexlearn.models.memo import ReplyMemo, is_deterministic
 from flexlearn.retrieval import DEFAULT_RETRIEVER
 from flexlearn.settings import EvalSettings
 from flexlearn.tasks import Problem, Task, get_task
@@ -214,12 +214,12 @@ def mode_settings(actor: ChatModel, mode: str) -> dict[str, Any]:
     return settings
 
 
-def _reply_memo(args: argparse.Namespace, agents: flexlearn.Agents, folder: Path) -> ReplyMemo | None:
+def _reply_memo(agents: flexlearn.Agents, folder: Path) -> ReplyMemo | None:
     """An embedded model answers a request the same way every time: its replies are kept in the work folder's
     `replies.jsonl` and a request asked again (the agent's first attempt is vanilla's request) takes the kept reply
     (`flexlearn.models.memo`). Its items still count that call and its tokens, as asked alone; the phase records
     them as `reused_*`, and the item's seconds leave it out. None for any other model."""
-    if not args.model.startswith("local"):
+    if not is_deterministic(agents.actor):
         return None
     memo = ReplyMemo(agents.actor, folder / "replies.jsonl", salt=f"reply-revision-{REPLY_REVISION}")
     agents.actor = agents.critic = agents.distiller = agents.updater = memo
@@ -239,7 +239,7 @@ async def eval_phase(
     uses_tools = bool(args.tools) and mode in ("agent", "flex")
     meter = Meter()
     agents = _connect(args, meter)  # cheap: a local model loads on its first call, an HTTP one connects on it
-    memo = _reply_memo(args, agents, cache.path.parent)
+    memo = _reply_memo(agents, cache.path.parent)
     try:
         key = fingerprint(
             args.model,

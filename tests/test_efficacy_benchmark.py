@@ -253,3 +253,25 @@ def test_the_ace_row_learns_on_one_server_then_answers_on_one_per_worker(
     calls = [json.loads(line) for line in (work / "ace" / "calls.jsonl").read_text().splitlines()]
     assert [(len(c["urls"]), c["learn_only"]) for c in calls[2:]] == [(2, False)]
     assert json.loads(capsys.readouterr().out)["modes"]["ace"]["correct"] == 1
+
+
+async def test_an_embedded_models_replies_are_kept_in_the_work_folder_for_the_next_mode(
+    efficacy: ModuleType, tmp_path: Path
+) -> None:
+    """The agent's first attempt is vanilla's request: on an embedded model the agent phase, a later invocation,
+    takes vanilla's kept reply; any other model is asked every time."""
+    from flexlearn.loop.agents import Agents
+    from flexlearn.models import FunctionModel, Message, Prompt
+
+    request = Prompt([Message("user", "2+2?")])
+    for phase in range(2):
+        model = FunctionModel(lambda p, role, schema: "Final answer: 4", name="local:scripted")
+        agents = Agents.single(model)
+        memo = efficacy._reply_memo(agents, tmp_path)
+        assert memo is not None and agents.actor is memo and agents.critic is memo
+        reply = await agents.actor.generate(request)
+        assert reply.text == "Final answer: 4" and reply.usage.prompt_tokens > 0
+        assert (len(model.calls), memo.hits) == ((1, 0) if phase == 0 else (0, 1))
+    assert (tmp_path / "replies.jsonl").exists()
+    hosted = Agents.single(FunctionModel(lambda p, role, schema: "4", name="openai:gpt"))
+    assert efficacy._reply_memo(hosted, tmp_path / "hosted") is None
